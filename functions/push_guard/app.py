@@ -1,0 +1,31 @@
+"""Push guard: ECR Image Action events (EventBridge) -> tag history in the ledger, alerts on overwrites."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tagwarden.config import PushGuardConfig
+from tagwarden.events.ecr import EcrImageActionEvent
+from tagwarden.events.parsing import parse_event
+from tagwarden.observability import logger, metrics, tracer
+from tagwarden.services.push_guard import PushGuard
+from tagwarden.services.wiring import build_push_guard
+
+CONFIG = PushGuardConfig.from_env()
+
+
+@cache
+def push_guard() -> PushGuard:
+    """Built on first use, so the import stays cheap and clients are reused across invocations."""
+    return build_push_guard(CONFIG)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    """Record one ECR push or delete."""
+    return push_guard().handle(parse_event(event, EcrImageActionEvent).to_fact()).as_dict()

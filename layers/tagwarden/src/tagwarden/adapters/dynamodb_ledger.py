@@ -1,0 +1,268 @@
+"""The ledger on one DynamoDB table: conditional writes only, never a read-then-write without a condition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tagwarden.adapters.ledger_items import (
+    IMAGE_SK,
+    MOVE_PREFIX,
+    MOVE_UPPER_BOUND,
+    POINTER_SK,
+    Item,
+    image_pk,
+    iso,
+    key,
+    move_from_item,
+    move_item,
+    move_sk,
+    pointer_from_item,
+    pointer_item,
+    scan_from_attr,
+    tag_pk,
+)
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.rules import Neighbours, TagDecision
+from tagwarden.domain.scans import ScanState
+from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
+from tagwarden.ports import ConcurrentUpdateError, LedgerUnavailableError, TagSnapshot
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+BATCH_GET_LIMIT = 100
+# Conflicts a transaction can lose that mean "read again", not "the ledger is broken".
+_RETRYABLE_CANCELLATIONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _ledger_errors(operation: str) -> Iterator[None]:
+    """AWS errors become the core's own: a lost conditional race, or an unavailable ledger."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            raise ConcurrentUpdateError(f"{operation}: condition no longer holds") from error
+        if code == "TransactionCanceledException":
+            reasons = {r.get("Code", "None") for r in error.response.get("CancellationReasons", [])}
+            if reasons - {"None"} <= _RETRYABLE_CANCELLATIONS:
+                raise ConcurrentUpdateError(f"{operation}: {sorted(reasons - {'None'})}") from error
+        raise LedgerUnavailableError(f"{operation} failed: {code or error}") from error
+    except BotoCoreError as error:
+        raise LedgerUnavailableError(f"{operation} failed: {error}") from error
+
+
+class DynamoDbLedger:
+    """Tag pointers, tag histories and digest records in one table (see `ledger_items` for the keys)."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._client = client
+        self._table = table_name
+        self._clock = clock
+        self.requests = 0  # DynamoDB requests made, for the benchmark's budget check
+
+    def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
+        """Pointer, this event's history entry and the digest record, in one consistent BatchGetItem."""
+        pointer_key = key(tag_pk(tag), POINTER_SK)
+        move_key = key(tag_pk(tag), move_sk(action.source.key))
+        image_key = key(image_pk(tag.image, action.digest), IMAGE_SK)
+        items = self._batch_get([pointer_key, move_key, image_key])
+        pointer = items.get(_key_text(pointer_key))
+        existing = items.get(_key_text(move_key))
+        image = items.get(_key_text(image_key))
+        scans = {action.digest: scan_from_attr(image["scan"])} if image and "scan" in image else {}
+        return TagSnapshot(
+            pointer=pointer_from_item(pointer) if pointer else None,
+            existing=move_from_item(existing) if existing else None,
+            scans=scans,
+        )
+
+    def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
+        """Two small queries, needed only for late events (rare)."""
+        position = move_sk(event_key)
+        before = self._query_one(tag, MOVE_PREFIX, position, forward=False, skip=position)
+        after = self._query_one(tag, position, MOVE_UPPER_BOUND, forward=True, skip=position)
+        return Neighbours(before=before, after=after)
+
+    def history(self, tag: TagRef) -> list[TagMove]:
+        """The tag's whole history, oldest first."""
+        moves: list[TagMove] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": tag_pk(tag)}, ":prefix": {"S": MOVE_PREFIX}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            with _ledger_errors("Query history"):
+                self.requests += 1
+                page = self._client.query(**kwargs)
+            moves.extend(move_from_item(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return moves
+
+    def pointer(self, tag: TagRef) -> TagPointer | None:
+        """The tag's pointer, if the ledger has seen the tag."""
+        with _ledger_errors("GetItem pointer"):
+            self.requests += 1
+            item = self._client.get_item(
+                TableName=self._table, Key=key(tag_pk(tag), POINTER_SK), ConsistentRead=True
+            ).get("Item")
+        return pointer_from_item(item) if item else None
+
+    def scan_states(self, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
+        """Latest scan per digest, batched."""
+        wanted = {digest: key(image_pk(image, digest), IMAGE_SK) for digest in dict.fromkeys(digests)}
+        items = self._batch_get(list(wanted.values()))
+        result: dict[str, ScanState] = {}
+        for digest, item_key in wanted.items():
+            item = items.get(_key_text(item_key))
+            if item and "scan" in item:
+                result[digest] = scan_from_attr(item["scan"])
+        return result
+
+    def apply(self, tag: TagRef, action: ImageAction, decision: TagDecision, expected: TagPointer | None) -> None:
+        """One TransactWriteItems: history entry, pointer (optimistically locked) and digest record."""
+        now = self._clock()
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": move_item(tag, decision.move, now),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        if decision.pointer is not None:
+            items.append({"Put": self._pointer_put(tag, action, decision.pointer, expected, now)})
+        if action.action is TagAction.PUSH:
+            items.append({"Update": self._image_update(action, now)})
+        with _ledger_errors("TransactWriteItems tag action"):
+            self.requests += 1
+            self._client.transact_write_items(TransactItems=items)
+
+    def mark_alerts_delivered(self, tag: TagRef, event_key: str) -> None:
+        """Flag the history entry's alerts as published."""
+        with _ledger_errors("UpdateItem alerts_delivered"):
+            self.requests += 1
+            self._client.update_item(
+                TableName=self._table,
+                Key=key(tag_pk(tag), move_sk(event_key)),
+                UpdateExpression="SET alerts_delivered = :true",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":true": {"BOOL": True}},
+            )
+
+    def record_untagged(self, action: ImageAction) -> None:
+        """An idempotent update of the digest record: pushes and deletes that concern no tag."""
+        update = self._image_update(action, self._clock())
+        with _ledger_errors("UpdateItem digest record"):
+            self.requests += 1
+            self._client.update_item(**update)
+
+    def _pointer_put(
+        self,
+        tag: TagRef,
+        action: ImageAction,
+        pointer: TagPointer,
+        expected: TagPointer | None,
+        now: datetime,
+    ) -> Any:
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": pointer_item(tag, pointer, action.source, now),
+        }
+        if expected is None:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "version = :expected"
+            put["ExpressionAttributeValues"] = {":expected": {"N": str(expected.version)}}
+        return put
+
+    def _image_update(self, action: ImageAction, now: datetime) -> Any:
+        values: dict[str, Any] = {
+            ":registry": {"S": action.image.registry},
+            ":repository": {"S": action.image.repository},
+            ":digest": {"S": action.digest},
+            ":seen": {"S": iso(action.source.event_time)},
+            ":now": {"S": iso(now)},
+        }
+        assignments = [
+            "kind = :kind",
+            "registry = :registry",
+            "repository = :repository",
+            "digest = :digest",
+            "first_seen_at = if_not_exists(first_seen_at, :seen)",
+            "updated_at = :now",
+        ]
+        values[":kind"] = {"S": "image"}
+        if action.action is TagAction.PUSH:
+            assignments.append("last_pushed_at = :seen")
+        else:
+            assignments.append("deleted_at = :seen")
+        expression = "SET " + ", ".join(assignments)
+        if action.tag is not None and action.action is TagAction.PUSH:
+            expression += " ADD tags :tags"
+            values[":tags"] = {"SS": [action.tag]}
+        return {
+            "TableName": self._table,
+            "Key": key(image_pk(action.image, action.digest), IMAGE_SK),
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+        }
+
+    def _query_one(self, tag: TagRef, low: str, high: str, *, forward: bool, skip: str) -> TagMove | None:
+        with _ledger_errors("Query neighbours"):
+            self.requests += 1
+            page = self._client.query(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+                ExpressionAttributeValues={
+                    ":pk": {"S": tag_pk(tag)},
+                    ":low": {"S": low},
+                    ":high": {"S": high},
+                },
+                ScanIndexForward=forward,
+                ConsistentRead=True,
+                Limit=2,
+            )
+        for item in page.get("Items", []):
+            if item["sk"]["S"] != skip:
+                return move_from_item(item)
+        return None
+
+    def _batch_get(self, keys: list[Item]) -> dict[str, Item]:
+        """Consistent BatchGetItem over any number of keys, retrying unprocessed keys."""
+        found: dict[str, Item] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending: list[Item] = keys[start : start + BATCH_GET_LIMIT]
+            while pending:
+                with _ledger_errors("BatchGetItem"):
+                    self.requests += 1
+                    response = self._client.batch_get_item(
+                        RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
+                    )
+                for item in response.get("Responses", {}).get(self._table, []):
+                    found[_key_text(item)] = item
+                unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
+                pending = list(unprocessed["Keys"]) if unprocessed else []
+        return found
+
+
+def _key_text(item: Any) -> str:
+    return f"{item['pk']['S']}\x00{item['sk']['S']}"

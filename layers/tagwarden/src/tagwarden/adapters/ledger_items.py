@@ -1,0 +1,161 @@
+"""Ledger items: how tag pointers, tag histories and digest records are stored in the one DynamoDB table.
+
+| item           | pk                                 | sk                    |
+|----------------|------------------------------------|-----------------------|
+| tag pointer    | `TAG#{registry}/{repository}:{tag}`  | `POINTER`             |
+| tag history    | `TAG#{registry}/{repository}:{tag}`  | `MOVE#{time}#{event}` |
+| digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`          |
+
+Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
+from tagwarden.domain.tags import SourceEvent, TagAction, TagMove, TagPointer, TagRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+POINTER_SK = "POINTER"
+MOVE_PREFIX = "MOVE#"
+# The first string after every `MOVE#...` key: `$` follows `#` in ASCII.
+MOVE_UPPER_BOUND = "MOVE$"
+IMAGE_SK = "IMAGE"
+
+
+def tag_pk(tag: TagRef) -> str:
+    """Partition of a tag: its pointer and its whole history."""
+    return f"TAG#{tag}"
+
+
+def image_pk(image: ImageName, digest: str) -> str:
+    """Partition of one digest in one repository."""
+    return f"IMAGE#{image}@{digest}"
+
+
+def move_sk(event_key: str) -> str:
+    """Sort key of a history entry: time order, then event id."""
+    return f"{MOVE_PREFIX}{event_key}"
+
+
+def key(pk: str, sk: str) -> Item:
+    """A primary key in DynamoDB's attribute-value form."""
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def iso(moment: datetime) -> str:
+    """UTC timestamp text as stored in the ledger."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    """Inverse of `iso`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def scan_to_attr(scan: ScanState) -> AttributeValueTypeDef:
+    """A scan state as a DynamoDB map."""
+    value: dict[str, AttributeValueTypeDef] = {
+        "status": {"S": scan.status.value},
+        "scanned_at": {"S": iso(scan.scanned_at)},
+        "scanner": {"S": scan.scanner},
+        "finding_counts": {"M": {name: {"N": str(count)} for name, count in scan.finding_counts.items()}},
+    }
+    if scan.verdict is not None:
+        value["verdict"] = {"S": scan.verdict.value}
+    return {"M": value}
+
+
+def scan_from_attr(attr: Any) -> ScanState:
+    """Inverse of `scan_to_attr`."""
+    value = attr["M"]
+    return ScanState(
+        status=ScanStatus(value["status"]["S"]),
+        scanned_at=parse_iso(value["scanned_at"]["S"]),
+        scanner=value["scanner"]["S"],
+        verdict=Verdict(value["verdict"]["S"]) if "verdict" in value else None,
+        finding_counts={name: int(count["N"]) for name, count in value.get("finding_counts", {"M": {}})["M"].items()},
+    )
+
+
+def pointer_item(tag: TagRef, pointer: TagPointer, source: SourceEvent, now: datetime) -> Item:
+    """The tag's pointer item."""
+    item: Item = {
+        **key(tag_pk(tag), POINTER_SK),
+        "kind": {"S": "tag_pointer"},
+        "registry": {"S": tag.image.registry},
+        "repository": {"S": tag.image.repository},
+        "tag": {"S": tag.tag},
+        "last_digest": {"S": pointer.last_digest},
+        "event_key": {"S": pointer.event_key},
+        "event_id": {"S": source.event_id},
+        "event_time": {"S": iso(source.event_time)},
+        "version": {"N": str(pointer.version)},
+        "updated_at": {"S": iso(now)},
+    }
+    if pointer.digest is not None:
+        item["digest"] = {"S": pointer.digest}
+    if pointer.scan is not None:
+        item["scan"] = scan_to_attr(pointer.scan)
+    return item
+
+
+def pointer_from_item(item: Any) -> TagPointer:
+    """Inverse of `pointer_item`."""
+    return TagPointer(
+        digest=item["digest"]["S"] if "digest" in item else None,
+        last_digest=item["last_digest"]["S"],
+        event_key=item["event_key"]["S"],
+        version=int(item["version"]["N"]),
+        scan=scan_from_attr(item["scan"]) if "scan" in item else None,
+    )
+
+
+def move_item(tag: TagRef, move: TagMove, now: datetime) -> Item:
+    """A history entry item."""
+    item: Item = {
+        **key(tag_pk(tag), move_sk(move.source.key)),
+        "kind": {"S": "tag_move"},
+        "action": {"S": move.action.value},
+        "digest": {"S": move.digest},
+        "event_id": {"S": move.source.event_id},
+        "event_time": {"S": iso(move.source.event_time)},
+        "late": {"BOOL": move.late},
+        "recorded_at": {"S": iso(now)},
+    }
+    if move.previous_digest is not None:
+        item["previous_digest"] = {"S": move.previous_digest}
+    if move.source.account is not None:
+        item["account"] = {"S": move.source.account}
+    if move.source.region is not None:
+        item["region"] = {"S": move.source.region}
+    if move.alerts:
+        item["alerts"] = {"L": [{"S": alert.to_json()} for alert in move.alerts]}
+        item["alerts_delivered"] = {"BOOL": move.alerts_delivered}
+    return item
+
+
+def move_from_item(item: Any) -> TagMove:
+    """Inverse of `move_item`."""
+    return TagMove(
+        action=TagAction(item["action"]["S"]),
+        digest=item["digest"]["S"],
+        previous_digest=item["previous_digest"]["S"] if "previous_digest" in item else None,
+        source=SourceEvent(
+            event_id=item["event_id"]["S"],
+            event_time=parse_iso(item["event_time"]["S"]),
+            account=item["account"]["S"] if "account" in item else None,
+            region=item["region"]["S"] if "region" in item else None,
+        ),
+        late=item.get("late", {"BOOL": False})["BOOL"],
+        alerts=tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"]),
+        alerts_delivered=item.get("alerts_delivered", {"BOOL": False})["BOOL"],
+    )

@@ -1,0 +1,73 @@
+"""Function configuration: read from the environment once, at cold start, failing with the variable's name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from tagwarden.domain.tag_policy import (
+    DEFAULT_MUTABLE_TAG_PATTERNS,
+    DEFAULT_PROTECTED_TAG_PATTERNS,
+    TagPolicy,
+    split_patterns,
+)
+
+
+class ConfigurationError(RuntimeError):
+    """An environment variable is missing or invalid; the message names it."""
+
+
+class LedgerConfig(BaseModel):
+    """Configuration every function shares: where the ledger and the alerts topic are, and the tag policy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    LEDGER_TABLE_NAME: str
+    ALERTS_TOPIC_ARN: str
+    PROTECTED_TAG_PATTERNS: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
+    MUTABLE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
+
+    @field_validator("LEDGER_TABLE_NAME")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not 3 <= len(value) <= 255:
+            raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
+        return value
+
+    @field_validator("ALERTS_TOPIC_ARN")
+    @classmethod
+    def _topic_arn(cls, value: str) -> str:
+        if not value.startswith("arn:") or ":sns:" not in value:
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return value
+
+    @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", mode="before")
+    @classmethod
+    def _patterns(cls, value: object) -> object:
+        return split_patterns(value) if isinstance(value, str) else value
+
+    @property
+    def tag_policy(self) -> TagPolicy:
+        """The tag policy these patterns describe."""
+        return TagPolicy(protected=self.PROTECTED_TAG_PATTERNS, mutable=self.MUTABLE_TAG_PATTERNS)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read and validate the configuration; raise ConfigurationError naming each bad variable."""
+        source = os.environ if environ is None else environ
+        values = {name: source[name] for name in cls.model_fields if name in source}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc'])}: {'is not set' if e['type'] == 'missing' else e['msg']}"
+                for e in error.errors()
+            )
+            raise ConfigurationError(f"invalid Tagwarden configuration: {problems}") from None
+
+
+class PushGuardConfig(LedgerConfig):
+    """The push guard needs the shared configuration only."""

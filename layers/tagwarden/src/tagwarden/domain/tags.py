@@ -1,0 +1,118 @@
+"""Tags as mutable pointers: the facts that move them and the ledger's view of where they point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.images import ImageName, validate_digest, validate_tag
+from tagwarden.domain.scans import ScanState
+
+
+def ordering_key(event_time: datetime, event_id: str) -> str:
+    """A sortable position in time: fixed-width UTC time, then the event id to break ties.
+
+    EventBridge times have one-second resolution, so two events in the same second are ordered by their
+    ids: arbitrary, but the same on every replica and every retry.
+    """
+    utc = event_time.astimezone(UTC) if event_time.tzinfo else event_time.replace(tzinfo=UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S.%fZ}#{event_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """The event a fact came from: who reported it, when, and under which id."""
+
+    event_id: str
+    event_time: datetime
+    account: str | None = None
+    region: str | None = None
+
+    @property
+    def key(self) -> str:
+        """This event's position in a tag's history."""
+        return ordering_key(self.event_time, self.event_id)
+
+
+class TagAction(StrEnum):
+    """What happened to a tag."""
+
+    PUSH = "PUSH"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """One tag of one repository."""
+
+    image: ImageName
+    tag: str
+
+    def __post_init__(self) -> None:
+        validate_tag(self.tag)
+
+    def __str__(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAction:
+    """A push or delete reported by the registry. Without a tag, it concerns the digest only."""
+
+    action: TagAction
+    image: ImageName
+    digest: str
+    tag: str | None
+    source: SourceEvent
+
+    def __post_init__(self) -> None:
+        validate_digest(self.digest)
+        if self.tag is not None:
+            validate_tag(self.tag)
+
+    @property
+    def tag_ref(self) -> TagRef | None:
+        """The tag this action moves, if any."""
+        return TagRef(self.image, self.tag) if self.tag is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TagPointer:
+    """Where a tag points now, according to the ledger.
+
+    After a DELETE the tag points nowhere (`digest` is None) but `last_digest` remembers the content it
+    named, so that a later push of other content is still seen as an overwrite.
+    """
+
+    digest: str | None
+    last_digest: str
+    event_key: str
+    version: int
+    scan: ScanState | None = None
+
+    @property
+    def deleted(self) -> bool:
+        """True when the tag was deleted and not pushed again."""
+        return self.digest is None
+
+
+@dataclass(frozen=True, slots=True)
+class TagMove:
+    """One entry of a tag's history: the tag was pushed to, or deleted from, a digest."""
+
+    action: TagAction
+    digest: str
+    previous_digest: str | None
+    source: SourceEvent
+    late: bool = False
+    alerts: tuple[Alert, ...] = ()
+    alerts_delivered: bool = False
+
+    @property
+    def moved(self) -> bool:
+        """A push that made the tag name different content than before."""
+        return (
+            self.action is TagAction.PUSH and self.previous_digest is not None and self.previous_digest != self.digest
+        )

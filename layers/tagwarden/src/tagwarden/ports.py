@@ -1,0 +1,77 @@
+"""The small interfaces between the core's services and the outside world (ledger, alert delivery)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.rules import Neighbours, TagDecision
+from tagwarden.domain.scans import ScanState
+from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
+
+
+class TagwardenError(Exception):
+    """Base of the errors the core raises on purpose."""
+
+
+class LedgerUnavailableError(TagwardenError):
+    """The ledger could not be read or written (after the client's own retries); the event must be retried."""
+
+
+class ConcurrentUpdateError(TagwardenError):
+    """Someone else changed what a conditional write relied on; read again and decide again."""
+
+
+class AlertDeliveryError(TagwardenError):
+    """An alert could not be published; the event must be retried so the alert is not lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class TagSnapshot:
+    """What the ledger holds for one tag action, read in one request before deciding."""
+
+    pointer: TagPointer | None
+    existing: TagMove | None
+    scans: Mapping[str, ScanState] = field(default_factory=dict)
+
+
+class TagLedger(Protocol):
+    """Where tag pointers, tag histories and digest records live."""
+
+    def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
+        """The tag's pointer, this event's history entry if already recorded, and the digest's scan state."""
+        ...
+
+    def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
+        """The history entries just before and after a position in the tag's history."""
+        ...
+
+    def scan_states(self, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
+        """The latest scan of each digest that has one."""
+        ...
+
+    def apply(self, tag: TagRef, action: ImageAction, decision: TagDecision, expected: TagPointer | None) -> None:
+        """Write the decision atomically, provided the pointer is still `expected`.
+
+        Raises ConcurrentUpdateError when the pointer changed or the event was recorded meanwhile.
+        """
+        ...
+
+    def mark_alerts_delivered(self, tag: TagRef, event_key: str) -> None:
+        """Remember that the alerts of a history entry reached the topic, so retries do not repeat them."""
+        ...
+
+    def record_untagged(self, action: ImageAction) -> None:
+        """Record a push or delete of a digest that concerns no tag (idempotent)."""
+        ...
+
+
+class AlertPublisher(Protocol):
+    """Delivers alerts to security staff."""
+
+    def publish(self, alert: Alert) -> None:
+        """Publish one alert; raise AlertDeliveryError when it did not reach the topic."""
+        ...

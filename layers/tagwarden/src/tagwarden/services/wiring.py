@@ -1,0 +1,16 @@
+"""Builds each function's service from its configuration, once per Lambda container, on first use."""
+
+from __future__ import annotations
+
+from tagwarden.adapters.aws_clients import dynamodb_client, sns_client
+from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
+from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+from tagwarden.config import PushGuardConfig
+from tagwarden.services.push_guard import PushGuard
+
+
+def build_push_guard(config: PushGuardConfig) -> PushGuard:
+    """The push guard on the deployed ledger table and alerts topic."""
+    ledger = DynamoDbLedger(dynamodb_client(), config.LEDGER_TABLE_NAME)
+    publisher = SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN)
+    return PushGuard(ledger, publisher, config.tag_policy)

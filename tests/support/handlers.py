@@ -1,0 +1,33 @@
+"""Load a function's real `app.py` the way Lambda does: a fresh module with the environment set first."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+from tests.support.template import REPO_ROOT
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_function_module(function: str, environment: Mapping[str, str]) -> ModuleType:
+    """Import `functions/<function>/app.py` as a new module (its cold start runs again)."""
+    path = REPO_ROOT / "functions" / function / "app.py"
+    spec = importlib.util.spec_from_file_location(f"tagwarden_function_{function}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with mock.patch.dict(os.environ, environment):
+        spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Any:
+    """Temporarily set environment variables."""
+    with mock.patch.dict(os.environ, values):
+        yield

@@ -1,0 +1,68 @@
+"""The tag policy and the severity table of tag moves (the README's table)."""
+
+from __future__ import annotations
+
+import pytest
+from tagwarden.config import ConfigurationError, PushGuardConfig
+from tagwarden.domain.rules import tag_move_severity
+from tagwarden.domain.severity import Severity
+from tagwarden.domain.tag_policy import TagClass, TagPolicy
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("v1.2.3", TagClass.PROTECTED),
+        ("1.2.3", TagClass.PROTECTED),
+        ("1.2", TagClass.PROTECTED),
+        ("latest", TagClass.MUTABLE),
+        ("main-4f2a1c", TagClass.ORDINARY),
+        ("v1", TagClass.ORDINARY),
+    ],
+)
+def test_default_policy(tag: str, expected: TagClass) -> None:
+    assert TagPolicy().classify(tag) is expected
+
+
+def test_protected_wins_over_mutable() -> None:
+    assert TagPolicy(protected=("prod*",), mutable=("*",)).classify("prod") is TagClass.PROTECTED
+
+
+@pytest.mark.parametrize(
+    ("tag_class", "previous_scanned", "current_passing", "severity"),
+    [
+        (TagClass.PROTECTED, True, False, Severity.CRITICAL),
+        (TagClass.PROTECTED, True, True, Severity.CRITICAL),
+        (TagClass.PROTECTED, False, False, Severity.HIGH),
+        (TagClass.PROTECTED, False, True, Severity.HIGH),
+        (TagClass.MUTABLE, True, True, Severity.INFO),
+        (TagClass.ORDINARY, False, True, Severity.INFO),
+        (TagClass.MUTABLE, True, False, Severity.LOW),
+        (TagClass.MUTABLE, False, False, Severity.LOW),
+        (TagClass.ORDINARY, True, False, Severity.MEDIUM),
+        (TagClass.ORDINARY, False, False, Severity.MEDIUM),
+    ],
+)
+def test_severity_table(tag_class: TagClass, previous_scanned: bool, current_passing: bool, severity: Severity) -> None:
+    assert tag_move_severity(tag_class, previous_scanned, current_passing) is severity
+
+
+def test_severity_raises_one_step_and_caps() -> None:
+    assert Severity.LOW.raised() is Severity.MEDIUM
+    assert Severity.CRITICAL.raised() is Severity.CRITICAL
+
+
+def test_config_reads_patterns_and_names_missing_variables() -> None:
+    config = PushGuardConfig.from_env(
+        {
+            "LEDGER_TABLE_NAME": "ledger",
+            "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:alerts",
+            "PROTECTED_TAG_PATTERNS": " prod , release-* ,",
+            "MUTABLE_TAG_PATTERNS": "latest,dev-*",
+        }
+    )
+    assert config.tag_policy == TagPolicy(protected=("prod", "release-*"), mutable=("latest", "dev-*"))
+    with pytest.raises(ConfigurationError, match="LEDGER_TABLE_NAME: is not set"):
+        PushGuardConfig.from_env({"ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:alerts"})
+    with pytest.raises(ConfigurationError, match=r"ALERTS_TOPIC_ARN: .*SNS topic ARN"):
+        PushGuardConfig.from_env({"LEDGER_TABLE_NAME": "ledger", "ALERTS_TOPIC_ARN": "alerts"})
