@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+from tests.support.dynamodb_local import run_dynamodb_local
 from tests.support.handlers import Handler, load_function_module
 from tests.support.stack import Stack, create_stack
+from tests.support.template import REPO_ROOT
 
 # No test may reach a real AWS account: fake credentials, a fixed region, tracing off.
 os.environ.update(
@@ -59,7 +62,35 @@ def push_guard(stack: Stack, lambda_context: FakeLambdaContext) -> Handler:
     """The real push guard handler, cold-started against the moto stack."""
     module = load_function_module("push_guard", stack.environment())
 
-    def invoke(event: dict[str, Any], context: Any = lambda_context) -> Any:
-        return module.lambda_handler(event, context)
+    def invoke(event: dict[str, Any]) -> Any:
+        return module.lambda_handler(event, lambda_context)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local_endpoint() -> Iterator[str]:
+    """AWS's own DynamoDB engine on a loopback port, for the whole test session."""
+    with run_dynamodb_local(REPO_ROOT) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def moto_server_endpoint() -> Iterator[str]:
+    """moto as a server on loopback, for SNS and SQS seen from several processes."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def local_stack(dynamodb_local_endpoint: str, moto_server_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """The stack with its ledger on DynamoDB Local and its topic and inbox on the moto server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", moto_server_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server_endpoint)
+    return create_stack(f"tw{uuid.uuid4().hex[:12]}")

@@ -12,7 +12,8 @@ from unittest import mock
 
 from tests.support.template import REPO_ROOT
 
-Handler = Callable[[dict[str, Any], Any], Any]
+Handler = Callable[[dict[str, Any]], Any]
+"""A handler bound to a test Lambda context: call it with an event, get what lambda_handler returned."""
 
 
 def load_function_module(function: str, environment: Mapping[str, str]) -> ModuleType:

@@ -66,14 +66,15 @@ class Stack:
         return [item for page in pages for item in page.get("Items", [])]
 
 
-def create_stack(table_name: str = "tagwarden-ledger", dynamodb_endpoint: str | None = None) -> Stack:
-    """Create the resources; inside `mock_aws()` for moto, or against DynamoDB Local via its endpoint."""
-    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=dynamodb_endpoint)
+def create_stack(name: str = "tagwarden") -> Stack:
+    """Create the resources, named after `name`: inside `mock_aws()`, or wherever AWS_ENDPOINT_URL_* point."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
+    table_name = f"{name}-ledger"
     create_ledger_table(dynamodb, table_name)
-    topic_arn = sns.create_topic(Name="tagwarden-alerts")["TopicArn"]
-    inbox_url = sqs.create_queue(QueueName="security-inbox")["QueueUrl"]
+    topic_arn = sns.create_topic(Name=f"{name}-alerts")["TopicArn"]
+    inbox_url = sqs.create_queue(QueueName=f"{name}-security-inbox")["QueueUrl"]
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=inbox_arn)
     return Stack(dynamodb, sns, sqs, table_name, topic_arn, inbox_url)

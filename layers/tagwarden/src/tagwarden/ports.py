@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.alerts import Alert
@@ -62,6 +63,14 @@ class TagLedger(Protocol):
 
     def mark_alerts_delivered(self, tag: TagRef, event_key: str) -> None:
         """Remember that the alerts of a history entry reached the topic, so retries do not repeat them."""
+        ...
+
+    def claim_alert_delivery(self, tag: TagRef, event_key: str, now: datetime, until: datetime) -> bool:
+        """Take over publishing a history entry's undelivered alerts if nobody holds a live lease on it."""
+        ...
+
+    def release_alert_delivery(self, tag: TagRef, event_key: str) -> None:
+        """Give up the lease after a failed publish, so the retry may take over at once."""
         ...
 
     def record_untagged(self, action: ImageAction) -> None:

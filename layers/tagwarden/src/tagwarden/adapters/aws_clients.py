@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,8 +22,8 @@ def _client(service: str, endpoint_url: str | None = None) -> Any:
         connect_timeout=3,
         read_timeout=10,
     )
-    endpoint = endpoint_url or os.environ.get(f"TAGWARDEN_{service.upper()}_ENDPOINT_URL") or None
-    return boto3.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+    # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
+    return boto3.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:

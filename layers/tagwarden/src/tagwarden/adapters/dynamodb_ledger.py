@@ -150,6 +150,8 @@ class DynamoDbLedger:
         ]
         if decision.pointer is not None:
             items.append({"Put": self._pointer_put(tag, action, decision.pointer, expected, now)})
+        if decision.relinked_successor is not None:
+            items.append({"Update": self._relink(tag, decision.relinked_successor, decision.successor_previous_key)})
         if action.action is TagAction.PUSH:
             items.append({"Update": self._image_update(action, now)})
         with _ledger_errors("TransactWriteItems tag action"):
@@ -167,6 +169,44 @@ class DynamoDbLedger:
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":true": {"BOOL": True}},
             )
+
+    def claim_alert_delivery(self, tag: TagRef, event_key: str, now: datetime, until: datetime) -> bool:
+        """Conditional lease: succeeds only if the alerts are undelivered and no live lease exists."""
+        try:
+            with _ledger_errors("UpdateItem claim alert delivery"):
+                self.requests += 1
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=key(tag_pk(tag), move_sk(event_key)),
+                    UpdateExpression="SET alerts_lease_until = :until",
+                    ConditionExpression=(
+                        "alerts_delivered = :false AND "
+                        "(attribute_not_exists(alerts_lease_until) OR alerts_lease_until < :now)"
+                    ),
+                    ExpressionAttributeValues={
+                        ":until": {"S": iso(until)},
+                        ":now": {"S": iso(now)},
+                        ":false": {"BOOL": False},
+                    },
+                )
+        except ConcurrentUpdateError:
+            return False
+        return True
+
+    def release_alert_delivery(self, tag: TagRef, event_key: str) -> None:
+        """Drop the lease (only while the alerts are still undelivered)."""
+        try:
+            with _ledger_errors("UpdateItem release alert delivery"):
+                self.requests += 1
+                self._client.update_item(
+                    TableName=self._table,
+                    Key=key(tag_pk(tag), move_sk(event_key)),
+                    UpdateExpression="REMOVE alerts_lease_until",
+                    ConditionExpression="alerts_delivered = :false",
+                    ExpressionAttributeValues={":false": {"BOOL": False}},
+                )
+        except ConcurrentUpdateError:
+            return
 
     def record_untagged(self, action: ImageAction) -> None:
         """An idempotent update of the digest record: pushes and deletes that concern no tag."""
@@ -193,6 +233,26 @@ class DynamoDbLedger:
             put["ConditionExpression"] = "version = :expected"
             put["ExpressionAttributeValues"] = {":expected": {"N": str(expected.version)}}
         return put
+
+    def _relink(self, tag: TagRef, successor: TagMove, expected_previous_key: str | None) -> Any:
+        """Point the successor at the late entry, unless another late entry got in between meanwhile."""
+        values: dict[str, Any] = {
+            ":digest": {"S": successor.previous_digest},
+            ":key": {"S": successor.previous_key},
+            ":true": {"BOOL": True},
+        }
+        if expected_previous_key is None:
+            condition = "attribute_exists(pk) AND attribute_not_exists(previous_key)"
+        else:
+            condition = "previous_key = :expected"
+            values[":expected"] = {"S": expected_previous_key}
+        return {
+            "TableName": self._table,
+            "Key": key(tag_pk(tag), move_sk(successor.source.key)),
+            "UpdateExpression": "SET previous_digest = :digest, previous_key = :key, relinked = :true",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
 
     def _image_update(self, action: ImageAction, now: datetime) -> Any:
         values: dict[str, Any] = {

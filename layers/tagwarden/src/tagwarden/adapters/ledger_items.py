@@ -133,6 +133,8 @@ def move_item(tag: TagRef, move: TagMove, now: datetime) -> Item:
     }
     if move.previous_digest is not None:
         item["previous_digest"] = {"S": move.previous_digest}
+    if move.previous_key is not None:
+        item["previous_key"] = {"S": move.previous_key}
     if move.source.account is not None:
         item["account"] = {"S": move.source.account}
     if move.source.region is not None:
@@ -140,6 +142,8 @@ def move_item(tag: TagRef, move: TagMove, now: datetime) -> Item:
     if move.alerts:
         item["alerts"] = {"L": [{"S": alert.to_json()} for alert in move.alerts]}
         item["alerts_delivered"] = {"BOOL": move.alerts_delivered}
+        if move.alerts_lease_until is not None:
+            item["alerts_lease_until"] = {"S": iso(move.alerts_lease_until)}
     return item
 
 
@@ -158,4 +162,6 @@ def move_from_item(item: Any) -> TagMove:
         late=item.get("late", {"BOOL": False})["BOOL"],
         alerts=tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"]),
         alerts_delivered=item.get("alerts_delivered", {"BOOL": False})["BOOL"],
+        previous_key=item["previous_key"]["S"] if "previous_key" in item else None,
+        alerts_lease_until=parse_iso(item["alerts_lease_until"]["S"]) if "alerts_lease_until" in item else None,
     )

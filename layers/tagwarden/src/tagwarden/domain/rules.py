@@ -14,7 +14,7 @@ Severity of a tag move (the README's table is this function):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
@@ -121,6 +121,9 @@ class TagDecision:
 
     move: TagMove
     pointer: TagPointer | None
+    # For a late event: its successor re-linked to it, and the predecessor position the successor had.
+    relinked_successor: TagMove | None = None
+    successor_previous_key: str | None = None
 
     @property
     def alerts(self) -> tuple[Alert, ...]:
@@ -145,9 +148,10 @@ def decide_current(
     previous = None if pointer is None else (pointer.digest or pointer.last_digest)
     previous_scan = pointer.scan if pointer is not None else None
     version = 0 if pointer is None else pointer.version
+    previous_key = None if pointer is None else pointer.event_key
     key = action.source.key
     if action.action is TagAction.DELETE:
-        move = TagMove(TagAction.DELETE, action.digest, previous, action.source)
+        move = TagMove(TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key)
         scan = previous_scan if previous == action.digest else scans.get(action.digest)
         return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan))
     alerts: tuple[Alert, ...] = ()
@@ -162,7 +166,7 @@ def decide_current(
             via_delete=pointer is not None and pointer.deleted,
         )
         alerts = (tag_move_alert(facts, policy, detected_at),)
-    move = TagMove(TagAction.PUSH, action.digest, previous, action.source, alerts=alerts)
+    move = TagMove(TagAction.PUSH, action.digest, previous, action.source, alerts=alerts, previous_key=previous_key)
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
     return TagDecision(move, TagPointer(action.digest, action.digest, key, version + 1, scan))
 
@@ -175,15 +179,22 @@ def decide_late(
     policy: TagPolicy,
     detected_at: datetime,
 ) -> TagDecision:
-    """Decide an action older than the pointer: history only, alerting moves nobody has alerted yet.
+    """Decide an action older than the pointer: history only, and alerts for moves nobody has alerted yet.
 
-    The late event may be a move from its predecessor; it may also reveal that its successor, which was
-    recorded as the tag's first push, really moved the tag away from the late event's digest.
+    The late event X lands between its predecessor P and its successor S. Every adjacent pair of different
+    content in the history is alerted exactly once: P->X unless S already alerted that same content change,
+    and X->S when S was recorded as a first push or as a push of unchanged content (so never alerted).
     """
-    before = neighbours.before
+    before, after = neighbours.before, neighbours.after
     previous = before.digest if before is not None else None
     alerts: list[Alert] = []
-    if action.action is TagAction.PUSH and previous is not None and previous != action.digest:
+    successor_covers_it = after is not None and after.digest == action.digest and after.previous_digest == previous
+    if (
+        action.action is TagAction.PUSH
+        and previous is not None
+        and previous != action.digest
+        and not successor_covers_it
+    ):
         facts = MoveFacts(
             tag,
             previous,
@@ -194,12 +205,11 @@ def decide_late(
             via_delete=before is not None and before.action is TagAction.DELETE,
         )
         alerts.append(tag_move_alert(facts, policy, detected_at))
-    after = neighbours.after
     if (
         after is not None
         and after.action is TagAction.PUSH
-        and after.previous_digest is None
         and after.digest != action.digest
+        and after.previous_digest in (None, after.digest)
     ):
         facts = MoveFacts(
             tag,
@@ -212,5 +222,18 @@ def decide_late(
             evidence=(after.source.event_id, action.source.event_id),
         )
         alerts.append(tag_move_alert(facts, policy, detected_at))
-    move = TagMove(action.action, action.digest, previous, action.source, late=True, alerts=tuple(alerts))
-    return TagDecision(move, None)
+    move = TagMove(
+        action.action,
+        action.digest,
+        previous,
+        action.source,
+        late=True,
+        alerts=tuple(alerts),
+        previous_key=before.source.key if before is not None else None,
+    )
+    if after is None:
+        return TagDecision(move, None)
+    relinked = replace(after, previous_digest=action.digest, previous_key=action.source.key)
+    # The write is conditioned on the successor still following the predecessor read here: the two reads
+    # are not atomic, and a late entry landing in between must send this one back to read again.
+    return TagDecision(move, None, relinked_successor=relinked, successor_previous_key=move.previous_key)

