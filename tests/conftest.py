@@ -57,15 +57,26 @@ def stack() -> Iterator[Stack]:
         yield create_stack()
 
 
+def cold_start(function: str, environment: dict[str, str], context: FakeLambdaContext) -> Handler:
+    """A function's real `lambda_handler`, freshly imported with `environment`, bound to `context`."""
+    module = load_function_module(function, environment)
+
+    def invoke(event: dict[str, Any]) -> Any:
+        return module.lambda_handler(event, context)
+
+    return invoke
+
+
 @pytest.fixture
 def push_guard(stack: Stack, lambda_context: FakeLambdaContext) -> Handler:
     """The real push guard handler, cold-started against the moto stack."""
-    module = load_function_module("push_guard", stack.environment())
+    return cold_start("push_guard", stack.environment(), lambda_context)
 
-    def invoke(event: dict[str, Any]) -> Any:
-        return module.lambda_handler(event, lambda_context)
 
-    return invoke
+@pytest.fixture
+def scan_recorder(stack: Stack, lambda_context: FakeLambdaContext) -> Handler:
+    """The real scan recorder handler, cold-started against the moto stack."""
+    return cold_start("scan_recorder", stack.environment(), lambda_context)
 
 
 @pytest.fixture(scope="session")

@@ -48,3 +48,26 @@ def ecr_image_action(
     else:
         detail["image-tag"] = tag
     return event
+
+
+def ecr_scan(
+    *,
+    digest: str,
+    tags: list[str],
+    time: str,
+    counts: dict[str, int] | None = None,
+    status: str = "COMPLETE",
+    repository: str = "shop/api",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """An ECR Image Scan event shaped like `events/scan_recorder/ecr_scan_complete.json`."""
+    event = copy.deepcopy(load_event("scan_recorder/ecr_scan_complete.json"))
+    event["id"] = event_id or str(uuid.uuid4())
+    event["time"] = time
+    detail = event["detail"]
+    detail.update({"scan-status": status, "repository-name": repository, "image-digest": digest, "image-tags": tags})
+    if status == "FAILED":
+        detail.pop("finding-severity-counts", None)
+    else:
+        detail["finding-severity-counts"] = counts if counts is not None else {"MEDIUM": 1}
+    return event

@@ -9,8 +9,9 @@ from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, decide_current, decide_late, is_late
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
 from tagwarden.domain.severity import Severity
+from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagPolicy
-from tagwarden.domain.tags import ImageAction, SourceEvent, TagAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
 
 IMAGE = ImageName("111122223333.dkr.ecr.eu-west-1.amazonaws.com", "shop/api")
 A, B, C = ("sha256:" + c * 64 for c in "abc")

@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from tagwarden.domain.scans import FindingSeverity
 from tagwarden.domain.tag_policy import (
     DEFAULT_MUTABLE_TAG_PATTERNS,
     DEFAULT_PROTECTED_TAG_PATTERNS,
@@ -71,3 +72,14 @@ class LedgerConfig(BaseModel):
 
 class PushGuardConfig(LedgerConfig):
     """The push guard needs the shared configuration only."""
+
+
+class ScanRecorderConfig(LedgerConfig):
+    """The scan recorder also needs the severity from which findings fail a scan."""
+
+    FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
+
+    @field_validator("FAIL_SEVERITY", mode="before")
+    @classmethod
+    def _severity(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value

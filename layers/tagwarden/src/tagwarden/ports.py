@@ -10,7 +10,8 @@ from typing import Protocol
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
-from tagwarden.domain.scans import ScanState
+from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
+from tagwarden.domain.scans import ScanCompleted, ScanState
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
 
 
@@ -31,6 +32,34 @@ class AlertDeliveryError(TagwardenError):
 
 
 @dataclass(frozen=True, slots=True)
+class TagEntry:
+    """A tag history entry, as a holder of alerts."""
+
+    tag: TagRef
+    event_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEntry:
+    """A scan history entry of one digest, as a holder of alerts."""
+
+    image: ImageName
+    digest: str
+    event_key: str
+
+
+AlertEntry = TagEntry | ScanEntry
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedAlerts:
+    """The alerts a recorded entry raised, and whether they reached the topic."""
+
+    alerts: tuple[Alert, ...] = ()
+    delivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TagSnapshot:
     """What the ledger holds for one tag action, read in one request before deciding."""
 
@@ -39,7 +68,31 @@ class TagSnapshot:
     scans: Mapping[str, ScanState] = field(default_factory=dict)
 
 
-class TagLedger(Protocol):
+@dataclass(frozen=True, slots=True)
+class ScanReading:
+    """What the ledger holds for one scan event, read before deciding."""
+
+    snapshot: ScanSnapshot
+    existing: RecordedAlerts | None
+
+
+class AlertOutbox(Protocol):
+    """Alerts are written with the ledger change that raised them, then published, then flagged delivered."""
+
+    def mark_alerts_delivered(self, entry: AlertEntry) -> None:
+        """Remember that the entry's alerts reached the topic, so retries do not repeat them."""
+        ...
+
+    def claim_alert_delivery(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
+        """Take over publishing the entry's undelivered alerts if nobody holds a live lease on them."""
+        ...
+
+    def release_alert_delivery(self, entry: AlertEntry) -> None:
+        """Give up the lease after a failed publish, so the retry may take over at once."""
+        ...
+
+
+class TagLedger(AlertOutbox, Protocol):
     """Where tag pointers, tag histories and digest records live."""
 
     def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
@@ -61,20 +114,23 @@ class TagLedger(Protocol):
         """
         ...
 
-    def mark_alerts_delivered(self, tag: TagRef, event_key: str) -> None:
-        """Remember that the alerts of a history entry reached the topic, so retries do not repeat them."""
-        ...
-
-    def claim_alert_delivery(self, tag: TagRef, event_key: str, now: datetime, until: datetime) -> bool:
-        """Take over publishing a history entry's undelivered alerts if nobody holds a live lease on it."""
-        ...
-
-    def release_alert_delivery(self, tag: TagRef, event_key: str) -> None:
-        """Give up the lease after a failed publish, so the retry may take over at once."""
-        ...
-
     def record_untagged(self, action: ImageAction) -> None:
         """Record a push or delete of a digest that concerns no tag (idempotent)."""
+        ...
+
+
+class ScanLedger(AlertOutbox, Protocol):
+    """Scan records of digests, and the tag pointers that carry them."""
+
+    def read_for_scan(self, scan: ScanCompleted) -> ScanReading:
+        """This scan's entry if already recorded, the digest's scan state and known tags, candidate pointers."""
+        ...
+
+    def apply_scan(self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot) -> None:
+        """Write the scan entry, digest state and pointer updates atomically, provided nothing read changed.
+
+        Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
+        """
         ...
 
 

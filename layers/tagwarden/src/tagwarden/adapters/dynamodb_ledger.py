@@ -13,6 +13,7 @@ from tagwarden.adapters.ledger_items import (
     MOVE_UPPER_BOUND,
     POINTER_SK,
     Item,
+    alerts_from_item,
     image_pk,
     iso,
     key,
@@ -21,14 +22,26 @@ from tagwarden.adapters.ledger_items import (
     move_sk,
     pointer_from_item,
     pointer_item,
+    scan_entry_item,
     scan_from_attr,
+    scan_sk,
+    scan_to_attr,
     tag_pk,
 )
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
-from tagwarden.domain.scans import ScanState
+from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
+from tagwarden.domain.scans import ScanCompleted, ScanState
 from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
-from tagwarden.ports import ConcurrentUpdateError, LedgerUnavailableError, TagSnapshot
+from tagwarden.ports import (
+    AlertEntry,
+    ConcurrentUpdateError,
+    LedgerUnavailableError,
+    RecordedAlerts,
+    ScanReading,
+    TagEntry,
+    TagSnapshot,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -158,26 +171,26 @@ class DynamoDbLedger:
             self.requests += 1
             self._client.transact_write_items(TransactItems=items)
 
-    def mark_alerts_delivered(self, tag: TagRef, event_key: str) -> None:
-        """Flag the history entry's alerts as published."""
+    def mark_alerts_delivered(self, entry: AlertEntry) -> None:
+        """Flag the entry's alerts as published."""
         with _ledger_errors("UpdateItem alerts_delivered"):
             self.requests += 1
             self._client.update_item(
                 TableName=self._table,
-                Key=key(tag_pk(tag), move_sk(event_key)),
-                UpdateExpression="SET alerts_delivered = :true",
+                Key=_entry_key(entry),
+                UpdateExpression="SET alerts_delivered = :true REMOVE alerts_lease_until",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":true": {"BOOL": True}},
             )
 
-    def claim_alert_delivery(self, tag: TagRef, event_key: str, now: datetime, until: datetime) -> bool:
+    def claim_alert_delivery(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
         """Conditional lease: succeeds only if the alerts are undelivered and no live lease exists."""
         try:
             with _ledger_errors("UpdateItem claim alert delivery"):
                 self.requests += 1
                 self._client.update_item(
                     TableName=self._table,
-                    Key=key(tag_pk(tag), move_sk(event_key)),
+                    Key=_entry_key(entry),
                     UpdateExpression="SET alerts_lease_until = :until",
                     ConditionExpression=(
                         "alerts_delivered = :false AND "
@@ -193,20 +206,126 @@ class DynamoDbLedger:
             return False
         return True
 
-    def release_alert_delivery(self, tag: TagRef, event_key: str) -> None:
+    def release_alert_delivery(self, entry: AlertEntry) -> None:
         """Drop the lease (only while the alerts are still undelivered)."""
         try:
             with _ledger_errors("UpdateItem release alert delivery"):
                 self.requests += 1
                 self._client.update_item(
                     TableName=self._table,
-                    Key=key(tag_pk(tag), move_sk(event_key)),
+                    Key=_entry_key(entry),
                     UpdateExpression="REMOVE alerts_lease_until",
                     ConditionExpression="alerts_delivered = :false",
                     ExpressionAttributeValues={":false": {"BOOL": False}},
                 )
         except ConcurrentUpdateError:
             return
+
+    def read_for_scan(self, scan: ScanCompleted) -> ScanReading:
+        """Digest record, this scan's entry and the reported tags' pointers; then pointers of other known tags."""
+        image_key = key(image_pk(scan.image, scan.digest), IMAGE_SK)
+        entry_key = key(image_pk(scan.image, scan.digest), scan_sk(scan.source.key))
+        pointer_keys = {tag: key(tag_pk(TagRef(scan.image, tag)), POINTER_SK) for tag in scan.tags}
+        items = self._batch_get([image_key, entry_key, *pointer_keys.values()])
+        image = items.get(_key_text(image_key))
+        known = frozenset(image["tags"]["SS"]) if image and "tags" in image else frozenset()
+        extra = {tag: key(tag_pk(TagRef(scan.image, tag)), POINTER_SK) for tag in known - set(scan.tags)}
+        if extra:
+            items.update(self._batch_get(list(extra.values())))
+            pointer_keys.update(extra)
+        pointers = {
+            tag: pointer_from_item(items[_key_text(k)]) if _key_text(k) in items else None
+            for tag, k in pointer_keys.items()
+        }
+        entry = items.get(_key_text(entry_key))
+        existing = RecordedAlerts(*alerts_from_item(entry)) if entry else None
+        current = scan_from_attr(image["scan"]) if image and "scan" in image else None
+        return ScanReading(ScanSnapshot(current, known, pointers), existing)
+
+    def apply_scan(self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot) -> None:
+        """One TransactWriteItems: scan entry, digest record, carrying pointers and checks on moved tags."""
+        now = self._clock()
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": scan_entry_item(scan, decision.state, decision.alerts, decision.alerts_lease_until, now),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Update": self._image_scan_update(scan, decision, snapshot, now)},
+        ]
+        for tag_name, pointer in decision.pointer_updates.items():
+            items.append({"Update": self._pointer_scan_update(scan, tag_name, pointer)})
+        for tag_name, pointer in decision.moved_tags.items():
+            items.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
+                        "ConditionExpression": "version = :expected",
+                        "ExpressionAttributeValues": {":expected": {"N": str(pointer.version)}},
+                    }
+                }
+            )
+        with _ledger_errors("TransactWriteItems scan"):
+            self.requests += 1
+            self._client.transact_write_items(TransactItems=items)
+
+    def _image_scan_update(
+        self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, now: datetime
+    ) -> Any:
+        """Create the digest record if needed; replace its scan state only with a superseding scan."""
+        values: dict[str, Any] = {
+            ":kind": {"S": "image"},
+            ":registry": {"S": scan.image.registry},
+            ":repository": {"S": scan.image.repository},
+            ":digest": {"S": scan.digest},
+            ":seen": {"S": iso(scan.source.event_time)},
+            ":now": {"S": iso(now)},
+        }
+        assignments = [
+            "kind = :kind",
+            "registry = :registry",
+            "repository = :repository",
+            "digest = :digest",
+            "first_seen_at = if_not_exists(first_seen_at, :seen)",
+            "updated_at = :now",
+        ]
+        if decision.replaces_current:
+            assignments.append("#scan = :scan")
+            values[":scan"] = scan_to_attr(decision.state)
+        # The decision relied on the scan state read: it must still be the one there.
+        if snapshot.current is None:
+            condition = "attribute_not_exists(#scan)"
+        else:
+            condition = "#scan.event_key = :seen_scan"
+            values[":seen_scan"] = {"S": snapshot.current.event_key or ""}
+        return {
+            "TableName": self._table,
+            "Key": key(image_pk(scan.image, scan.digest), IMAGE_SK),
+            "UpdateExpression": "SET " + ", ".join(assignments),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#scan": "scan"},
+            "ExpressionAttributeValues": values,
+        }
+
+    def _pointer_scan_update(self, scan: ScanCompleted, tag_name: str, pointer: TagPointer) -> Any:
+        """Copy the scan onto a pointer that still names the scanned digest at the version read."""
+        assert pointer.scan is not None
+        return {
+            "TableName": self._table,
+            "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
+            "UpdateExpression": "SET #scan = :scan, version = :version",
+            "ConditionExpression": "version = :expected AND digest = :digest",
+            "ExpressionAttributeNames": {"#scan": "scan"},
+            "ExpressionAttributeValues": {
+                ":scan": scan_to_attr(pointer.scan),
+                ":version": {"N": str(pointer.version)},
+                ":expected": {"N": str(pointer.version - 1)},
+                ":digest": {"S": scan.digest},
+            },
+        }
 
     def record_untagged(self, action: ImageAction) -> None:
         """An idempotent update of the digest record: pushes and deletes that concern no tag."""
@@ -322,6 +441,12 @@ class DynamoDbLedger:
                 unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
                 pending = list(unprocessed["Keys"]) if unprocessed else []
         return found
+
+
+def _entry_key(entry: AlertEntry) -> Item:
+    if isinstance(entry, TagEntry):
+        return key(tag_pk(entry.tag), move_sk(entry.event_key))
+    return key(image_pk(entry.image, entry.digest), scan_sk(entry.event_key))
 
 
 def _key_text(item: Any) -> str:

@@ -5,6 +5,7 @@
 | tag pointer    | `TAG#{registry}/{repository}:{tag}`  | `POINTER`             |
 | tag history    | `TAG#{registry}/{repository}:{tag}`  | `MOVE#{time}#{event}` |
 | digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`          |
+| scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
 """
@@ -16,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.images import ImageName
-from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
-from tagwarden.domain.tags import SourceEvent, TagAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.scans import ScanCompleted, ScanState, ScanStatus, Verdict
+from tagwarden.domain.sources import SourceEvent
+from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -29,6 +31,7 @@ MOVE_PREFIX = "MOVE#"
 # The first string after every `MOVE#...` key: `$` follows `#` in ASCII.
 MOVE_UPPER_BOUND = "MOVE$"
 IMAGE_SK = "IMAGE"
+SCAN_PREFIX = "SCAN#"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -44,6 +47,11 @@ def image_pk(image: ImageName, digest: str) -> str:
 def move_sk(event_key: str) -> str:
     """Sort key of a history entry: time order, then event id."""
     return f"{MOVE_PREFIX}{event_key}"
+
+
+def scan_sk(event_key: str) -> str:
+    """Sort key of a scan history entry."""
+    return f"{SCAN_PREFIX}{event_key}"
 
 
 def key(pk: str, sk: str) -> Item:
@@ -71,6 +79,8 @@ def scan_to_attr(scan: ScanState) -> AttributeValueTypeDef:
     }
     if scan.verdict is not None:
         value["verdict"] = {"S": scan.verdict.value}
+    if scan.event_key is not None:
+        value["event_key"] = {"S": scan.event_key}
     return {"M": value}
 
 
@@ -83,6 +93,7 @@ def scan_from_attr(attr: Any) -> ScanState:
         scanner=value["scanner"]["S"],
         verdict=Verdict(value["verdict"]["S"]) if "verdict" in value else None,
         finding_counts={name: int(count["N"]) for name, count in value.get("finding_counts", {"M": {}})["M"].items()},
+        event_key=value["event_key"]["S"] if "event_key" in value else None,
     )
 
 
@@ -139,16 +150,52 @@ def move_item(tag: TagRef, move: TagMove, now: datetime) -> Item:
         item["account"] = {"S": move.source.account}
     if move.source.region is not None:
         item["region"] = {"S": move.source.region}
-    if move.alerts:
-        item["alerts"] = {"L": [{"S": alert.to_json()} for alert in move.alerts]}
-        item["alerts_delivered"] = {"BOOL": move.alerts_delivered}
-        if move.alerts_lease_until is not None:
-            item["alerts_lease_until"] = {"S": iso(move.alerts_lease_until)}
+    item.update(alert_attributes(move.alerts, move.alerts_delivered, move.alerts_lease_until))
+    return item
+
+
+def alert_attributes(alerts: tuple[Alert, ...], delivered: bool, lease_until: datetime | None) -> Item:
+    """The outbox attributes of an entry that raised alerts (none for an entry that raised nothing)."""
+    if not alerts:
+        return {}
+    item: Item = {
+        "alerts": {"L": [{"S": alert.to_json()} for alert in alerts]},
+        "alerts_delivered": {"BOOL": delivered},
+    }
+    if lease_until is not None:
+        item["alerts_lease_until"] = {"S": iso(lease_until)}
+    return item
+
+
+def alerts_from_item(item: Any) -> tuple[tuple[Alert, ...], bool]:
+    """The alerts stored on an entry and whether they were delivered."""
+    alerts = tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"])
+    return alerts, item.get("alerts_delivered", {"BOOL": False})["BOOL"]
+
+
+def scan_entry_item(
+    scan: ScanCompleted, state: ScanState, alerts: tuple[Alert, ...], lease_until: datetime | None, now: datetime
+) -> Item:
+    """A scan history entry: what the scanner reported, and the alerts it raised."""
+    item: Item = {
+        **key(image_pk(scan.image, scan.digest), scan_sk(scan.source.key)),
+        "kind": {"S": "scan"},
+        "digest": {"S": scan.digest},
+        "event_id": {"S": scan.source.event_id},
+        "event_time": {"S": iso(scan.source.event_time)},
+        "scan": scan_to_attr(state),
+        "tags_reported": {"L": [{"S": tag} for tag in scan.tags]},
+        "recorded_at": {"S": iso(now)},
+    }
+    if scan.reported_total is not None:
+        item["reported_total"] = {"N": str(scan.reported_total)}
+    item.update(alert_attributes(alerts, False, lease_until))
     return item
 
 
 def move_from_item(item: Any) -> TagMove:
     """Inverse of `move_item`."""
+    alerts, delivered = alerts_from_item(item)
     return TagMove(
         action=TagAction(item["action"]["S"]),
         digest=item["digest"]["S"],
@@ -160,8 +207,8 @@ def move_from_item(item: Any) -> TagMove:
             region=item["region"]["S"] if "region" in item else None,
         ),
         late=item.get("late", {"BOOL": False})["BOOL"],
-        alerts=tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"]),
-        alerts_delivered=item.get("alerts_delivered", {"BOOL": False})["BOOL"],
+        alerts=alerts,
+        alerts_delivered=delivered,
         previous_key=item["previous_key"]["S"] if "previous_key" in item else None,
         alerts_lease_until=parse_iso(item["alerts_lease_until"]["S"]) if "alerts_lease_until" in item else None,
     )

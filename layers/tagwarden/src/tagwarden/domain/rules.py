@@ -20,8 +20,9 @@ from datetime import datetime
 from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.severity import Severity
+from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
-from tagwarden.domain.tags import ImageAction, SourceEvent, TagAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
 
 
 def short_digest(digest: str) -> str:

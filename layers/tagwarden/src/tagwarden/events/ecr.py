@@ -16,7 +16,8 @@ from tagwarden.domain.images import (
     validate_repository,
     validate_tag,
 )
-from tagwarden.domain.tags import ImageAction, SourceEvent, TagAction
+from tagwarden.domain.sources import SourceEvent
+from tagwarden.domain.tags import ImageAction, TagAction
 
 _ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _EVENT_ID_RE = re.compile(r"[A-Za-z0-9-]{1,128}")

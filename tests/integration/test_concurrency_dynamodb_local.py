@@ -1,8 +1,7 @@
 """Concurrent, duplicated and reordered deliveries on DynamoDB Local (AWS's own engine).
 
-Several processes, like several Lambda containers, deliver the same pushes at once and in shuffled order.
-Afterwards every tag's history holds every push exactly once as one chain in time order, the pointer is
-the newest push, and there is exactly one alert per real move.
+Several processes, like several Lambda containers, deliver the same events at once and in shuffled order:
+pushes racing pushes, and scans racing the pushes that move their tags.
 """
 
 from __future__ import annotations
@@ -15,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tagwarden.domain.alerts import AlertType
 
-from tests.support.events import ecr_image_action
+from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import load_function_module
 from tests.support.stack import Stack
 
@@ -33,16 +33,21 @@ def _digest(n: int) -> str:
 
 
 def _deliver(environment: dict[str, str], events: list[dict[str, Any]], barrier: Any, results: Any) -> None:
-    """One 'container': cold start, wait for the others, then deliver; failures are retried like Lambda does."""
-    module = load_function_module("push_guard", {**environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL"})
+    """One 'container' per function: cold start, wait for the others, then deliver; failures are retried."""
+    quiet = {**environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
+    handlers = {
+        "ECR Image Action": load_function_module("push_guard", quiet).lambda_handler,
+        "ECR Image Scan": load_function_module("scan_recorder", quiet).lambda_handler,
+    }
     from tests.conftest import FakeLambdaContext
 
     outcomes: list[str] = []
     barrier.wait()
     for event in events:
+        handler = handlers[event["detail-type"]]
         for attempt in range(LAMBDA_RETRIES):
             try:
-                outcomes.append(module.lambda_handler(event, FakeLambdaContext())["outcome"])
+                outcomes.append(handler(event, FakeLambdaContext())["outcome"])
                 break
             except Exception as error:  # a failed invocation is retried, as Lambda would
                 if attempt == LAMBDA_RETRIES - 1:
@@ -115,3 +120,40 @@ def test_concurrent_duplicated_shuffled_pushes_land_exactly_once(
         digests = [event["detail"]["image-digest"] for event in ordered]
         real_moves = sum(1 for a, b in itertools.pairwise(digests) if a != b)
         assert sum(1 for a in alerts if a.alert.tag == tag) == real_moves
+
+
+def test_scans_racing_the_pushes_that_move_their_tags_alert_each_move_once(
+    local_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round: tag r<i> names A_i; then A_i's scan and a push of r<i> to B_i race.
+
+    Whichever wins, the move is reported as TAG_MOVED_AFTER_SCAN exactly once: by the push if the scan
+    landed first, else by the scan (after the push's TAG_OVERWRITTEN).
+    """
+    rounds = 24
+    setup = [ecr_image_action(tag=f"r{i}", digest=_digest(2 * i), time="2026-11-20T10:00:00Z") for i in range(rounds)]
+    _run_workers(local_stack, setup, monkeypatch)
+    race: list[dict[str, Any]] = []
+    for i in range(rounds):
+        race.append(ecr_scan(digest=_digest(2 * i), tags=[f"r{i}"], time="2026-11-20T10:01:00Z", event_id=f"scan-{i}"))
+        race.append(ecr_image_action(tag=f"r{i}", digest=_digest(2 * i + 1), time="2026-11-20T10:00:30Z"))
+    deliveries = race + race  # every event delivered twice
+    random.Random(7).shuffle(deliveries)
+
+    outcomes = _run_workers(local_stack, deliveries, monkeypatch)
+
+    assert not [o for o in outcomes if o.startswith("failed")], Counter(outcomes)
+    alerts = local_stack.received_alerts()
+    for i in range(rounds):
+        types = sorted(a.alert.type for a in alerts if a.alert.tag == f"r{i}")
+        by_push = [AlertType.TAG_MOVED_AFTER_SCAN]
+        by_scan = [AlertType.TAG_MOVED_AFTER_SCAN, AlertType.TAG_OVERWRITTEN]
+        assert types in (by_push, by_scan), f"round {i}: {types}"
+        moved = next(
+            a.alert for a in alerts if a.alert.tag == f"r{i}" and a.alert.type is AlertType.TAG_MOVED_AFTER_SCAN
+        )
+        assert (moved.previous_digest, moved.current_digest, moved.scanned_digest) == (
+            _digest(2 * i),
+            _digest(2 * i + 1),
+            _digest(2 * i),
+        )

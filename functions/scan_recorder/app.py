@@ -1,0 +1,31 @@
+"""Scan recorder: ECR basic and Inspector scan events (EventBridge) -> ledger of scanned digests, alerts."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tagwarden.config import ScanRecorderConfig
+from tagwarden.events.parsing import parse_event
+from tagwarden.events.scans import ScanEvent
+from tagwarden.observability import logger, metrics, tracer
+from tagwarden.services.scan_recorder import ScanRecorder
+from tagwarden.services.wiring import build_scan_recorder
+
+CONFIG = ScanRecorderConfig.from_env()
+
+
+@cache
+def scan_recorder() -> ScanRecorder:
+    """Built on first use, so the import stays cheap and clients are reused across invocations."""
+    return build_scan_recorder(CONFIG)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
+    """Record one completed scan."""
+    return scan_recorder().handle(parse_event(event, ScanEvent).to_fact()).as_dict()
