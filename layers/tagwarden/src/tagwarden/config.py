@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from tagwarden.domain.images import validate_registry
 from tagwarden.domain.scans import FindingSeverity
 from tagwarden.domain.tag_policy import (
     DEFAULT_MUTABLE_TAG_PATTERNS,
@@ -83,3 +84,16 @@ class ScanRecorderConfig(LedgerConfig):
     @classmethod
     def _severity(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+
+class AuditWatcherConfig(LedgerConfig):
+    """The audit watcher also watches images of registries other than ECR when listed here."""
+
+    EXTRA_MONITORED_REGISTRIES: frozenset[str] = frozenset()
+
+    @field_validator("EXTRA_MONITORED_REGISTRIES", mode="before")
+    @classmethod
+    def _registries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(validate_registry(host) for host in split_patterns(value))
+        return value

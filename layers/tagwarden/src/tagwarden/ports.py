@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.alerts import Alert
+from tagwarden.domain.deployments import DeploymentView
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
@@ -48,7 +49,24 @@ class ScanEntry:
     event_key: str
 
 
-AlertEntry = TagEntry | ScanEntry
+@dataclass(frozen=True, slots=True)
+class FindingEntry:
+    """A deployment finding, recorded once per alert id however often it is observed."""
+
+    alert_id: str
+
+
+AlertEntry = TagEntry | ScanEntry | FindingEntry
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    """A workload seen using a tag or a digest (refreshing its last-seen time)."""
+
+    location: str
+    seen_at: datetime
+    tag: TagRef | None = None
+    digest: tuple[ImageName, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +149,22 @@ class ScanLedger(AlertOutbox, Protocol):
 
         Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
         """
+        ...
+
+
+class DeploymentLedger(AlertOutbox, Protocol):
+    """What the audit watcher reads and writes: tag pointers, digest scan states, usage and findings."""
+
+    def read_deployment_view(self, tags: Iterable[TagRef], digests: Iterable[tuple[ImageName, str]]) -> DeploymentView:
+        """Pointers and scan states of every tag and digest of a batch, in batched reads."""
+        ...
+
+    def record_usage(self, updates: Iterable[UsageUpdate]) -> None:
+        """Refresh where tags and digests are in use (only on items the ledger already has)."""
+        ...
+
+    def record_finding(self, alert: Alert, lease_until: datetime) -> RecordedAlerts | None:
+        """Record a finding once: None when it is new (the caller publishes), else what was recorded before."""
         ...
 
 

@@ -6,18 +6,20 @@
 | tag history    | `TAG#{registry}/{repository}:{tag}`  | `MOVE#{time}#{event}` |
 | digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`          |
 | scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
+| finding        | `FINDING#{alert_id}`                 | `FINDING`             |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.images import ImageName
-from tagwarden.domain.scans import ScanCompleted, ScanState, ScanStatus, Verdict
+from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
 
@@ -32,6 +34,7 @@ MOVE_PREFIX = "MOVE#"
 MOVE_UPPER_BOUND = "MOVE$"
 IMAGE_SK = "IMAGE"
 SCAN_PREFIX = "SCAN#"
+FINDING_SK = "FINDING"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -47,6 +50,11 @@ def image_pk(image: ImageName, digest: str) -> str:
 def move_sk(event_key: str) -> str:
     """Sort key of a history entry: time order, then event id."""
     return f"{MOVE_PREFIX}{event_key}"
+
+
+def finding_pk(alert_id: str) -> str:
+    """Partition of one deployment finding (alert ids are hex digests, safe in a key)."""
+    return f"FINDING#{alert_id}"
 
 
 def scan_sk(event_key: str) -> str:
@@ -116,7 +124,25 @@ def pointer_item(tag: TagRef, pointer: TagPointer, source: SourceEvent, now: dat
         item["digest"] = {"S": pointer.digest}
     if pointer.scan is not None:
         item["scan"] = scan_to_attr(pointer.scan)
+    if pointer.last_scanned is not None:
+        item["last_scanned"] = {
+            "M": {
+                "digest": {"S": pointer.last_scanned.digest},
+                "scanned_at": {"S": iso(pointer.last_scanned.scanned_at)},
+            }
+        }
+    item["in_use"] = in_use_to_attr(pointer.in_use)
     return item
+
+
+def in_use_to_attr(in_use: Mapping[str, datetime]) -> AttributeValueTypeDef:
+    """Usage sites (`cluster/namespace/kind/name` -> last seen) as a DynamoDB map."""
+    return {"M": {location: {"S": iso(seen)} for location, seen in in_use.items()}}
+
+
+def in_use_from_item(item: Any) -> dict[str, datetime]:
+    """Inverse of `in_use_to_attr`, on the item holding it."""
+    return {location: parse_iso(seen["S"]) for location, seen in item.get("in_use", {"M": {}})["M"].items()}
 
 
 def pointer_from_item(item: Any) -> TagPointer:
@@ -127,6 +153,14 @@ def pointer_from_item(item: Any) -> TagPointer:
         event_key=item["event_key"]["S"],
         version=int(item["version"]["N"]),
         scan=scan_from_attr(item["scan"]) if "scan" in item else None,
+        last_scanned=(
+            ScannedDigest(
+                item["last_scanned"]["M"]["digest"]["S"], parse_iso(item["last_scanned"]["M"]["scanned_at"]["S"])
+            )
+            if "last_scanned" in item
+            else None
+        ),
+        in_use=in_use_from_item(item),
     )
 
 
@@ -171,6 +205,21 @@ def alerts_from_item(item: Any) -> tuple[tuple[Alert, ...], bool]:
     """The alerts stored on an entry and whether they were delivered."""
     alerts = tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"])
     return alerts, item.get("alerts_delivered", {"BOOL": False})["BOOL"]
+
+
+def finding_item(alert: Alert, lease_until: datetime, now: datetime) -> Item:
+    """A deployment finding: recorded once, with its alert in the outbox."""
+    item: Item = {
+        **key(finding_pk(alert.alert_id), FINDING_SK),
+        "kind": {"S": "finding"},
+        "alert_type": {"S": alert.type.value},
+        "registry": {"S": alert.registry},
+        "repository": {"S": alert.repository},
+        "first_seen_at": {"S": iso(alert.event_time)},
+        "recorded_at": {"S": iso(now)},
+    }
+    item.update(alert_attributes((alert,), False, lease_until))
+    return item
 
 
 def scan_entry_item(

@@ -60,6 +60,18 @@ class KubernetesContext(BaseModel):
     audit_id: str | None
 
 
+class UsageSite(BaseModel):
+    """A workload seen using the image, and when it was last seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cluster: str
+    namespace: str
+    kind: str
+    name: str
+    last_seen: datetime
+
+
 class Alert(BaseModel):
     """One finding, published as JSON. Field names and meanings are the documented schema v1."""
 
@@ -82,6 +94,7 @@ class Alert(BaseModel):
     scanned_digest: str | None = None
     scanned_at: datetime | None = None
     kubernetes: KubernetesContext | None = None
+    in_use: tuple[UsageSite, ...] = ()
     evidence: tuple[str, ...] = ()
     runbook: str
 

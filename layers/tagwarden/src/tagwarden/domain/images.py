@@ -71,6 +71,12 @@ def is_ecr_registry(registry: str) -> bool:
     return _ECR_HOST_RE.fullmatch(registry) is not None
 
 
+def ecr_host_parts(registry: str) -> tuple[str | None, str | None]:
+    """Account and region of an ECR registry host; (None, None) for other registries."""
+    match = _ECR_HOST_RE.fullmatch(registry)
+    return (match["account"], match["region"]) if match else (None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class ImageName:
     """A repository in a registry, e.g. `111122223333.dkr.ecr.eu-west-1.amazonaws.com` + `shop/api`."""

@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
+from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, UsageSite, derive_alert_id
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.severity import Severity
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.workloads import recent_sites
 
 
 def short_digest(digest: str) -> str:
@@ -54,6 +55,7 @@ class MoveFacts:
     current_scan: ScanState | None
     via_delete: bool = False
     evidence: tuple[str, ...] = ()
+    in_use: tuple[UsageSite, ...] = ()
 
 
 def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) -> Alert:
@@ -63,6 +65,9 @@ def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) ->
     current_passing = move.current_scan is not None and move.current_scan.passing
     alert_type = AlertType.TAG_MOVED_AFTER_SCAN if previous_scanned else AlertType.TAG_OVERWRITTEN
     severity = tag_move_severity(tag_class, previous_scanned, current_passing)
+    if move.in_use:
+        # A tag that workloads run from is one pull away from running the new content.
+        severity = severity.raised()
     return Alert(
         alert_id=derive_alert_id(
             alert_type, str(move.tag), move.previous_digest, move.current_digest, move.source.event_id
@@ -81,6 +86,7 @@ def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) ->
         current_digest=move.current_digest,
         scanned_digest=move.previous_digest if previous_scanned else None,
         scanned_at=move.previous_scan.scanned_at if previous_scanned and move.previous_scan else None,
+        in_use=move.in_use,
         evidence=move.evidence or (move.source.event_id,),
         runbook=RUNBOOKS[alert_type],
     )
@@ -105,6 +111,10 @@ def _move_summary(move: MoveFacts, tag_class: TagClass, previous_scanned: bool) 
         text += " The tag was deleted and pushed again, a known way around tag immutability."
     if tag_class is TagClass.PROTECTED:
         text += " This tag is protected and must never move."
+    if move.in_use:
+        shown = ", ".join(f"{s.cluster}/{s.namespace}/{s.kind}/{s.name}" for s in move.in_use[:3])
+        more = f" and {len(move.in_use) - 3} more" if len(move.in_use) > 3 else ""
+        text += f" It is in use by {shown}{more}."
     return text
 
 
@@ -150,11 +160,13 @@ def decide_current(
     previous_scan = pointer.scan if pointer is not None else None
     version = 0 if pointer is None else pointer.version
     previous_key = None if pointer is None else pointer.event_key
+    mark = None if pointer is None else pointer.scanned_mark()
+    in_use = {} if pointer is None else dict(pointer.in_use)
     key = action.source.key
     if action.action is TagAction.DELETE:
         move = TagMove(TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key)
         scan = previous_scan if previous == action.digest else scans.get(action.digest)
-        return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan))
+        return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan, mark, in_use))
     alerts: tuple[Alert, ...] = ()
     if previous is not None and previous != action.digest:
         facts = MoveFacts(
@@ -165,11 +177,12 @@ def decide_current(
             previous_scan=previous_scan,
             current_scan=scans.get(action.digest),
             via_delete=pointer is not None and pointer.deleted,
+            in_use=recent_sites(in_use, detected_at),
         )
         alerts = (tag_move_alert(facts, policy, detected_at),)
     move = TagMove(TagAction.PUSH, action.digest, previous, action.source, alerts=alerts, previous_key=previous_key)
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
-    return TagDecision(move, TagPointer(action.digest, action.digest, key, version + 1, scan))
+    return TagDecision(move, TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use))
 
 
 def decide_late(

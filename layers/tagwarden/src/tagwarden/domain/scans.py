@@ -106,6 +106,14 @@ class ScanState:
 
 
 @dataclass(frozen=True, slots=True)
+class ScannedDigest:
+    """A digest that had a completed scan, remembered by a tag that named it."""
+
+    digest: str
+    scanned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ScanCompleted:
     """A scanner reported on one digest (its tags at that moment, as the scanner saw them)."""
 

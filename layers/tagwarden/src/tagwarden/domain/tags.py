@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.images import ImageName, validate_digest, validate_tag
-from tagwarden.domain.scans import ScanState
+from tagwarden.domain.scans import ScannedDigest, ScanState
 from tagwarden.domain.sources import SourceEvent
 
 
@@ -67,11 +68,21 @@ class TagPointer:
     event_key: str
     version: int
     scan: ScanState | None = None
+    # The newest digest this tag named that had a completed scan: what "the scan of this tag" checked.
+    last_scanned: ScannedDigest | None = None
+    # Where workloads were seen using the tag ("cluster/namespace/kind/name" -> last seen).
+    in_use: Mapping[str, datetime] = field(default_factory=dict)
 
     @property
     def deleted(self) -> bool:
         """True when the tag was deleted and not pushed again."""
         return self.digest is None
+
+    def scanned_mark(self) -> ScannedDigest | None:
+        """The digest this pointer names (or last named), if it has a completed scan, else the older mark."""
+        if self.scan is not None and self.scan.completed:
+            return ScannedDigest(self.last_digest, self.scan.scanned_at)
+        return self.last_scanned
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,123 @@
+"""The audit watcher: checks what EKS workloads deploy, and what the kubelet pulled, against the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.deployments import DeploymentView, ImageReferenced, Observation, check, ledger_keys
+from tagwarden.domain.images import ImageName, is_ecr_registry
+from tagwarden.domain.tags import TagRef
+from tagwarden.domain.workloads import needs_refresh
+from tagwarden.events.audit import AuditBatch
+from tagwarden.observability import logger, metrics
+from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, UsageUpdate
+from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+
+
+class AuditWatcher:
+    """Turns a batch of audit observations into usage records and deduplicated deployment findings."""
+
+    def __init__(
+        self,
+        ledger: DeploymentLedger,
+        publisher: AlertPublisher,
+        extra_registries: frozenset[str] = frozenset(),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._extra_registries = extra_registries
+        self._clock = clock
+        self._delivery = AlertDelivery(ledger, publisher, clock)
+
+    def handle(self, batch: AuditBatch) -> dict[str, object]:
+        """Check one subscription delivery; every finding is published once, however often it is seen."""
+        self._report_skipped(batch)
+        observations = [o for o in batch.observations if self._monitored(o)]
+        out_of_scope = len(batch.observations) - len(observations)
+        if out_of_scope:
+            metrics.add_metric(name="UnmonitoredImages", unit="Count", value=out_of_scope)
+        published: list[str] = []
+        if observations:
+            tags, digests = ledger_keys(observations)
+            view = self._ledger.read_deployment_view(tags, digests)
+            now = self._clock()
+            findings: dict[str, Alert] = {}
+            for observation in observations:
+                alert = check(observation, view, now)
+                if alert is not None:
+                    findings.setdefault(alert.alert_id, alert)
+            self._ledger.record_usage(_usage_updates(observations, view))
+            for alert in findings.values():
+                published.extend(self._publish_once(alert))
+        metrics.add_metric(name="AuditLines", unit="Count", value=batch.lines)
+        metrics.add_metric(name="ImageObservations", unit="Count", value=len(observations))
+        logger.info(
+            "audit batch checked",
+            extra={
+                "cluster": batch.cluster,
+                "lines": batch.lines,
+                "observations": len(observations),
+                "unmonitored": out_of_scope,
+                "alerts": published,
+            },
+        )
+        return {
+            "cluster": batch.cluster,
+            "lines": batch.lines,
+            "observations": len(observations),
+            "skipped": dict(batch.skipped),
+            "alerts": published,
+        }
+
+    def _monitored(self, observation: Observation) -> bool:
+        name = observation.reference.name if isinstance(observation, ImageReferenced) else observation.running.name
+        return is_ecr_registry(name.registry) or name.registry in self._extra_registries
+
+    def _publish_once(self, alert: Alert) -> tuple[str, ...]:
+        entry = FindingEntry(alert.alert_id)
+        recorded = self._ledger.record_finding(alert, self._delivery.lease_until())
+        if recorded is None:
+            return self._delivery.deliver(entry, (alert,))
+        return self._delivery.redeliver(entry, recorded)
+
+    @staticmethod
+    def _report_skipped(batch: AuditBatch) -> None:
+        skipped = sum(batch.skipped.values())
+        if skipped:
+            metrics.add_metric(name="SkippedAuditLines", unit="Count", value=skipped)
+            logger.warning("audit lines skipped", extra={"cluster": batch.cluster, "reasons": dict(batch.skipped)})
+        if batch.invalid_images:
+            metrics.add_metric(name="InvalidImageReferences", unit="Count", value=len(batch.invalid_images))
+            logger.warning("invalid image references skipped", extra={"images": batch.invalid_images[:10]})
+
+
+def _usage_updates(observations: Iterable[Observation], view: DeploymentView) -> list[UsageUpdate]:
+    """One refresh per (tag or digest, workload), and only where the ledger's last-seen is stale."""
+    updates: dict[tuple[object, str], UsageUpdate] = {}
+    for observation in observations:
+        location, seen = observation.workload.location, observation.seen_at
+        if isinstance(observation, ImageReferenced):
+            references = [observation.reference]
+        else:
+            references = [observation.running] + ([observation.started_from] if observation.started_from else [])
+        for reference in references:
+            target: TagRef | tuple[ImageName, str]
+            if reference.digest is not None:
+                target = (reference.name, reference.digest)
+                known = view.digest_usage.get(target)
+                update = UsageUpdate(location, seen, digest=target)
+            elif reference.tag is not None:
+                target = TagRef(reference.name, reference.tag)
+                pointer = view.pointers.get(target)
+                known = pointer.in_use if pointer is not None else None
+                update = UsageUpdate(location, seen, tag=target)
+            else:
+                continue
+            if known is None or not needs_refresh(known, location, seen):
+                continue
+            previous = updates.get((target, location))
+            if previous is None or previous.seen_at < seen:
+                updates[(target, location)] = update
+    return list(updates.values())
