@@ -8,7 +8,7 @@ from datetime import datetime
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.rules import MoveFacts, tag_move_alert
-from tagwarden.domain.scans import ScanCompleted, ScanState
+from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import TagPointer, TagRef
 
@@ -34,7 +34,8 @@ class ScanDecision:
     replaces_current: bool
     # Tags that point at the scanned digest, with the scan state copied onto their pointer.
     pointer_updates: Mapping[str, TagPointer]
-    # Tags whose move the alerts are about: their pointers must not change before the write.
+    # Tags that moved away from the digest during its scan: their pointers learn that the digest they
+    # named was scanned after all (so the kubelet running the new content is a digest mismatch).
     moved_tags: Mapping[str, TagPointer]
     alerts: tuple[Alert, ...]
     # Set by the service when the alerts are written: the writer publishes them until then.
@@ -79,7 +80,8 @@ def decide_scan(
                 evidence=(scan.source.event_id,),
             )
             alerts.append(tag_move_alert(facts, policy, detected_at))
-            moved[tag_name] = pointer
+            mark = ScannedDigest(scan.digest, state.scanned_at)
+            moved[tag_name] = replace(pointer, last_scanned=mark, version=pointer.version + 1)
     return ScanDecision(
         state=state,
         replaces_current=state.supersedes(snapshot.current),
