@@ -6,6 +6,7 @@ import base64
 import copy
 import gzip
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from tests.support.events import EVENTS
@@ -52,7 +53,7 @@ def kubelet_status(pod: str, image: str, image_id: str, audit_id: str = "a1") ->
 
 
 def envelope(
-    messages: list[dict[str, Any] | str],
+    messages: Sequence[dict[str, Any] | str],
     *,
     cluster: str = "prod-eks",
     message_type: str = "DATA_MESSAGE",
