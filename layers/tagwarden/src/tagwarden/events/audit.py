@@ -131,6 +131,8 @@ def _read_line(message: str, batch: AuditBatch) -> str | None:
         return "oversized"
     try:
         raw = json.loads(message)
+    except RecursionError:
+        return "too_deeply_nested"
     except ValueError:
         return "truncated_json" if message.lstrip().startswith("{") else "not_json"
     if not isinstance(raw, dict) or raw.get("kind", "Event") != "Event":
