@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertEntry, AlertOutbox, AlertPublisher, RecordedAlerts
+from tagwarden.ports import AlertEntry, AlertOutbox, AlertPublisher, LedgerUnavailableError, RecordedAlerts
 
 # Longer than publishing takes, shorter than Lambda's first async retry (about a minute), so the retry of a
 # crashed invocation always finds the lease expired.
@@ -52,7 +52,13 @@ class AlertDelivery:
         except Exception:
             self._outbox.release_alert_delivery(entry)
             raise
-        self._outbox.mark_alerts_delivered(entry)
+        try:
+            self._outbox.mark_alerts_delivered(entry)
+        except LedgerUnavailableError:
+            # The alerts are out; failing the invocation now would only make its retry publish them again.
+            # The lease keeps duplicates quiet meanwhile; the metric tells operations the flag is missing.
+            metrics.add_metric(name="AlertDeliveryNotRecorded", unit="Count", value=1)
+            logger.exception("alerts published but not marked delivered", extra={"entry": str(entry)})
         return tuple(alert.alert_id for alert in alerts)
 
     def redeliver(self, entry: AlertEntry, recorded: RecordedAlerts) -> tuple[str, ...]:
