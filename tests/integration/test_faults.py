@@ -45,7 +45,8 @@ def failing(client: Any, operation: str, error: BaseException, times: int = 1) -
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "X")
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "X")
 
 
 @pytest.fixture
