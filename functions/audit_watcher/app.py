@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tagwarden.config import AuditWatcherConfig
 from tagwarden.events.audit import read_batch
 from tagwarden.events.parsing import parse_event
-from tagwarden.observability import logger, metrics, tracer
+from tagwarden.observability import capture_lambda_handler, logger, metrics
 from tagwarden.services.audit_watcher import AuditWatcher
 from tagwarden.services.wiring import build_audit_watcher
 
@@ -25,7 +25,7 @@ def audit_watcher() -> AuditWatcher:
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Check one CloudWatch Logs delivery of audit events."""
     return audit_watcher().handle(read_batch(parse_event(event, CloudWatchLogsModel)))

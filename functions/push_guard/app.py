@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tagwarden.config import PushGuardConfig
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import parse_event
-from tagwarden.observability import logger, metrics, tracer
+from tagwarden.observability import capture_lambda_handler, logger, metrics
 from tagwarden.services.push_guard import PushGuard
 from tagwarden.services.wiring import build_push_guard
 
@@ -25,7 +25,7 @@ def push_guard() -> PushGuard:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Record one ECR push or delete."""
     return push_guard().handle(parse_event(event, EcrImageActionEvent).to_fact()).as_dict()

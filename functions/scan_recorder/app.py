@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tagwarden.config import ScanRecorderConfig
 from tagwarden.events.parsing import parse_event
 from tagwarden.events.scans import ScanEvent
-from tagwarden.observability import logger, metrics, tracer
+from tagwarden.observability import capture_lambda_handler, logger, metrics
 from tagwarden.services.scan_recorder import ScanRecorder
 from tagwarden.services.wiring import build_scan_recorder
 
@@ -25,7 +25,7 @@ def scan_recorder() -> ScanRecorder:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Record one completed scan."""
     return scan_recorder().handle(parse_event(event, ScanEvent).to_fact()).as_dict()
