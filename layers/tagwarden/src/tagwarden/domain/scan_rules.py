@@ -89,8 +89,3 @@ def decide_scan(
         moved_tags=moved,
         alerts=tuple(alerts),
     )
-
-
-def candidate_tags(scan: ScanCompleted, known_tags: frozenset[str]) -> frozenset[str]:
-    """Tags whose pointer may carry this digest's scan: named by the scanner or ever pushed to the digest."""
-    return frozenset(scan.tags) | known_tags
