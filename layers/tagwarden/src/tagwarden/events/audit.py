@@ -94,6 +94,8 @@ class AuditBatch:
     """One subscription delivery: its cluster, the observations found, and what was skipped and why."""
 
     cluster: str
+    # The first log event's id: the delivery's correlation id in the logs.
+    delivery_id: str | None = None
     observations: list[Observation] = field(default_factory=list)
     lines: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
@@ -109,7 +111,7 @@ def cluster_of(log_group: str) -> str:
 def read_batch(envelope: CloudWatchLogsModel) -> AuditBatch:
     """Every observation of one CloudWatch Logs delivery; bad lines are counted in `skipped`."""
     data = envelope.awslogs.decoded_data
-    batch = AuditBatch(cluster=cluster_of(data.logGroup))
+    batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=data.logEvents[0].id if data.logEvents else None)
     if data.messageType != "DATA_MESSAGE":
         batch.skipped["control_message"] += 1
         return batch

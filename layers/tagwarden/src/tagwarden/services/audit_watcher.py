@@ -33,6 +33,7 @@ class AuditWatcher:
 
     def handle(self, batch: AuditBatch) -> dict[str, object]:
         """Check one subscription delivery; every finding is published once, however often it is seen."""
+        logger.set_correlation_id(batch.delivery_id)
         self._report_skipped(batch)
         observations = [o for o in batch.observations if self._monitored(o)]
         out_of_scope = len(batch.observations) - len(observations)
