@@ -22,34 +22,27 @@ class ConfigurationError(RuntimeError):
     """An environment variable is missing or invalid; the message names it."""
 
 
-class LedgerConfig(BaseModel):
-    """Configuration every function shares: where the ledger and the alerts topic are, and the tag policy."""
+class DetectionConfig(BaseModel):
+    """How findings are judged: the tag policy and the severity from which a scan fails.
+
+    The functions and the `tagwarden` command read the same variables with the same defaults.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    LEDGER_TABLE_NAME: str
-    ALERTS_TOPIC_ARN: str
     PROTECTED_TAG_PATTERNS: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
     MUTABLE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
-
-    @field_validator("LEDGER_TABLE_NAME")
-    @classmethod
-    def _table_name(cls, value: str) -> str:
-        if not 3 <= len(value) <= 255:
-            raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
-        return value
-
-    @field_validator("ALERTS_TOPIC_ARN")
-    @classmethod
-    def _topic_arn(cls, value: str) -> str:
-        if not value.startswith("arn:") or ":sns:" not in value:
-            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
-        return value
+    FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
 
     @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", mode="before")
     @classmethod
     def _patterns(cls, value: object) -> object:
         return split_patterns(value) if isinstance(value, str) else value
+
+    @field_validator("FAIL_SEVERITY", mode="before")
+    @classmethod
+    def _severity(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @property
     def tag_policy(self) -> TagPolicy:
@@ -71,19 +64,33 @@ class LedgerConfig(BaseModel):
             raise ConfigurationError(f"invalid Tagwarden configuration: {problems}") from None
 
 
+class LedgerConfig(DetectionConfig):
+    """Configuration every function shares: where the ledger and the alerts topic are."""
+
+    LEDGER_TABLE_NAME: str
+    ALERTS_TOPIC_ARN: str
+
+    @field_validator("LEDGER_TABLE_NAME")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not 3 <= len(value) <= 255:
+            raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
+        return value
+
+    @field_validator("ALERTS_TOPIC_ARN")
+    @classmethod
+    def _topic_arn(cls, value: str) -> str:
+        if not value.startswith("arn:") or ":sns:" not in value:
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return value
+
+
 class PushGuardConfig(LedgerConfig):
     """The push guard needs the shared configuration only."""
 
 
 class ScanRecorderConfig(LedgerConfig):
-    """The scan recorder also needs the severity from which findings fail a scan."""
-
-    FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
-
-    @field_validator("FAIL_SEVERITY", mode="before")
-    @classmethod
-    def _severity(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
+    """The scan recorder judges scans with FAIL_SEVERITY (shared)."""
 
 
 class AuditWatcherConfig(LedgerConfig):

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tagwarden.adapters.ledger_items import (
+    FINDING_SK,
     IMAGE_SK,
     MOVE_PREFIX,
     MOVE_UPPER_BOUND,
     POINTER_SK,
     Item,
     alerts_from_item,
+    finding_pk,
     image_pk,
     iso,
     key,
@@ -36,6 +38,7 @@ from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, T
 from tagwarden.ports import (
     AlertEntry,
     ConcurrentUpdateError,
+    FindingEntry,
     LedgerUnavailableError,
     RecordedAlerts,
     ScanReading,
@@ -258,13 +261,20 @@ class DynamoDbLedger:
         for tag_name, pointer in decision.pointer_updates.items():
             items.append({"Update": self._pointer_scan_update(scan, tag_name, pointer)})
         for tag_name, pointer in decision.moved_tags.items():
+            assert pointer.last_scanned is not None
+            mark = pointer.last_scanned
             items.append(
                 {
-                    "ConditionCheck": {
+                    "Update": {
                         "TableName": self._table,
                         "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
+                        "UpdateExpression": "SET last_scanned = :mark, version = :version",
                         "ConditionExpression": "version = :expected",
-                        "ExpressionAttributeValues": {":expected": {"N": str(pointer.version)}},
+                        "ExpressionAttributeValues": {
+                            ":mark": {"M": {"digest": {"S": mark.digest}, "scanned_at": {"S": iso(mark.scanned_at)}}},
+                            ":version": {"N": str(pointer.version)},
+                            ":expected": {"N": str(pointer.version - 1)},
+                        },
                     }
                 }
             )
@@ -283,6 +293,7 @@ class DynamoDbLedger:
             ":digest": {"S": scan.digest},
             ":seen": {"S": iso(scan.source.event_time)},
             ":now": {"S": iso(now)},
+            ":no_use": {"M": {}},
         }
         assignments = [
             "kind = :kind",
@@ -290,6 +301,7 @@ class DynamoDbLedger:
             "repository = :repository",
             "digest = :digest",
             "first_seen_at = if_not_exists(first_seen_at, :seen)",
+            "in_use = if_not_exists(in_use, :no_use)",
             "updated_at = :now",
         ]
         if decision.replaces_current:
@@ -380,6 +392,7 @@ class DynamoDbLedger:
             ":digest": {"S": action.digest},
             ":seen": {"S": iso(action.source.event_time)},
             ":now": {"S": iso(now)},
+            ":no_use": {"M": {}},
         }
         assignments = [
             "kind = :kind",
@@ -387,6 +400,7 @@ class DynamoDbLedger:
             "repository = :repository",
             "digest = :digest",
             "first_seen_at = if_not_exists(first_seen_at, :seen)",
+            "in_use = if_not_exists(in_use, :no_use)",
             "updated_at = :now",
         ]
         values[":kind"] = {"S": "image"}
@@ -442,10 +456,47 @@ class DynamoDbLedger:
                 pending = list(unprocessed["Keys"]) if unprocessed else []
         return found
 
+    def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:
+        """Read-only: None for a digest the ledger never saw; else the tags ever pushed to it and its latest scan."""
+        with _ledger_errors("GetItem digest record"):
+            self.requests += 1
+            item = self._client.get_item(
+                TableName=self._table, Key=key(image_pk(image, digest), IMAGE_SK), ConsistentRead=True
+            ).get("Item")
+        if item is None:
+            return None
+        tags = frozenset(item["tags"]["SS"]) if "tags" in item else frozenset()
+        return tags, scan_from_attr(item["scan"]) if "scan" in item else None
+
+    def scan_history(self, image: ImageName, digest: str) -> list[ScanState]:
+        """Read-only: every scan recorded for the digest (its `SCAN#` entries), oldest first."""
+        from tagwarden.adapters.ledger_items import SCAN_PREFIX
+
+        scans: list[ScanState] = []
+        start: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": image_pk(image, digest)}, ":prefix": {"S": SCAN_PREFIX}},
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            with _ledger_errors("Query scan history"):
+                self.requests += 1
+                page = self._client.query(**kwargs)
+            scans.extend(scan_from_attr(item["scan"]) for item in page.get("Items", []) if "scan" in item)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return scans
+
 
 def _entry_key(entry: AlertEntry) -> Item:
     if isinstance(entry, TagEntry):
         return key(tag_pk(entry.tag), move_sk(entry.event_key))
+    if isinstance(entry, FindingEntry):
+        return key(finding_pk(entry.alert_id), FINDING_SK)
     return key(image_pk(entry.image, entry.digest), scan_sk(entry.event_key))
 
 
