@@ -26,7 +26,11 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="$${AWS_DEFAULT_REGION:-us-eas
 # Static security scan of template.yaml (settings in .checkov.yaml; exceptions are suppressed in the
 # template, each with its reason). checkov runs offline: no update check, no vendor metadata; its own
 # warnings (it cannot apply Globals to a template with Fn::ForEach, see .checkov.yaml) are muted.
-CHECKOV ?= $(BIN)/checkov
+# checkov pins boto3 1.35, which aws-sam-cli's pins in .venv exclude: it gets an environment of its own,
+# pinned by tools/checkov/requirements.txt.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV ?= $(CHECKOV_VENV)/bin/checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
 
 .PHONY: help venv node lint security-scan build test demo bench clean distclean
@@ -68,7 +72,13 @@ lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint, sam validate --lint and the securit
 	@$(SAM_ENV) $(BIN)/sam validate --lint
 	@$(MAKE) security-scan
 
-security-scan: $(VENV_STAMP) ## checkov on template.yaml (zero failed checks)
+$(CHECKOV_STAMP): tools/checkov/requirements.txt
+	@echo "==> checkov environment ($(CHECKOV_VENV))"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON3) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install -qq --disable-pip-version-check -r tools/checkov/requirements.txt
+	@touch $@
+
+security-scan: $(CHECKOV_STAMP) ## checkov on template.yaml (zero failed checks)
 	@echo "==> checkov template.yaml"
 	@$(CHECKOV_ENV) $(CHECKOV) --config-file .checkov.yaml
 
@@ -94,7 +104,7 @@ test: $(VENV_STAMP) $(NODE_STAMP) ## lint, build, then the test suite
 	@$(PY) -m pytest
 
 demo: $(VENV_STAMP) ## Run the end-to-end demo
-	@$(PY) -m tagwarden.demo
+	@$(PY) -m demo
 
 bench: $(VENV_STAMP) ## Run the benchmarks (prints figures)
 	@$(PY) benchmarks/run.py
@@ -103,5 +113,5 @@ clean: ## Remove build output and caches
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
-distclean: clean ## Also remove .venv and node_modules
-	rm -rf $(VENV) node_modules
+distclean: clean ## Also remove .venv, .venv-checkov and node_modules
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules
