@@ -246,17 +246,15 @@ def test_usage_is_recorded_and_raises_the_severity_of_a_later_move(
     pointer = next(
         i for i in stack.items() if i["pk"]["S"] == f"TAG#{ECR}/shop/api:latest" and i["sk"]["S"] == "POINTER"
     )
-    assert list(pointer["in_use"]["M"]) == ["prod-eks/shop/Deployment/api"]
+    assert list(pointer["in_use"]["M"]) == ["prod-eks/shop/api"]
 
     push_guard(ecr_image_action(tag="latest", digest=B, time="2026-11-20T10:00:00Z"))
 
     (received,) = stack.received_alerts()
     # A mutable tag moving to an unscanned digest is LOW; in use, one step more.
     assert (received.alert.type, received.alert.severity) == (AlertType.TAG_MOVED_AFTER_SCAN, Severity.MEDIUM)
-    assert [(s.cluster, s.namespace, s.kind, s.name) for s in received.alert.in_use] == [
-        ("prod-eks", "shop", "Deployment", "api")
-    ]
-    assert "in use by prod-eks/shop/Deployment/api" in received.alert.summary
+    assert [(s.cluster, s.namespace, s.workload) for s in received.alert.in_use] == [("prod-eks", "shop", "api")]
+    assert "in use by prod-eks/shop/api" in received.alert.summary
 
 
 def test_ledger_reads_are_batched_over_distinct_images(
@@ -268,5 +266,6 @@ def test_ledger_reads_are_batched_over_distinct_images(
     lines = [with_images(audit_line("deployment_create.json"), f"{ECR}/shop/svc-{n}:v{n % 7}") for n in range(250)] * 2
     module.lambda_handler(envelope(lines), lambda_context)
     ledger = module.audit_watcher()._ledger
-    # 250 distinct tags: 3 BatchGetItem; then each finding is recorded and flagged delivered (2 writes).
-    assert ledger.requests == 3 + 2 * 250
+    # 250 distinct tags: 3 BatchGetItem; 250 findings: 3 BatchGetItem to see none was recorded before,
+    # then each is recorded and flagged delivered (2 writes).
+    assert ledger.requests == 3 + 3 + 2 * 250

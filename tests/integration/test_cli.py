@@ -3,6 +3,8 @@ ECR, SNS and CloudFormation in moto, and the exit codes a CI gate relies on."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import pytest
 from tagwarden.cli.main import app
 from typer.testing import CliRunner, Result
 
-from tests.support.events import EVENTS, ecr_image_action, ecr_scan
+from tests.support.audit import audit_line, envelope, with_images
+from tests.support.events import EVENTS, ecr_image_action, ecr_scan, load_event
 from tests.support.handlers import Handler
 from tests.support.stack import REGION, Stack
 from tests.support.template import create_ledger_table
@@ -695,20 +698,6 @@ def test_replay_with_a_topic_publishes_the_alerts(stack: Stack, tmp_path: Path) 
     assert f"1 published to {stack.topic_arn}" in result.stdout
 
 
-def test_replay_reports_audit_records_as_unsupported_without_needing_a_ledger(tmp_path: Path) -> None:
-    envelope = EVENTS / "audit_watcher" / "cloudwatch_logs_envelope.json"
-    line = EVENTS / "audit_watcher" / "lines" / "pod_create_request.json"
-
-    result = tagwarden("replay", str(envelope), str(line), "--json")
-
-    assert result.exit_code == 1
-    report = json.loads(result.stdout)
-    assert [(e["function"], e["outcome"], e["ok"]) for e in report["events"]] == [
-        ("audit-watcher", "unsupported (audit watcher not installed)", False),
-        ("audit-watcher", "unsupported (audit watcher not installed)", False),
-    ]
-
-
 def test_replay_goes_on_past_invalid_and_unknown_events_and_exits_1(stack: Stack, tmp_path: Path) -> None:
     bad = ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z", event_id="bad")
     bad["detail"]["image-digest"] = "sha256:short"
@@ -740,6 +729,238 @@ def test_replay_of_a_file_that_is_not_json_changes_nothing(stack: Stack, tmp_pat
     assert_one_line_error(result, 2, "broken.json:1: not JSON")
     assert tagwarden("check", f"{IMAGE}:main", "--table", stack.table_name).stdout.startswith("unknown tag")
     assert_one_line_error(tagwarden("replay", str(tmp_path / "missing.json")), 2, "cannot read")
+
+
+# --- replay of EKS audit logs ------------------------------------------------------------------------
+
+AUDIT_EVENTS = EVENTS / "audit_watcher"
+SAMPLE_DELIVERY = AUDIT_EVENTS / "cloudwatch_logs_envelope.json"
+# What the sample's kubelet reports running, started from shop/api:latest.
+RUNNING = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"
+SAMPLE_LINES = ("deployment_create.json", "pod_create_request_response.json", "pod_status_patch_plain.json")
+
+
+def scanned_latest(push_guard: Handler, scan_recorder: Handler, counts: dict[str, int]) -> None:
+    push_guard(ecr_image_action(tag="latest", digest=RUNNING, time="2026-11-20T09:00:00Z"))
+    scan_recorder(ecr_scan(digest=RUNNING, tags=["latest"], time="2026-11-20T09:01:00Z", counts=counts))
+
+
+def decoded(envelope_file: Path) -> dict[str, Any]:
+    """The subscription data of an envelope: base64, gzip, JSON."""
+    data = json.loads(envelope_file.read_text())["awslogs"]["data"]
+    payload: dict[str, Any] = json.loads(gzip.decompress(base64.b64decode(data)))
+    return payload
+
+
+def replay_json(*args: str, env: dict[str, str | None] | None = None) -> dict[str, Any]:
+    result = tagwarden("replay", *args, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def test_replay_of_a_subscription_envelope_checks_it_as_the_audit_watcher_handler_does(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    # Given a ledger where the deployed tag's digest has a failing scan
+    scanned_latest(push_guard, scan_recorder, {"CRITICAL": 1})
+    stack.received_alerts()
+
+    # When the sample delivery is replayed without a topic, then handled by the function itself
+    report = replay_json(str(SAMPLE_DELIVERY), "--table", stack.table_name)
+    handled = audit_watcher(load_event("audit_watcher/cloudwatch_logs_envelope.json"))
+
+    # Then both checked the same lines and found the same findings
+    assert handled["observations"] == 3 and len(handled["alerts"]) == 1  # one workload, one vulnerable digest
+    (row,) = report["events"]
+    assert row == {
+        "event": f"{SAMPLE_DELIVERY}#1",
+        "function": "audit-watcher",
+        "event_id": decoded(SAMPLE_DELIVERY)["logEvents"][0]["id"],
+        "outcome": "checked: 6 lines, 3 observations, 3 skipped (no_images 1, not_json 1, truncated_json 1)",
+        "alerts": handled["alerts"],
+        "ok": True,
+        "audit": handled,
+    }
+    assert [alert["alert_id"] for alert in report["alerts"]["would_alert"]] == handled["alerts"]
+    assert {alert["type"] for alert in report["alerts"]["would_alert"]} == {"VULNERABLE_IMAGE_DEPLOYED"}
+    assert report["alerts"]["published"] == []
+    # ... and what the replay withheld, the function published (once).
+    assert [received.alert.alert_id for received in stack.received_alerts()] == handled["alerts"]
+
+
+def test_replay_prints_what_the_audit_watcher_checked(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    scanned_latest(push_guard, scan_recorder, {"LOW": 1})
+    control = AUDIT_EVENTS / "cloudwatch_logs_control_message.json"
+
+    result = tagwarden("replay", str(SAMPLE_DELIVERY), str(control), "--table", stack.table_name)
+
+    assert result.exit_code == 0, result.output
+    first_id = decoded(SAMPLE_DELIVERY)["logEvents"][0]["id"]
+    assert result.stdout.splitlines() == [
+        f"{SAMPLE_DELIVERY}#1 audit-watcher {first_id}: "
+        "checked: 6 lines, 3 observations, 3 skipped (no_images 1, not_json 1, truncated_json 1)",
+        f"{control}#1 audit-watcher -: checked: 0 lines, 0 observations, 1 skipped (control_message 1)",
+        "  alerts:   none",
+    ]
+
+
+def test_replay_of_decoded_subscription_data_takes_the_same_path_as_the_envelope(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, tmp_path: Path
+) -> None:
+    scanned_latest(push_guard, scan_recorder, {"LOW": 1})
+    data = tmp_path / "decoded.json"
+    data.write_text(json.dumps(decoded(SAMPLE_DELIVERY)))
+
+    report = replay_json(str(SAMPLE_DELIVERY), str(data), "--table", stack.table_name)
+
+    envelope_row, data_row = report["events"]
+    assert data_row["event"] == f"{data}#1"
+    assert {k: v for k, v in data_row.items() if k != "event"} == {
+        k: v for k, v in envelope_row.items() if k != "event"
+    }
+    assert data_row["audit"]["skipped"] == {"no_images": 1, "not_json": 1, "truncated_json": 1}
+
+
+def test_replay_reports_an_undecodable_delivery_as_invalid(stack: Stack, tmp_path: Path) -> None:
+    broken = write_events(tmp_path / "broken.json", [{"awslogs": {"data": "not base64 gzip"}}])
+
+    result = tagwarden("replay", str(broken), "--table", stack.table_name)
+
+    assert result.exit_code == 1
+    assert "audit-watcher -: invalid: invalid CloudWatchLogsModel: awslogs.data" in result.stdout
+
+
+def write_audit_lines(path: Path, lines: list[dict[str, Any]]) -> Path:
+    """Raw audit lines, as kube-apiserver writes its audit log: one compact JSON event per line."""
+    path.write_text("".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines))
+    return path
+
+
+def test_replay_of_raw_audit_lines_delivers_them_as_the_clusters_subscription_would(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler, tmp_path: Path
+) -> None:
+    # Given a failing scan of the deployed digest, and the cluster's audit log as a file
+    scanned_latest(push_guard, scan_recorder, {"CRITICAL": 1})
+    stack.received_alerts()
+    lines = [audit_line(name) for name in SAMPLE_LINES]
+    log = write_audit_lines(tmp_path / "audit.log", lines)
+
+    # When it is replayed for the cluster, then the function gets the same lines in a delivery
+    report = replay_json(str(log), "--cluster", "prod-eks", "--table", stack.table_name)
+    handled = audit_watcher(envelope(lines, cluster="prod-eks"))
+
+    # Then the file's lines were one delivery, checked as the function checks it
+    (row,) = report["events"]
+    assert (row["event"], row["function"], row["ok"]) == (f"{log}#1-3", "audit-watcher", True)
+    assert row["event_id"] == lines[0]["auditID"]
+    assert row["outcome"] == "checked: 3 lines, 3 observations, 0 skipped"
+    assert row["audit"] == handled
+    assert handled["cluster"] == "prod-eks" and len(handled["alerts"]) == 1
+    received = stack.received_alerts()
+    assert sorted(r.alert.alert_id for r in received) == sorted(handled["alerts"])
+    assert {r.alert.kubernetes.cluster for r in received if r.alert.kubernetes} == {"prod-eks"}
+
+
+def test_replay_groups_consecutive_raw_audit_lines_of_a_file(stack: Stack, tmp_path: Path) -> None:
+    deployment, pod, status = (audit_line(name) for name in SAMPLE_LINES)
+    push = ecr_image_action(tag="latest", digest=RUNNING, time="2026-11-20T09:00:00Z", event_id="p-1")
+    mixed = write_events(tmp_path / "mixed.jsonl", [deployment, pod, push, status], lines=True)
+    more = write_audit_lines(tmp_path / "more.log", [status])
+
+    report = replay_json(str(mixed), str(more), "--cluster", "prod-eks", "--table", stack.table_name)
+
+    assert [(e["event"], e["function"], e["outcome"].split(",")[0]) for e in report["events"]] == [
+        (f"{mixed}#1-2", "audit-watcher", "checked: 2 lines"),
+        (f"{mixed}#3", "push-guard", "recorded"),
+        (f"{mixed}#4", "audit-watcher", "checked: 1 lines"),
+        (f"{more}#1", "audit-watcher", "checked: 1 lines"),
+    ]
+
+
+def test_raw_audit_lines_are_delivered_in_chunks_of_at_most_10000() -> None:
+    from tagwarden.cli.replay import AUDIT_LINES_PER_DELIVERY, deliveries
+
+    lines = [audit_line("pod_create_request.json") for _ in range(5)]
+    push = ecr_image_action(tag="latest", digest=RUNNING, time="2026-11-20T09:00:00Z")
+    path = Path("audit.log")
+
+    replayable = deliveries(path, [*lines, push], "prod-eks", lines_per_delivery=2)
+
+    assert AUDIT_LINES_PER_DELIVERY == 10_000
+    assert [origin for origin, _ in replayable] == ["audit.log#1-2", "audit.log#3-4", "audit.log#5", "audit.log#6"]
+    first = json.loads(gzip.decompress(base64.b64decode(replayable[0][1]["awslogs"]["data"])))
+    assert (first["messageType"], first["logGroup"], len(first["logEvents"])) == (
+        "DATA_MESSAGE",
+        "/aws/eks/prod-eks/cluster",
+        2,
+    )
+    assert json.loads(first["logEvents"][0]["message"]) == lines[0]
+    assert replayable[3][1] == push
+
+
+def test_raw_audit_lines_need_a_cluster(stack: Stack, tmp_path: Path) -> None:
+    push = ecr_image_action(tag="latest", digest=RUNNING, time="2026-11-20T09:00:00Z")
+    log = write_events(tmp_path / "audit.jsonl", [push, audit_line("deployment_create.json")], lines=True)
+
+    missing = tagwarden("replay", str(log), "--table", stack.table_name)
+    bad = tagwarden("replay", str(log), "--cluster", "prod/eks", "--table", stack.table_name)
+
+    assert_one_line_error(missing, 2, f"{log}#2", "--cluster NAME")
+    assert_one_line_error(bad, 2, "'prod/eks' is not an EKS cluster name")
+    assert stack.items() == []  # nothing replayed, not even the push before the lines
+
+
+def test_replayed_findings_are_withheld_without_a_topic_then_published_once(stack: Stack) -> None:
+    # Given an empty ledger: the sample's tag and running digest are unscanned.
+    table = ("--table", stack.table_name)
+
+    # A run without publishing (here with the delivery twice) records the findings, publishes nothing...
+    text = tagwarden(
+        "replay", str(SAMPLE_DELIVERY), str(SAMPLE_DELIVERY), *table, "--topic-arn", stack.topic_arn, "--no-publish"
+    )
+    withheld = replay_json(str(SAMPLE_DELIVERY), *table)
+
+    assert text.exit_code == 0, text.output
+    assert "2 would alert (not published: --no-publish)" in text.stdout
+    assert text.stdout.count("would alert: tw-") == 2
+    would_alert = withheld["alerts"]["would_alert"]
+    assert {alert["type"] for alert in would_alert} == {"UNSCANNED_IMAGE_DEPLOYED"}
+    assert withheld["events"][0]["alerts"] == [alert["alert_id"] for alert in would_alert]
+    findings = [item for item in stack.items() if item.get("kind", {}).get("S") == "finding"]
+    assert len(findings) == 2
+    assert all(item["alerts_delivered"] == {"BOOL": False} for item in findings)
+    assert stack.received_alerts() == []
+
+    # ... a run with the topic publishes them, and the next one has nothing left to publish.
+    published = replay_json(str(SAMPLE_DELIVERY), *table, "--topic-arn", stack.topic_arn)
+    again = replay_json(str(SAMPLE_DELIVERY), *table, "--topic-arn", stack.topic_arn)
+
+    assert published["alerts"] == {"published": [a["alert_id"] for a in would_alert], "would_alert": []}
+    assert again["alerts"] == {"published": [], "would_alert": []}
+    assert again["events"][0]["outcome"] == published["events"][0]["outcome"]
+    assert sorted(r.alert.alert_id for r in stack.received_alerts()) == sorted(a["alert_id"] for a in would_alert)
+
+
+def test_replay_checks_the_extra_monitored_registries_of_the_environment(stack: Stack, tmp_path: Path) -> None:
+    log = write_audit_lines(
+        tmp_path / "audit.log", [with_images(audit_line("deployment_create.json"), "docker.io/library/nginx:1.27")]
+    )
+    args = (str(log), "--cluster", "prod-eks", "--table", stack.table_name)
+
+    ecr_only = replay_json(*args)
+    watching_docker_hub = replay_json(*args, env={"EXTRA_MONITORED_REGISTRIES": "docker.io, ghcr.io"})
+    push = write_events(tmp_path / "push.json", [ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z")])
+    invalid = tagwarden("replay", str(push), *args, env={"EXTRA_MONITORED_REGISTRIES": "not a host"})
+
+    assert ecr_only["events"][0]["audit"]["observations"] == 0
+    assert watching_docker_hub["events"][0]["audit"]["observations"] == 1
+    (alert,) = watching_docker_hub["alerts"]["would_alert"]
+    assert alert["type"] == "UNSCANNED_IMAGE_DEPLOYED"
+    assert_one_line_error(invalid, 2, "EXTRA_MONITORED_REGISTRIES", "not a valid registry host")
+    assert not [item for item in stack.items() if item["pk"]["S"].startswith("TAG#")]  # stopped before the push
 
 
 # --- the command itself ---------------------------------------------------------------------------------

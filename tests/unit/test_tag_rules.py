@@ -104,7 +104,7 @@ def test_older_event_is_late() -> None:
 def test_late_push_alerts_the_move_from_its_predecessor() -> None:
     late = action(TagAction.PUSH, B, 2)
     before = TagMove(TagAction.PUSH, A, None, source(1))
-    after = TagMove(TagAction.PUSH, C, A, source(3))
+    after = TagMove(TagAction.PUSH, C, A, source(3), alerted=True)
     decision = decide_late(late, late.tag_ref, Neighbours(before, after), {}, POLICY, NOW)  # type: ignore[arg-type]
     assert decision.pointer is None and decision.move.late
     assert [(a.previous_digest, a.current_digest) for a in decision.alerts] == [(A, B)]
@@ -126,3 +126,20 @@ def test_late_duplicate_content_raises_nothing() -> None:
     after = TagMove(TagAction.PUSH, A, A, source(3))
     decision = decide_late(late, late.tag_ref, Neighbours(before, after), {}, POLICY, NOW)  # type: ignore[arg-type]
     assert decision.alerts == () and decision.move.previous_digest == A
+
+
+def test_a_late_entry_shares_the_alert_of_a_successor_with_its_content() -> None:
+    # P(A) -> S(B) was alerted; X(B) arrives late between them: that alert covers the change into B.
+    late = action(TagAction.PUSH, B, 2)
+    before = TagMove(TagAction.PUSH, A, None, source(1))
+    after = TagMove(TagAction.PUSH, B, A, source(3), alerted=True)
+    decision = decide_late(late, late.tag_ref, Neighbours(before, after), {}, POLICY, NOW)  # type: ignore[arg-type]
+    assert decision.alerts == ()
+    assert decision.move.alerted
+    assert decision.relinked_successor is not None
+    assert decision.relinked_successor.alerted
+    # Then Y(C) lands between X and S: B->C is new; C->B into S is what S's alert already said (A->B).
+    y = action(TagAction.PUSH, C, 2)
+    y = ImageAction(y.action, y.image, y.digest, y.tag, SourceEvent("evt-2b", y.source.event_time.replace(second=30)))
+    again = decide_late(y, y.tag_ref, Neighbours(decision.move, decision.relinked_successor), {}, POLICY, NOW)  # type: ignore[arg-type]
+    assert [(a.previous_digest, a.current_digest) for a in again.alerts] == [(B, C)]

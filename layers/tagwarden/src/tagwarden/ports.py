@@ -163,6 +163,10 @@ class DeploymentLedger(AlertOutbox, Protocol):
         """Refresh where tags and digests are in use (only on items the ledger already has)."""
         ...
 
+    def recorded_findings(self, alert_ids: Iterable[str]) -> dict[str, RecordedAlerts]:
+        """The findings among these ids that were recorded before, batched."""
+        ...
+
     def record_finding(self, alert: Alert, lease_until: datetime) -> RecordedAlerts | None:
         """Record a finding once: None when it is new (the caller publishes), else what was recorded before."""
         ...

@@ -77,6 +77,16 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
             except ConcurrentUpdateError:
                 continue
 
+    def recorded_findings(self, alert_ids: Iterable[str]) -> dict[str, RecordedAlerts]:
+        """The findings already recorded among these ids, in one BatchGetItem per 100."""
+        keys = {alert_id: key(finding_pk(alert_id), FINDING_SK) for alert_id in alert_ids}
+        items = self._batch_get(list(keys.values()))
+        return {
+            alert_id: RecordedAlerts(*alerts_from_item(items[_key_text(item_key)]))
+            for alert_id, item_key in keys.items()
+            if _key_text(item_key) in items
+        }
+
     def record_finding(self, alert: Alert, lease_until: datetime) -> RecordedAlerts | None:
         """Conditional put of the finding; on a repeat, read what the first observation recorded."""
         item_key = key(finding_pk(alert.alert_id), FINDING_SK)

@@ -371,6 +371,7 @@ class DynamoDbLedger:
             ":digest": {"S": successor.previous_digest},
             ":key": {"S": successor.previous_key},
             ":true": {"BOOL": True},
+            ":alerted": {"BOOL": successor.alerted},
         }
         if expected_previous_key is None:
             condition = "attribute_exists(pk) AND attribute_not_exists(previous_key)"
@@ -380,7 +381,9 @@ class DynamoDbLedger:
         return {
             "TableName": self._table,
             "Key": key(tag_pk(tag), move_sk(successor.source.key)),
-            "UpdateExpression": "SET previous_digest = :digest, previous_key = :key, relinked = :true",
+            "UpdateExpression": (
+                "SET previous_digest = :digest, previous_key = :key, relinked = :true, move_alerted = :alerted"
+            ),
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
         }

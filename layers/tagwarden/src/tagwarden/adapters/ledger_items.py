@@ -174,6 +174,7 @@ def move_item(tag: TagRef, move: TagMove, now: datetime) -> Item:
         "event_id": {"S": move.source.event_id},
         "event_time": {"S": iso(move.source.event_time)},
         "late": {"BOOL": move.late},
+        "move_alerted": {"BOOL": move.alerted},
         "recorded_at": {"S": iso(now)},
     }
     if move.previous_digest is not None:
@@ -259,5 +260,6 @@ def move_from_item(item: Any) -> TagMove:
         alerts=alerts,
         alerts_delivered=delivered,
         previous_key=item["previous_key"]["S"] if "previous_key" in item else None,
+        alerted=item.get("move_alerted", {"BOOL": False})["BOOL"],
         alerts_lease_until=parse_iso(item["alerts_lease_until"]["S"]) if "alerts_lease_until" in item else None,
     )

@@ -1,8 +1,8 @@
 """The `tagwarden` command line: history, check, pin, backfill, replay.
 
 Commands stay thin: parse the arguments, ask `Runtime` for the ledger or a service, print. The work is
-in the core (`services.ledger_queries`, `services.backfill`, the push guard and scan recorder), and
-heavy imports (boto3, the services) happen inside the commands, so `--help` is quick.
+in the core (`services.ledger_queries`, `services.backfill`, the push guard, scan recorder and audit
+watcher), and heavy imports (boto3, the services) happen inside the commands, so `--help` is quick.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tagwarden.domain.images import ImageReference, is_ecr_registry, parse_refer
 if TYPE_CHECKING:
     from tagwarden.cli.runtime import AlertRoute
     from tagwarden.domain.alerts import Alert
+    from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
 
@@ -45,7 +46,8 @@ app = typer.Typer(
         f"{EXIT_CODES_HELP} The ledger comes from --table, or from the LedgerTableName output of --stack-name. "
         "--endpoint-url applies to every AWS client (CloudFormation, DynamoDB, ECR, SNS). "
         "The tag policy and fail severity used by backfill and replay come from PROTECTED_TAG_PATTERNS, "
-        "MUTABLE_TAG_PATTERNS and FAIL_SEVERITY, as for the functions."
+        "MUTABLE_TAG_PATTERNS and FAIL_SEVERITY, and the registries replay checks besides ECR from "
+        "EXTRA_MONITORED_REGISTRIES, as for the functions."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -288,19 +290,24 @@ def backfill(
 
 
 class _ReplayServices:
-    """The functions' services for a replay, built when the first event needs them."""
+    """The functions' services for a replay, on one alert route, built when the first event needs one.
+
+    All at once, so that a configuration error (tag policy, fail severity, extra registries) stops the run
+    before its first write.
+    """
 
     def __init__(self, runtime: Runtime, topic_arn: str | None, publish: bool) -> None:
         self._runtime = runtime
         self._topic_arn = topic_arn
         self._publish = publish
-        self._built: tuple[PushGuard, ScanRecorder] | None = None
+        self._built: tuple[PushGuard, ScanRecorder, AuditWatcher] | None = None
         self.route: AlertRoute | None = None
 
-    def _services(self) -> tuple[PushGuard, ScanRecorder]:
+    def _services(self) -> tuple[PushGuard, ScanRecorder, AuditWatcher]:
         if self._built is None:
             self.route = self._runtime.alert_route(self._topic_arn, self._publish)
-            self._built = self._runtime.services(self.route)
+            push_guard, scan_recorder = self._runtime.services(self.route)
+            self._built = push_guard, scan_recorder, self._runtime.audit_watcher(self.route)
         return self._built
 
     def push_guard(self) -> PushGuard:
@@ -311,6 +318,10 @@ class _ReplayServices:
         """The scan recorder."""
         return self._services()[1]
 
+    def audit_watcher(self) -> AuditWatcher:
+        """The audit watcher."""
+        return self._services()[2]
+
 
 @app.command()
 def replay(
@@ -318,9 +329,23 @@ def replay(
         list[Path],
         typer.Argument(
             metavar="FILE",
-            help="Recorded events: one EventBridge event, a JSON list of events, or JSON lines, per file.",
+            help=(
+                "Recorded events: one event, a JSON list of events, or JSON lines, per file. EventBridge events, "
+                "CloudWatch Logs subscription envelopes or their decoded data, raw Kubernetes audit lines."
+            ),
         ),
     ],
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="NAME",
+            help=(
+                "EKS cluster that raw Kubernetes audit lines come from (required when a file has some): they are "
+                "checked as the subscription on /aws/eks/NAME/cluster would deliver them."
+            ),
+        ),
+    ] = None,
     topic_arn: TopicOption = None,
     publish: PublishOption = True,
     json_output: JsonOption = False,
@@ -333,17 +358,21 @@ def replay(
     """Feed recorded events through the functions' own parsing and services.
 
     ECR Image Action events go to the push guard, ECR Image Scan and Inspector2 Scan events to the scan
-    recorder, each parsed with its function's event model. Prints each event's outcome and alert ids, and
-    exits 1 if any event was invalid or unsupported (CloudWatch Logs envelopes and audit lines wait for
-    the audit watcher). Alerts are published as by backfill.
+    recorder, each parsed with its function's event model. EKS audit logs go to the audit watcher, parsed
+    as its function parses a CloudWatch Logs subscription delivery: an envelope as Lambda receives it, its
+    decoded data (encoded again first), or raw audit lines (with --cluster; each run of consecutive lines
+    of a file is one delivery of up to 10,000 lines). Prints each event's outcome and alert ids (for audit
+    deliveries, lines checked, observations, lines skipped and why), and exits 1 if any event was invalid
+    or unsupported. Alerts and deployment findings are published as by backfill.
     """
-    from tagwarden.cli.replay import read_events
+    from tagwarden.cli.replay import deliveries, read_events, validate_cluster
     from tagwarden.cli.replay import replay as replay_event
 
     runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
     with exit_codes(runtime), quiet_core():
         # Every file is read before anything is written, so a typo in the last file changes nothing.
-        events = [(f"{path}#{n}", event) for path in files for n, event in enumerate(read_events(path), start=1)]
+        cluster_name = validate_cluster(cluster) if cluster is not None else None
+        events = [item for path in files for item in deliveries(path, read_events(path), cluster_name)]
         services = _ReplayServices(runtime, topic_arn, publish)
         replayed = []
         for origin, event in events:

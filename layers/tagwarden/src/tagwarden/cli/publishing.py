@@ -6,6 +6,10 @@ live. Nothing reaches security staff, though, so the entry must not be flagged d
 `mark_alerts_delivered`, the delivery lease is given up at once. Running the same backfill or replay
 again with a topic delivers the same synthetic or recorded events again; the services see duplicates
 whose alerts are undelivered, take the delivery over and publish them, once.
+
+The audit watcher's findings go the same way: `record_finding` stores a new finding with its alert
+undelivered, the collector keeps the alert, the lease is released; a later run that observes the same
+finding finds it recorded and undelivered, and redelivers it to the topic.
 """
 
 from __future__ import annotations
@@ -15,12 +19,22 @@ from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.alerts import Alert
+from tagwarden.domain.deployments import DeploymentView, DigestKey
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
 from tagwarden.domain.tags import ImageAction, TagPointer, TagRef
-from tagwarden.ports import AlertEntry, ScanLedger, ScanReading, TagLedger, TagSnapshot
+from tagwarden.ports import (
+    AlertEntry,
+    DeploymentLedger,
+    RecordedAlerts,
+    ScanLedger,
+    ScanReading,
+    TagLedger,
+    TagSnapshot,
+    UsageUpdate,
+)
 
 
 class AlertCollector:
@@ -30,18 +44,19 @@ class AlertCollector:
         self.alerts: list[Alert] = []
 
     def publish(self, alert: Alert) -> None:
-        """Keep the alert."""
-        self.alerts.append(alert)
+        """Keep the alert, once: an undelivered finding observed again in the same run is offered again."""
+        if all(kept.alert_id != alert.alert_id for kept in self.alerts):
+            self.alerts.append(alert)
 
 
-class _Ledger(TagLedger, ScanLedger, Protocol):
-    """The ledger as both services use it."""
+class ServicesLedger(TagLedger, ScanLedger, DeploymentLedger, Protocol):
+    """The ledger as the functions' services use it: push guard, scan recorder and audit watcher."""
 
 
 class WithheldAlertsLedger:
     """The ledger, except that alerts "delivered" to an `AlertCollector` stay undelivered (see module doc)."""
 
-    def __init__(self, ledger: _Ledger) -> None:
+    def __init__(self, ledger: ServicesLedger) -> None:
         self._ledger = ledger
 
     def mark_alerts_delivered(self, entry: AlertEntry) -> None:
@@ -83,3 +98,19 @@ class WithheldAlertsLedger:
     def apply_scan(self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot) -> None:
         """As the ledger."""
         self._ledger.apply_scan(scan, decision, snapshot)
+
+    def read_deployment_view(self, tags: Iterable[TagRef], digests: Iterable[DigestKey]) -> DeploymentView:
+        """As the ledger."""
+        return self._ledger.read_deployment_view(tags, digests)
+
+    def record_usage(self, updates: Iterable[UsageUpdate]) -> None:
+        """As the ledger."""
+        self._ledger.record_usage(updates)
+
+    def recorded_findings(self, alert_ids: Iterable[str]) -> dict[str, RecordedAlerts]:
+        """As the ledger: a finding withheld before comes back undelivered, to be offered again."""
+        return self._ledger.recorded_findings(alert_ids)
+
+    def record_finding(self, alert: Alert, lease_until: datetime) -> RecordedAlerts | None:
+        """As the ledger: a new finding is stored with its alert undelivered, whoever "delivers" it next."""
+        return self._ledger.record_finding(alert, lease_until)

@@ -2,8 +2,9 @@
 
 The functions' own wiring (`tagwarden.services.wiring`) builds clients from the Lambda environment and
 always publishes to the alerts topic. The command composes the same services (`PushGuard`,
-`ScanRecorder`, `DynamoDbLedger`, `SnsAlertPublisher`) from the same parts, with a session from
-`--profile`/`--region`, `--endpoint-url`, and a publisher chosen per run (see `AlertRoute`).
+`ScanRecorder`, `AuditWatcher`, `DynamoDbDeploymentLedger`, `SnsAlertPublisher`) from the same parts,
+with a session from `--profile`/`--region`, `--endpoint-url`, and a publisher chosen per run (see
+`AlertRoute`).
 Everything is created on first use, so a command that fails early makes no AWS call, and boto3 is
 imported only when a client is needed.
 """
@@ -20,10 +21,11 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tagwarden.cli.errors import usage_error
-from tagwarden.cli.publishing import AlertCollector, WithheldAlertsLedger
+from tagwarden.cli.publishing import AlertCollector, ServicesLedger, WithheldAlertsLedger
 from tagwarden.config import ConfigurationError, DetectionConfig
+from tagwarden.domain.images import InvalidReferenceError, validate_registry
 from tagwarden.domain.scans import FindingSeverity
-from tagwarden.domain.tag_policy import TagPolicy
+from tagwarden.domain.tag_policy import TagPolicy, split_patterns
 
 if TYPE_CHECKING:
     import boto3
@@ -32,9 +34,10 @@ if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_sns import SNSClient
 
-    from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
+    from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
     from tagwarden.adapters.ecr_registry import EcrRegistry
     from tagwarden.ports import AlertPublisher
+    from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.ledger_queries import LedgerQueries
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
@@ -77,6 +80,20 @@ def function_policy(environ: Mapping[str, str]) -> tuple[TagPolicy, FindingSever
     except ConfigurationError as error:
         raise usage_error(str(error)) from None
     return config.tag_policy, config.FAIL_SEVERITY
+
+
+def extra_monitored_registries(environ: Mapping[str, str]) -> frozenset[str]:
+    """The audit watcher's EXTRA_MONITORED_REGISTRIES, read as `AuditWatcherConfig` reads it.
+
+    `AuditWatcherConfig` also requires the function's table and topic, which the command takes from its
+    options; so only this variable is read, with the same core functions (`split_patterns`, `validate_registry`).
+    """
+    try:
+        return frozenset(
+            validate_registry(host) for host in split_patterns(environ.get("EXTRA_MONITORED_REGISTRIES", ""))
+        )
+    except InvalidReferenceError as error:
+        raise usage_error(f"invalid Tagwarden configuration: EXTRA_MONITORED_REGISTRIES: {error}") from None
 
 
 class Runtime:
@@ -150,13 +167,13 @@ class Runtime:
         return f"ledger table {table!r} in {region or 'the default region'}"
 
     @cached_property
-    def ledger(self) -> DynamoDbLedger:
-        """The ledger on its DynamoDB table."""
-        from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
+    def ledger(self) -> DynamoDbDeploymentLedger:
+        """The ledger on its DynamoDB table, with every function's access paths (the audit watcher's too)."""
+        from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
 
         table = self.table_name
         client: DynamoDBClient = self.client("dynamodb")
-        return DynamoDbLedger(client, table)
+        return DynamoDbDeploymentLedger(client, table)
 
     def queries(self) -> LedgerQueries:
         """The read-side queries on the ledger."""
@@ -182,24 +199,37 @@ class Runtime:
             return AlertRoute(topic, None)
         return AlertRoute(topic, AlertCollector())
 
+    @cached_property
+    def sns(self) -> SNSClient:
+        """The SNS client alerts are published with."""
+        client: SNSClient = self.client("sns")
+        return client
+
+    def delivery(self, route: AlertRoute) -> tuple[ServicesLedger, AlertPublisher]:
+        """The ledger and publisher the services get: the topic, or the collector with alerts left undelivered."""
+        from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+
+        if route.collector is None:
+            assert route.topic_arn is not None
+            return self.ledger, SnsAlertPublisher(self.sns, route.topic_arn)
+        return WithheldAlertsLedger(self.ledger), route.collector
+
     def services(self, route: AlertRoute) -> tuple[PushGuard, ScanRecorder]:
         """The push guard and the scan recorder on the ledger, publishing (or withholding) per `route`."""
-        from tagwarden.adapters.sns_publisher import SnsAlertPublisher
         from tagwarden.services.push_guard import PushGuard
         from tagwarden.services.scan_recorder import ScanRecorder
 
         policy, fail_severity = function_policy(self._environ)
-        publisher: AlertPublisher
-        if route.collector is None:
-            assert route.topic_arn is not None
-            sns: SNSClient = self.client("sns")
-            publisher, ledger = SnsAlertPublisher(sns, route.topic_arn), self.ledger
-            return PushGuard(ledger, publisher, policy), ScanRecorder(ledger, publisher, policy, fail_severity)
-        withheld = WithheldAlertsLedger(self.ledger)
-        return (
-            PushGuard(withheld, route.collector, policy),
-            ScanRecorder(withheld, route.collector, policy, fail_severity),
-        )
+        ledger, publisher = self.delivery(route)
+        return PushGuard(ledger, publisher, policy), ScanRecorder(ledger, publisher, policy, fail_severity)
+
+    def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
+        """The audit watcher as `build_audit_watcher` makes it, publishing (or withholding) per `route`."""
+        from tagwarden.services.audit_watcher import AuditWatcher
+
+        registries = extra_monitored_registries(self._environ)
+        ledger, publisher = self.delivery(route)
+        return AuditWatcher(ledger, publisher, registries)
 
 
 @contextmanager
@@ -217,7 +247,9 @@ def quiet_core() -> Iterator[None]:
     level = core.level
     stream = handler.stream if isinstance(handler, logging.StreamHandler) else None
     if isinstance(handler, logging.StreamHandler):
-        handler.setStream(sys.stderr)
+        # Not `setStream`, which flushes the old stream first: that may be closed by now (under a test runner,
+        # the stdout it had captured when the logger was created).
+        handler.stream = sys.stderr
     if "POWERTOOLS_LOG_LEVEL" not in os.environ:
         core.setLevel(logging.CRITICAL + 1)
     try:
@@ -226,7 +258,8 @@ def quiet_core() -> Iterator[None]:
         discard_metrics()
         core.setLevel(level)
         if isinstance(handler, logging.StreamHandler) and stream is not None:
-            handler.setStream(stream)
+            handler.flush()
+            handler.stream = stream
 
 
 def discard_metrics() -> None:

@@ -67,8 +67,7 @@ class UsageSite(BaseModel):
 
     cluster: str
     namespace: str
-    kind: str
-    name: str
+    workload: str
     last_seen: datetime
 
 

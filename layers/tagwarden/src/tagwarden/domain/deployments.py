@@ -48,27 +48,64 @@ class DeploymentView:
     # Where each digest the ledger has a record of was seen in use (absent: no record).
     digest_usage: Mapping[DigestKey, Mapping[str, datetime]] = field(default_factory=dict)
 
+    def merged(self, more: DeploymentView) -> DeploymentView:
+        """This view with what a second read added."""
+        return DeploymentView(
+            {**self.pointers, **more.pointers},
+            {**self.scans, **more.scans},
+            {**self.digest_usage, **more.digest_usage},
+        )
+
 
 def ledger_keys(observations: Iterable[Observation]) -> tuple[set[TagRef], set[DigestKey]]:
-    """The tags and digests to read for a batch: each distinct one once."""
+    """The tags and digests to read first for a batch, each distinct one once.
+
+    A running digest is looked up through the pointer of the tag it was started from, which carries the
+    scan state of the tag's current digest: one read per image in the usual case where the kubelet pulled
+    what the tag names. Digests the pointers do not cover are read afterwards (`uncovered_digests`).
+    """
     tags: set[TagRef] = set()
     digests: set[DigestKey] = set()
     for observation in observations:
-        references = (
-            [observation.reference]
-            if isinstance(observation, ImageReferenced)
-            else [observation.running, *([observation.started_from] if observation.started_from else [])]
-        )
-        for reference in references:
+        if isinstance(observation, ImageReferenced):
+            reference = observation.reference
             if reference.digest is not None:
                 digests.add((reference.name, reference.digest))
             elif reference.tag is not None:
                 tags.add(TagRef(reference.name, reference.tag))
-        if isinstance(observation, ImageRunning) and observation.started_from is not None:
-            assert observation.running.digest is not None
-            # The runtime may report another repository than the spec's: the digest is what matters.
-            digests.add((observation.started_from.name, observation.running.digest))
+            continue
+        origin_tag = _origin_tag(observation)
+        if origin_tag is not None:
+            tags.add(origin_tag)
+        else:
+            digests.update(_running_keys(observation))
     return tags, digests
+
+
+def uncovered_digests(observations: Iterable[Observation], view: DeploymentView) -> set[DigestKey]:
+    """Running digests whose tag's pointer names other content (or nothing): read their own records."""
+    missing: set[DigestKey] = set()
+    for observation in observations:
+        if isinstance(observation, ImageRunning) and (origin_tag := _origin_tag(observation)) is not None:
+            pointer = view.pointers.get(origin_tag)
+            if pointer is None or pointer.digest != observation.running.digest:
+                missing.update(key for key in _running_keys(observation) if key not in view.scans)
+    return missing
+
+
+def _origin_tag(observation: ImageRunning) -> TagRef | None:
+    origin = observation.started_from
+    if origin is None or origin.digest is not None or origin.tag is None:
+        return None
+    return TagRef(origin.name, origin.tag)
+
+
+def _running_keys(observation: ImageRunning) -> set[DigestKey]:
+    digest = observation.running.digest
+    assert digest is not None
+    # The runtime may report another repository than the spec's: the digest is what matters.
+    names = {observation.running.name} | ({observation.started_from.name} if observation.started_from else set())
+    return {(name, digest) for name in names}
 
 
 def check(observation: Observation, view: DeploymentView, detected_at: datetime) -> Alert | None:
@@ -100,24 +137,22 @@ def _check_running(observation: ImageRunning, view: DeploymentView, detected_at:
     running, origin = observation.running, observation.started_from
     digest = running.digest
     assert digest is not None
-    names = [running.name] + ([origin.name] if origin is not None else [])
-    scan = next((s for name in names if (s := view.scans.get((name, digest))) and s.completed), None)
+    origin_tag = _origin_tag(observation)
+    pointer = view.pointers.get(origin_tag) if origin_tag is not None else None
+    if pointer is not None and pointer.digest == digest:
+        scan = pointer.scan
+    else:
+        scan = next((s for key in _running_keys(observation) if (s := view.scans.get(key)) and s.completed), None)
     shown = origin or running
-    if scan is not None:
+    if scan is not None and scan.completed:
         if scan.passing:
             return None
         return _vulnerable(observation.workload, shown, digest, scan, detected_at, observation.seen_at)
-    pointer = (
-        view.pointers.get(TagRef(origin.name, origin.tag))
-        if origin is not None and origin.tag is not None and origin.digest is None
-        else None
-    )
     mark = pointer.scanned_mark() if pointer is not None else None
     if mark is None or mark.digest == digest:
         return _unscanned(observation.workload, shown, digest, detected_at, observation.seen_at, running=True)
-    alert_type = AlertType.DEPLOYED_DIGEST_MISMATCH
     return _alert(
-        alert_type,
+        AlertType.DEPLOYED_DIGEST_MISMATCH,
         Severity.CRITICAL,
         observation.workload,
         shown,
@@ -205,7 +240,7 @@ def _alert(
     account, region = ecr_host_parts(reference.name.registry)
     return Alert(
         # One finding per workload and content: replicas, retries and duplicate deliveries share the id.
-        alert_id=derive_alert_id(alert_type, workload.finding_scope, str(reference.name), digest or reference.tag),
+        alert_id=derive_alert_id(alert_type, workload.location, str(reference.name), digest or reference.tag),
         type=alert_type,
         severity=severity,
         summary=summary,

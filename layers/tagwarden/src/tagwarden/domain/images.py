@@ -6,6 +6,7 @@ smuggle a key separator (`#`, `|`, `@`, `:`) into the ledger.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -114,6 +115,7 @@ class ImageReference:
         return text
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_reference(text: str) -> ImageReference:
     """Parse an image reference the way a container runtime does.
 

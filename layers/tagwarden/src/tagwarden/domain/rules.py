@@ -112,7 +112,7 @@ def _move_summary(move: MoveFacts, tag_class: TagClass, previous_scanned: bool) 
     if tag_class is TagClass.PROTECTED:
         text += " This tag is protected and must never move."
     if move.in_use:
-        shown = ", ".join(f"{s.cluster}/{s.namespace}/{s.kind}/{s.name}" for s in move.in_use[:3])
+        shown = ", ".join(f"{s.cluster}/{s.namespace}/{s.workload}" for s in move.in_use[:3])
         more = f" and {len(move.in_use) - 3} more" if len(move.in_use) > 3 else ""
         text += f" It is in use by {shown}{more}."
     return text
@@ -180,7 +180,15 @@ def decide_current(
             in_use=recent_sites(in_use, detected_at),
         )
         alerts = (tag_move_alert(facts, policy, detected_at),)
-    move = TagMove(TagAction.PUSH, action.digest, previous, action.source, alerts=alerts, previous_key=previous_key)
+    move = TagMove(
+        TagAction.PUSH,
+        action.digest,
+        previous,
+        action.source,
+        alerts=alerts,
+        previous_key=previous_key,
+        alerted=bool(alerts),
+    )
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
     return TagDecision(move, TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use))
 
@@ -195,36 +203,35 @@ def decide_late(
 ) -> TagDecision:
     """Decide an action older than the pointer: history only, and alerts for moves nobody has alerted yet.
 
-    The late event X lands between its predecessor P and its successor S. Every adjacent pair of different
-    content in the history is alerted exactly once: P->X unless S already alerted that same content change,
-    and X->S when S was recorded as a first push or as a push of unchanged content (so never alerted).
+    The late event X lands between its predecessor P and its successor S. Each history entry remembers
+    whether the change of content into it was alerted (`alerted`), so that every adjacent pair of different
+    content is alerted exactly once, however the history was assembled:
+    - P->X is alerted, unless S has the same content as X and was alerted already: that alert was about the
+      change into this very content;
+    - X->S is alerted when the content changes and S's entry was never alerted (a first push, or a push
+      of unchanged content, as it looked before X arrived).
     """
     before, after = neighbours.before, neighbours.after
     previous = before.digest if before is not None else None
     alerts: list[Alert] = []
-    successor_covers_it = after is not None and after.digest == action.digest and after.previous_digest == previous
-    if (
-        action.action is TagAction.PUSH
-        and previous is not None
-        and previous != action.digest
-        and not successor_covers_it
-    ):
-        facts = MoveFacts(
-            tag,
-            previous,
-            action.digest,
-            action.source,
-            previous_scan=scans.get(previous),
-            current_scan=scans.get(action.digest),
-            via_delete=before is not None and before.action is TagAction.DELETE,
-        )
-        alerts.append(tag_move_alert(facts, policy, detected_at))
-    if (
-        after is not None
-        and after.action is TagAction.PUSH
-        and after.digest != action.digest
-        and after.previous_digest in (None, after.digest)
-    ):
+    alerted = False
+    after_alerted = after.alerted if after is not None else False
+    if action.action is TagAction.PUSH and previous is not None and previous != action.digest:
+        alerted = True
+        # When S has X's content and was alerted, that alert was about the change into this very content:
+        # it stands for P->X too, and is never sent twice (S keeps its flag, as its alert id is taken).
+        if not (after is not None and after.digest == action.digest and after.alerted):
+            facts = MoveFacts(
+                tag,
+                previous,
+                action.digest,
+                action.source,
+                previous_scan=scans.get(previous),
+                current_scan=scans.get(action.digest),
+                via_delete=before is not None and before.action is TagAction.DELETE,
+            )
+            alerts.append(tag_move_alert(facts, policy, detected_at))
+    if after is not None and after.action is TagAction.PUSH and after.digest != action.digest and not after.alerted:
         facts = MoveFacts(
             tag,
             action.digest,
@@ -236,6 +243,7 @@ def decide_late(
             evidence=(after.source.event_id, action.source.event_id),
         )
         alerts.append(tag_move_alert(facts, policy, detected_at))
+        after_alerted = True
     move = TagMove(
         action.action,
         action.digest,
@@ -244,10 +252,11 @@ def decide_late(
         late=True,
         alerts=tuple(alerts),
         previous_key=before.source.key if before is not None else None,
+        alerted=alerted,
     )
     if after is None:
         return TagDecision(move, None)
-    relinked = replace(after, previous_digest=action.digest, previous_key=action.source.key)
+    relinked = replace(after, previous_digest=action.digest, previous_key=action.source.key, alerted=after_alerted)
     # The write is conditioned on the successor still following the predecessor read here: the two reads
     # are not atomic, and a late entry landing in between must send this one back to read again.
     return TagDecision(move, None, relinked_successor=relinked, successor_previous_key=move.previous_key)

@@ -102,6 +102,8 @@ class TagMove:
     # The history position of the entry before this one; a late event that lands in between rewrites it,
     # so the history always reads as one chain in time order.
     previous_key: str | None = None
+    # Whether an alert was raised for the change of content into this entry (by it, or by a late entry).
+    alerted: bool = False
 
     @property
     def moved(self) -> bool:

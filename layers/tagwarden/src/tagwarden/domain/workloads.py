@@ -52,13 +52,10 @@ class Workload:
 
     @property
     def location(self) -> str:
-        """Where an image is in use: `cluster/namespace/kind/name`, one entry per workload."""
-        kind = "Pod" if self.kind == "Pod" else self.kind
-        return f"{self.cluster}/{self.namespace or '-'}/{kind}/{self.owner_name}"
+        """Where an image is in use, `cluster/namespace/workload`: a workload and its pods are one place.
 
-    @property
-    def finding_scope(self) -> str:
-        """What makes a deployment finding 'the same' across replicas and retries."""
+        It is also what makes a deployment finding 'the same' across replicas, retries and deliveries.
+        """
         return f"{self.cluster}/{self.namespace or '-'}/{self.owner_name}"
 
     def context(self) -> KubernetesContext:
@@ -79,11 +76,11 @@ def recent_sites(in_use: Mapping[str, datetime], now: datetime) -> tuple[UsageSi
     for location, last_seen in in_use.items():
         if now - last_seen > IN_USE_WINDOW:
             continue
-        parts = location.split("/", 3)
-        if len(parts) != 4:
+        parts = location.split("/", 2)
+        if len(parts) != 3:
             continue
-        cluster, namespace, kind, name = parts
-        sites.append(UsageSite(cluster=cluster, namespace=namespace, kind=kind, name=name, last_seen=last_seen))
+        cluster, namespace, workload = parts
+        sites.append(UsageSite(cluster=cluster, namespace=namespace, workload=workload, last_seen=last_seen))
     return tuple(sorted(sites, key=lambda site: site.last_seen, reverse=True))
 
 

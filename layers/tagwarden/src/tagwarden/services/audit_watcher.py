@@ -6,13 +6,20 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from tagwarden.domain.alerts import Alert
-from tagwarden.domain.deployments import DeploymentView, ImageReferenced, Observation, check, ledger_keys
+from tagwarden.domain.deployments import (
+    DeploymentView,
+    ImageReferenced,
+    Observation,
+    check,
+    ledger_keys,
+    uncovered_digests,
+)
 from tagwarden.domain.images import ImageName, is_ecr_registry
 from tagwarden.domain.tags import TagRef
 from tagwarden.domain.workloads import needs_refresh
 from tagwarden.events.audit import AuditBatch
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, UsageUpdate
+from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 
 
@@ -43,6 +50,9 @@ class AuditWatcher:
         if observations:
             tags, digests = ledger_keys(observations)
             view = self._ledger.read_deployment_view(tags, digests)
+            uncovered = uncovered_digests(observations, view)
+            if uncovered:
+                view = view.merged(self._ledger.read_deployment_view((), uncovered))
             now = self._clock()
             findings: dict[str, Alert] = {}
             for observation in observations:
@@ -50,8 +60,9 @@ class AuditWatcher:
                 if alert is not None:
                     findings.setdefault(alert.alert_id, alert)
             self._ledger.record_usage(_usage_updates(observations, view))
-            for alert in findings.values():
-                published.extend(self._publish_once(alert))
+            recorded = self._ledger.recorded_findings(findings) if findings else {}
+            for alert_id, alert in findings.items():
+                published.extend(self._publish_once(alert, recorded.get(alert_id)))
         metrics.add_metric(name="AuditLines", unit="Count", value=batch.lines)
         metrics.add_metric(name="ImageObservations", unit="Count", value=len(observations))
         logger.info(
@@ -76,9 +87,11 @@ class AuditWatcher:
         name = observation.reference.name if isinstance(observation, ImageReferenced) else observation.running.name
         return is_ecr_registry(name.registry) or name.registry in self._extra_registries
 
-    def _publish_once(self, alert: Alert) -> tuple[str, ...]:
+    def _publish_once(self, alert: Alert, recorded: RecordedAlerts | None) -> tuple[str, ...]:
+        """A new finding is recorded and published; one seen before is only finished if it was not."""
         entry = FindingEntry(alert.alert_id)
-        recorded = self._ledger.record_finding(alert, self._delivery.lease_until())
+        if recorded is None:
+            recorded = self._ledger.record_finding(alert, self._delivery.lease_until())
         if recorded is None:
             return self._delivery.deliver(entry, (alert,))
         return self._delivery.redeliver(entry, recorded)

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures (`make bench`). Tests assert behaviour, not speed."""

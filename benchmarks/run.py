@@ -1,0 +1,132 @@
+"""Tagwarden benchmarks (`make bench`): DynamoDB requests per event, cold start, and throughput on moto.
+
+Prints figures; the only verdict is the request budget of the common push path, which fails the run
+(exit status 1) when exceeded. A case that does not take the path it is named after, or a handler that
+does not import, fails it too (status 2).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+# Before anything imports Powertools (it reads these once): quiet logs, no tracing, a metrics namespace.
+os.environ.update(
+    {
+        "POWERTOOLS_LOG_LEVEL": "CRITICAL",
+        "LOG_LEVEL": "CRITICAL",
+        "POWERTOOLS_METRICS_NAMESPACE": "Tagwarden",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+)
+
+from importlib.metadata import version  # noqa: E402
+
+from benchmarks import audit_throughput, cold_start, load, request_counts, throughput  # noqa: E402 - needs the repo root on sys.path
+from benchmarks.report import heading  # noqa: E402
+
+
+def requests_section() -> bool:
+    """Figure 1; True when the common push path is within its budget."""
+    print(heading("1. DynamoDB requests per event (real lambda_handler on moto)"))
+    print("Counted per API call with a botocore before-call hook on the handlers' clients.")
+    print("bookkeeping: UpdateItems on the alert outbox (lease, delivered flag); budgeted: DynamoDB - bookkeeping.\n")
+    results = request_counts.measure()
+    print(request_counts.render(results))
+    budget = request_counts.COMMON_PATH_BUDGET
+    common = ", ".join(f"{r.case.name}: {r.budgeted}" for r in results if r.case.common_push_path)
+    print(f"\nBudget: the common push path makes at most {budget} DynamoDB requests (alert bookkeeping aside).")
+    print(f"  {common}")
+    over = request_counts.over_budget(results)
+    print("  OVER BUDGET: " + ", ".join(r.case.name for r in over) if over else "  budget OK")
+    return not over
+
+
+def cold_start_section() -> bool:
+    """Figure 2; True when every handler imported."""
+    print(heading("2. Cold start: import time in a fresh interpreter (startup excluded)"))
+    measured = cold_start.measure()
+    print(cold_start.render(measured))
+    goal = cold_start.PRODUCT_GOAL
+    above = cold_start.above_goal(measured)
+    failed = cold_start.failed(measured)
+    verdict = f"Above it: {', '.join(t.label for t in above)}." if above else "No measured handler above it."
+    print(f"\nProduct goal: handler import <= {goal}x boto3's. {verdict}")
+    if failed:
+        print(f"Not measured (import failed): {', '.join(t.label for t in failed)}.")
+    print(
+        "Import only: the first invocation, which creates the AWS clients (and imports boto3 where the import"
+        "\ndid not), is not included."
+    )
+    return not failed
+
+
+def throughput_section() -> None:
+    """Figure 3."""
+    print(heading("3. Throughput through the real handlers on moto (warm container, one process)"))
+    print(throughput.render(throughput.measure()))
+
+
+def audit_section() -> None:
+    """Figure 4."""
+    print(heading("4. Audit watcher: audit lines per second through the real handler on moto, and the floor"))
+    print(audit_throughput.render(audit_throughput.measure()))
+
+
+def load_section() -> bool:
+    """Figure 5; True when the ledger audit finds nothing lost, doubled or out of order."""
+    print(heading("5. Load on DynamoDB Local: concurrent, duplicated, shuffled deliveries"))
+    run = load.measure()
+    print(load.render(run))
+    verdict = load.sound(run)
+    print("\nledger audit: " + ("sound" if verdict else "BROKEN (see the figures that must be 0)"))
+    return verdict
+
+
+@contextmanager
+def timed() -> Iterator[None]:
+    """Print how long the section took."""
+    started = time.perf_counter()
+    yield
+    print(f"\n({time.perf_counter() - started:.1f} s)")
+
+
+def main() -> int:
+    """Run the three figures; the exit status reflects the budget and the benchmark's own soundness."""
+    started = time.perf_counter()
+    print(
+        f"Tagwarden benchmarks: Python {platform.python_version()}, boto3 {version('boto3')}, "
+        f"moto {version('moto')}, Powertools {version('aws-lambda-powertools')}, {os.cpu_count()} CPUs"
+    )
+    try:
+        with timed():
+            within_budget = requests_section()
+    except request_counts.ScenarioError as error:
+        print(f"\nbenchmark scenario broken: {error}", file=sys.stderr)
+        return 2
+    with timed():
+        imported = cold_start_section()
+    with timed():
+        throughput_section()
+    with timed():
+        audit_section()
+    with timed():
+        loaded_soundly = load_section()
+    print(f"\nDone in {time.perf_counter() - started:.1f} s.")
+    if not imported:
+        print("a handler module failed to import (see figure 2)", file=sys.stderr)
+        return 2
+    return 0 if within_budget and loaded_soundly else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
