@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger, _key_text, _ledger_errors
+from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger, key_text, ledger_errors
 from tagwarden.adapters.ledger_items import (
     FINDING_SK,
     IMAGE_SK,
@@ -40,12 +40,12 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
         items = self._batch_get([*tag_keys.values(), *digest_keys.values()])
         pointers: dict[TagRef, TagPointer | None] = {}
         for tag, item_key in tag_keys.items():
-            pointer = items.get(_key_text(item_key))
+            pointer = items.get(key_text(item_key))
             pointers[tag] = pointer_from_item(pointer) if pointer else None
         scans: dict[DigestKey, ScanState] = {}
         usage: dict[DigestKey, dict[str, datetime]] = {}
         for digest, item_key in digest_keys.items():
-            image = items.get(_key_text(item_key))
+            image = items.get(key_text(item_key))
             if image is None:
                 continue
             usage[digest] = in_use_from_item(image)
@@ -63,7 +63,7 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
             else:
                 continue
             try:
-                with _ledger_errors("UpdateItem usage"):
+                with ledger_errors("UpdateItem usage"):
                     self.requests += 1
                     self._client.update_item(
                         TableName=self._table,
@@ -82,16 +82,16 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
         keys = {alert_id: key(finding_pk(alert_id), FINDING_SK) for alert_id in alert_ids}
         items = self._batch_get(list(keys.values()))
         return {
-            alert_id: RecordedAlerts(*alerts_from_item(items[_key_text(item_key)]))
+            alert_id: RecordedAlerts(*alerts_from_item(items[key_text(item_key)]))
             for alert_id, item_key in keys.items()
-            if _key_text(item_key) in items
+            if key_text(item_key) in items
         }
 
     def record_finding(self, alert: Alert, lease_until: datetime) -> RecordedAlerts | None:
         """Conditional put of the finding; on a repeat, read what the first observation recorded."""
         item_key = key(finding_pk(alert.alert_id), FINDING_SK)
         try:
-            with _ledger_errors("PutItem finding"):
+            with ledger_errors("PutItem finding"):
                 self.requests += 1
                 self._client.put_item(
                     TableName=self._table,
@@ -99,7 +99,7 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
                     ConditionExpression="attribute_not_exists(pk)",
                 )
         except ConcurrentUpdateError:
-            with _ledger_errors("GetItem finding"):
+            with ledger_errors("GetItem finding"):
                 self.requests += 1
                 existing: Any = self._client.get_item(TableName=self._table, Key=item_key, ConsistentRead=True).get(
                     "Item"

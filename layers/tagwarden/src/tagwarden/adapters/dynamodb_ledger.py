@@ -60,7 +60,7 @@ def _utcnow() -> datetime:
 
 
 @contextmanager
-def _ledger_errors(operation: str) -> Iterator[None]:
+def ledger_errors(operation: str) -> Iterator[None]:
     """AWS errors become the core's own: a lost conditional race, or an unavailable ledger."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -94,9 +94,9 @@ class DynamoDbLedger:
         move_key = key(tag_pk(tag), move_sk(action.source.key))
         image_key = key(image_pk(tag.image, action.digest), IMAGE_SK)
         items = self._batch_get([pointer_key, move_key, image_key])
-        pointer = items.get(_key_text(pointer_key))
-        existing = items.get(_key_text(move_key))
-        image = items.get(_key_text(image_key))
+        pointer = items.get(key_text(pointer_key))
+        existing = items.get(key_text(move_key))
+        image = items.get(key_text(image_key))
         scans = {action.digest: scan_from_attr(image["scan"])} if image and "scan" in image else {}
         return TagSnapshot(
             pointer=pointer_from_item(pointer) if pointer else None,
@@ -124,7 +124,7 @@ class DynamoDbLedger:
             }
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            with _ledger_errors("Query history"):
+            with ledger_errors("Query history"):
                 self.requests += 1
                 page = self._client.query(**kwargs)
             moves.extend(move_from_item(item) for item in page.get("Items", []))
@@ -134,7 +134,7 @@ class DynamoDbLedger:
 
     def pointer(self, tag: TagRef) -> TagPointer | None:
         """The tag's pointer, if the ledger has seen the tag."""
-        with _ledger_errors("GetItem pointer"):
+        with ledger_errors("GetItem pointer"):
             self.requests += 1
             item = self._client.get_item(
                 TableName=self._table, Key=key(tag_pk(tag), POINTER_SK), ConsistentRead=True
@@ -147,7 +147,7 @@ class DynamoDbLedger:
         items = self._batch_get(list(wanted.values()))
         result: dict[str, ScanState] = {}
         for digest, item_key in wanted.items():
-            item = items.get(_key_text(item_key))
+            item = items.get(key_text(item_key))
             if item and "scan" in item:
                 result[digest] = scan_from_attr(item["scan"])
         return result
@@ -170,13 +170,13 @@ class DynamoDbLedger:
             items.append({"Update": self._relink(tag, decision.relinked_successor, decision.successor_previous_key)})
         if action.action is TagAction.PUSH:
             items.append({"Update": self._image_update(action, now)})
-        with _ledger_errors("TransactWriteItems tag action"):
+        with ledger_errors("TransactWriteItems tag action"):
             self.requests += 1
             self._client.transact_write_items(TransactItems=items)
 
     def mark_alerts_delivered(self, entry: AlertEntry) -> None:
         """Flag the entry's alerts as published."""
-        with _ledger_errors("UpdateItem alerts_delivered"):
+        with ledger_errors("UpdateItem alerts_delivered"):
             self.requests += 1
             self._client.update_item(
                 TableName=self._table,
@@ -189,7 +189,7 @@ class DynamoDbLedger:
     def claim_alert_delivery(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
         """Conditional lease: succeeds only if the alerts are undelivered and no live lease exists."""
         try:
-            with _ledger_errors("UpdateItem claim alert delivery"):
+            with ledger_errors("UpdateItem claim alert delivery"):
                 self.requests += 1
                 self._client.update_item(
                     TableName=self._table,
@@ -212,7 +212,7 @@ class DynamoDbLedger:
     def release_alert_delivery(self, entry: AlertEntry) -> None:
         """Drop the lease (only while the alerts are still undelivered)."""
         try:
-            with _ledger_errors("UpdateItem release alert delivery"):
+            with ledger_errors("UpdateItem release alert delivery"):
                 self.requests += 1
                 self._client.update_item(
                     TableName=self._table,
@@ -230,17 +230,17 @@ class DynamoDbLedger:
         entry_key = key(image_pk(scan.image, scan.digest), scan_sk(scan.source.key))
         pointer_keys = {tag: key(tag_pk(TagRef(scan.image, tag)), POINTER_SK) for tag in scan.tags}
         items = self._batch_get([image_key, entry_key, *pointer_keys.values()])
-        image = items.get(_key_text(image_key))
+        image = items.get(key_text(image_key))
         known = frozenset(image["tags"]["SS"]) if image and "tags" in image else frozenset()
         extra = {tag: key(tag_pk(TagRef(scan.image, tag)), POINTER_SK) for tag in known - set(scan.tags)}
         if extra:
             items.update(self._batch_get(list(extra.values())))
             pointer_keys.update(extra)
         pointers = {
-            tag: pointer_from_item(items[_key_text(k)]) if _key_text(k) in items else None
+            tag: pointer_from_item(items[key_text(k)]) if key_text(k) in items else None
             for tag, k in pointer_keys.items()
         }
-        entry = items.get(_key_text(entry_key))
+        entry = items.get(key_text(entry_key))
         existing = RecordedAlerts(*alerts_from_item(entry)) if entry else None
         current = scan_from_attr(image["scan"]) if image and "scan" in image else None
         return ScanReading(ScanSnapshot(current, known, pointers), existing)
@@ -278,7 +278,7 @@ class DynamoDbLedger:
                     }
                 }
             )
-        with _ledger_errors("TransactWriteItems scan"):
+        with ledger_errors("TransactWriteItems scan"):
             self.requests += 1
             self._client.transact_write_items(TransactItems=items)
 
@@ -286,24 +286,7 @@ class DynamoDbLedger:
         self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, now: datetime
     ) -> Any:
         """Create the digest record if needed; replace its scan state only with a superseding scan."""
-        values: dict[str, Any] = {
-            ":kind": {"S": "image"},
-            ":registry": {"S": scan.image.registry},
-            ":repository": {"S": scan.image.repository},
-            ":digest": {"S": scan.digest},
-            ":seen": {"S": iso(scan.source.event_time)},
-            ":now": {"S": iso(now)},
-            ":no_use": {"M": {}},
-        }
-        assignments = [
-            "kind = :kind",
-            "registry = :registry",
-            "repository = :repository",
-            "digest = :digest",
-            "first_seen_at = if_not_exists(first_seen_at, :seen)",
-            "in_use = if_not_exists(in_use, :no_use)",
-            "updated_at = :now",
-        ]
+        assignments, values = _digest_record_basics(scan.image, scan.digest, scan.source.event_time, now)
         if decision.replaces_current:
             assignments.append("#scan = :scan")
             values[":scan"] = scan_to_attr(decision.state)
@@ -342,7 +325,7 @@ class DynamoDbLedger:
     def record_untagged(self, action: ImageAction) -> None:
         """An idempotent update of the digest record: pushes and deletes that concern no tag."""
         update = self._image_update(action, self._clock())
-        with _ledger_errors("UpdateItem digest record"):
+        with ledger_errors("UpdateItem digest record"):
             self.requests += 1
             self._client.update_item(**update)
 
@@ -389,24 +372,7 @@ class DynamoDbLedger:
         }
 
     def _image_update(self, action: ImageAction, now: datetime) -> Any:
-        values: dict[str, Any] = {
-            ":registry": {"S": action.image.registry},
-            ":repository": {"S": action.image.repository},
-            ":digest": {"S": action.digest},
-            ":seen": {"S": iso(action.source.event_time)},
-            ":now": {"S": iso(now)},
-            ":no_use": {"M": {}},
-        }
-        assignments = [
-            "kind = :kind",
-            "registry = :registry",
-            "repository = :repository",
-            "digest = :digest",
-            "first_seen_at = if_not_exists(first_seen_at, :seen)",
-            "in_use = if_not_exists(in_use, :no_use)",
-            "updated_at = :now",
-        ]
-        values[":kind"] = {"S": "image"}
+        assignments, values = _digest_record_basics(action.image, action.digest, action.source.event_time, now)
         if action.action is TagAction.PUSH:
             assignments.append("last_pushed_at = :seen")
         else:
@@ -423,7 +389,7 @@ class DynamoDbLedger:
         }
 
     def _query_one(self, tag: TagRef, low: str, high: str, *, forward: bool, skip: str) -> TagMove | None:
-        with _ledger_errors("Query neighbours"):
+        with ledger_errors("Query neighbours"):
             self.requests += 1
             page = self._client.query(
                 TableName=self._table,
@@ -448,20 +414,20 @@ class DynamoDbLedger:
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             pending: list[Item] = keys[start : start + BATCH_GET_LIMIT]
             while pending:
-                with _ledger_errors("BatchGetItem"):
+                with ledger_errors("BatchGetItem"):
                     self.requests += 1
                     response = self._client.batch_get_item(
                         RequestItems={self._table: {"Keys": pending, "ConsistentRead": True}}
                     )
                 for item in response.get("Responses", {}).get(self._table, []):
-                    found[_key_text(item)] = item
+                    found[key_text(item)] = item
                 unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
                 pending = list(unprocessed["Keys"]) if unprocessed else []
         return found
 
     def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:
         """Read-only: None for a digest the ledger never saw; else the tags ever pushed to it and its latest scan."""
-        with _ledger_errors("GetItem digest record"):
+        with ledger_errors("GetItem digest record"):
             self.requests += 1
             item = self._client.get_item(
                 TableName=self._table, Key=key(image_pk(image, digest), IMAGE_SK), ConsistentRead=True
@@ -486,13 +452,39 @@ class DynamoDbLedger:
             }
             if start:
                 kwargs["ExclusiveStartKey"] = start
-            with _ledger_errors("Query scan history"):
+            with ledger_errors("Query scan history"):
                 self.requests += 1
                 page = self._client.query(**kwargs)
             scans.extend(scan_from_attr(item["scan"]) for item in page.get("Items", []) if "scan" in item)
             start = page.get("LastEvaluatedKey")
             if not start:
                 return scans
+
+
+def _digest_record_basics(
+    image: ImageName, digest: str, seen: datetime, now: datetime
+) -> tuple[list[str], dict[str, Any]]:
+    """The SET assignments (and their values) every write of a digest record makes: it creates the record
+    the first time, whichever of a push or a scan arrives first."""
+    values: dict[str, Any] = {
+        ":kind": {"S": "image"},
+        ":registry": {"S": image.registry},
+        ":repository": {"S": image.repository},
+        ":digest": {"S": digest},
+        ":seen": {"S": iso(seen)},
+        ":now": {"S": iso(now)},
+        ":no_use": {"M": {}},
+    }
+    assignments = [
+        "kind = :kind",
+        "registry = :registry",
+        "repository = :repository",
+        "digest = :digest",
+        "first_seen_at = if_not_exists(first_seen_at, :seen)",
+        "in_use = if_not_exists(in_use, :no_use)",
+        "updated_at = :now",
+    ]
+    return assignments, values
 
 
 def _entry_key(entry: AlertEntry) -> Item:
@@ -503,5 +495,5 @@ def _entry_key(entry: AlertEntry) -> Item:
     return key(image_pk(entry.image, entry.digest), scan_sk(entry.event_key))
 
 
-def _key_text(item: Any) -> str:
+def key_text(item: Any) -> str:
     return f"{item['pk']['S']}\x00{item['sk']['S']}"
