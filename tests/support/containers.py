@@ -6,6 +6,7 @@ Used by the concurrency tests and by the load figure of the benchmark.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ def local_services() -> Iterator[None]:
     """DynamoDB Local for the ledger and a moto server for SNS and SQS, with the AWS_ENDPOINT_URL_* set."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     with run_dynamodb_local(REPO_ROOT) as dynamodb:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
