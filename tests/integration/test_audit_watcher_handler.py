@@ -269,3 +269,47 @@ def test_ledger_reads_are_batched_over_distinct_images(
     # 250 distinct tags: 3 BatchGetItem; 250 findings: 3 BatchGetItem to see none was recorded before,
     # then each is recorded and flagged delivered (2 writes).
     assert ledger.requests == 3 + 3 + 2 * 250
+
+
+def test_a_timestamp_without_a_zone_is_read_as_utc(stack: Stack, audit_watcher: Handler) -> None:
+    line = audit_line("deployment_create.json")
+    line["stageTimestamp"] = "2026-11-20T12:30:00.000000"
+    result = audit_watcher(envelope([line, audit_line("cronjob_create.json")]))
+    assert result["observations"] == 2
+
+
+def test_usage_of_a_tag_stays_bounded(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    scanned(push_guard, scan_recorder, "latest", A)
+    deployments = []
+    for n in range(70):
+        line = audit_line("deployment_create.json")
+        line["objectRef"]["name"] = f"svc-{n}"
+        line["stageTimestamp"] = f"2026-11-20T10:{n // 60:02d}:{n % 60:02d}.000000Z"
+        deployments.append(line)
+    for line in deployments:  # one delivery each, as they would come over the hours
+        audit_watcher(envelope([line]))
+    pointer = next(
+        i for i in stack.items() if i["pk"]["S"] == f"TAG#{ECR}/shop/api:latest" and i["sk"]["S"] == "POINTER"
+    )
+    assert len(pointer["in_use"]["M"]) == 50
+    assert "prod-eks/shop/svc-69" in pointer["in_use"]["M"]
+
+
+def test_ephemeral_debug_containers_are_checked(stack: Stack, audit_watcher: Handler) -> None:
+    line = with_images(audit_line("pod_create_request_response.json"), f"{ECR}/tools/debug:1")
+    line["verb"] = "patch"
+    line["objectRef"].update({"name": "api-7d9f8c6b5d-x2k9p", "subresource": "ephemeralcontainers"})
+    assert audit_watcher(envelope([line]))["observations"] == 1
+
+
+def test_a_kubelet_reporting_a_mirror_still_counts_for_an_ecr_tag(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    scanned(push_guard, scan_recorder, "latest", A)
+    push_guard(ecr_image_action(tag="latest", digest=B, time="2026-11-20T10:00:00Z"))
+    stack.received_alerts()
+    audit_watcher(envelope([kubelet_status("api-7d9f8c6b5d-x2k9p", LATEST, f"docker.io/mirror/api@{B}")]))
+    (received,) = stack.received_alerts()
+    assert received.alert.type is AlertType.DEPLOYED_DIGEST_MISMATCH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -304,3 +305,59 @@ def test_inspector_repository_must_be_an_arn(stack: Stack, scan_recorder: Handle
     event["detail"]["repository-name"] = "shop/api#POINTER"
     with pytest.raises(InvalidEventError, match="repository-name"):
         scan_recorder(event)
+
+
+def test_scan_while_the_tag_is_deleted_still_counts_for_the_push_that_follows(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    push_guard(ecr_image_action(tag="1.4.0", digest=A, time="2026-11-20T10:00:00Z"))
+    push_guard(ecr_image_action(tag="1.4.0", digest=A, action="DELETE", time="2026-11-20T10:00:10Z"))
+    scan_recorder(ecr_scan(digest=A, tags=[], time="2026-11-20T10:00:40Z"))
+
+    push_guard(ecr_image_action(tag="1.4.0", digest=B, time="2026-11-20T10:01:00Z"))
+
+    (received,) = stack.received_alerts()
+    assert (received.alert.type, received.alert.severity) == (AlertType.TAG_MOVED_AFTER_SCAN, Severity.CRITICAL)
+    assert received.alert.scanned_digest == A
+
+
+def test_a_digest_with_more_tags_than_a_transaction_holds_is_recorded(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    tags = [f"build-{n}" for n in range(120)]
+    for tag in tags:
+        push_guard(ecr_image_action(tag=tag, digest=A, time="2026-11-20T10:00:00Z"))
+
+    assert scan_recorder(ecr_scan(digest=A, tags=tags, time="2026-11-20T10:01:00Z"))["outcome"] == "recorded"
+
+    assert all(pointer_scan(stack, tag) is not None for tag in tags)
+
+
+def test_a_scan_landing_between_a_push_s_read_and_write_sends_the_push_back_to_read(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
+    from tagwarden.domain.images import ImageName
+    from tagwarden.domain.rules import decide_current
+    from tagwarden.domain.sources import SourceEvent
+    from tagwarden.domain.tag_policy import TagPolicy
+    from tagwarden.domain.tags import ImageAction, TagAction
+    from tagwarden.ports import ConcurrentUpdateError
+
+    push_guard(ecr_image_action(tag="1.4.0", digest=A, time="2026-11-20T10:00:00Z"))
+    ledger = DynamoDbLedger(stack.dynamodb, stack.table_name)
+    push = ImageAction(
+        TagAction.PUSH,
+        ImageName(REGISTRY, "shop/api"),
+        B,
+        "1.4.0",
+        SourceEvent("race", datetime(2026, 11, 20, 10, 1, tzinfo=UTC), "111122223333", "eu-west-1"),
+    )
+    tag = push.tag_ref
+    assert tag is not None
+    snapshot = ledger.read_for_action(tag, push)  # B has no scan yet
+    scan_recorder(ecr_scan(digest=B, tags=[], time="2026-11-20T10:00:30Z"))  # B's scan commits meanwhile
+    decision = decide_current(push, tag, snapshot.pointer, snapshot.scans, TagPolicy(), datetime.now(UTC))
+
+    with pytest.raises(ConcurrentUpdateError):
+        ledger.apply(tag, push, decision, snapshot.pointer)

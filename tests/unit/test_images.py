@@ -86,3 +86,8 @@ def test_image_name_validates_on_construction() -> None:
     with pytest.raises(InvalidReferenceError):
         ImageName("docker.io", "Shop/API")
     assert str(ImageName("docker.io", "library/nginx")) == "docker.io/library/nginx"
+
+
+def test_ecr_fips_hosts_name_the_same_registry() -> None:
+    reference = parse_reference(f"111122223333.dkr.ecr-fips.us-east-1.amazonaws.com/shop/api@{DIGEST}")
+    assert reference.name.registry == "111122223333.dkr.ecr.us-east-1.amazonaws.com"

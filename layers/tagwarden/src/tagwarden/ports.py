@@ -67,6 +67,8 @@ class UsageUpdate:
     seen_at: datetime
     tag: TagRef | None = None
     digest: tuple[ImageName, str] | None = None
+    # Locations to forget in the same write: unseen for long, or the oldest beyond the cap.
+    forget: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,25 +54,37 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
         return DeploymentView(pointers, scans, usage)
 
     def record_usage(self, updates: Iterable[UsageUpdate]) -> None:
-        """Set `in_use[location]` on existing pointers and digest records; unknown ones are skipped."""
+        """Set `in_use[location]` on existing pointers and digest records, forgetting stale locations.
+
+        A pointer's version is bumped, so a push guard that read the pointer before writes it again with
+        this usage rather than over it.
+        """
         for update in updates:
+            names = {"#location": update.location}
+            names.update({f"#forget{n}": location for n, location in enumerate(update.forget)})
+            values: dict[str, Any] = {":seen": {"S": iso(update.seen_at)}}
+            expression = "SET in_use.#location = :seen"
             if update.tag is not None:
                 item_key = key(tag_pk(update.tag), POINTER_SK)
+                expression += ", version = version + :one"
+                values[":one"] = {"N": "1"}
             elif update.digest is not None:
                 item_key = key(image_pk(*update.digest), IMAGE_SK)
             else:
                 continue
+            if update.forget:
+                expression += " REMOVE " + ", ".join(f"in_use.#forget{n}" for n in range(len(update.forget)))
             try:
                 with ledger_errors("UpdateItem usage"):
                     self.requests += 1
                     self._client.update_item(
                         TableName=self._table,
                         Key=item_key,
-                        UpdateExpression="SET in_use.#location = :seen",
+                        UpdateExpression=expression,
                         # Only where in_use exists: a usage record never creates a pointer or digest record.
                         ConditionExpression="attribute_exists(in_use)",
-                        ExpressionAttributeNames={"#location": update.location},
-                        ExpressionAttributeValues={":seen": {"S": iso(update.seen_at)}},
+                        ExpressionAttributeNames=names,
+                        ExpressionAttributeValues=values,
                     )
             except ConcurrentUpdateError:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 BATCH_GET_LIMIT = 100
+MAX_TRANSACTION_ITEMS = 100
+UNPROCESSED_RETRIES = 6
 # Conflicts a transaction can lose that mean "read again", not "the ledger is broken".
 _RETRYABLE_CANCELLATIONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
@@ -169,7 +173,15 @@ class DynamoDbLedger:
         if decision.relinked_successor is not None:
             items.append({"Update": self._relink(tag, decision.relinked_successor, decision.successor_previous_key)})
         if action.action is TagAction.PUSH:
-            items.append({"Update": self._image_update(action, now)})
+            update = self._image_update(action, now)
+            # A scan that landed since the read would be missing from the new pointer: read again.
+            update["ExpressionAttributeNames"] = {"#scan": "scan"}
+            if decision.digest_scan is None:
+                update["ConditionExpression"] = "attribute_not_exists(#scan)"
+            else:
+                update["ConditionExpression"] = "#scan.event_key = :seen_scan"
+                update["ExpressionAttributeValues"][":seen_scan"] = {"S": decision.digest_scan.event_key or ""}
+            items.append({"Update": update})
         with ledger_errors("TransactWriteItems tag action"):
             self.requests += 1
             self._client.transact_write_items(TransactItems=items)
@@ -246,9 +258,14 @@ class DynamoDbLedger:
         return ScanReading(ScanSnapshot(current, known, pointers), existing)
 
     def apply_scan(self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot) -> None:
-        """One TransactWriteItems: scan entry, digest record, carrying pointers and checks on moved tags."""
+        """TransactWriteItems: scan entry, digest record, carrying pointers and moved tags' pointers.
+
+        A transaction holds at most 100 items: the pointers of a digest with very many tags are written
+        first, in transactions of their own (each pointer conditioned on its version, so a retry after a
+        partial write skips the pointers already updated), and the last transaction records the scan.
+        """
         now = self._clock()
-        items: list[TransactWriteItemTypeDef] = [
+        record: list[TransactWriteItemTypeDef] = [
             {
                 "Put": {
                     "TableName": self._table,
@@ -258,29 +275,39 @@ class DynamoDbLedger:
             },
             {"Update": self._image_scan_update(scan, decision, snapshot, now)},
         ]
-        for tag_name, pointer in decision.pointer_updates.items():
-            items.append({"Update": self._pointer_scan_update(scan, tag_name, pointer)})
-        for tag_name, pointer in decision.moved_tags.items():
-            assert pointer.last_scanned is not None
-            mark = pointer.last_scanned
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
-                        "UpdateExpression": "SET last_scanned = :mark, version = :version",
-                        "ConditionExpression": "version = :expected",
-                        "ExpressionAttributeValues": {
-                            ":mark": {"M": {"digest": {"S": mark.digest}, "scanned_at": {"S": iso(mark.scanned_at)}}},
-                            ":version": {"N": str(pointer.version)},
-                            ":expected": {"N": str(pointer.version - 1)},
-                        },
-                    }
-                }
-            )
+        pointers: list[TransactWriteItemTypeDef] = [
+            {"Update": self._pointer_scan_update(scan, tag_name, pointer)}
+            for tag_name, pointer in decision.pointer_updates.items()
+        ]
+        pointers += [
+            {"Update": self._moved_pointer_update(scan, tag_name, pointer)}
+            for tag_name, pointer in decision.moved_tags.items()
+        ]
+        room = MAX_TRANSACTION_ITEMS - len(record)
+        early, last = pointers[: max(0, len(pointers) - room)], pointers[max(0, len(pointers) - room) :]
+        for start in range(0, len(early), MAX_TRANSACTION_ITEMS):
+            with ledger_errors("TransactWriteItems scan pointers"):
+                self.requests += 1
+                self._client.transact_write_items(TransactItems=early[start : start + MAX_TRANSACTION_ITEMS])
         with ledger_errors("TransactWriteItems scan"):
             self.requests += 1
-            self._client.transact_write_items(TransactItems=items)
+            self._client.transact_write_items(TransactItems=record + last)
+
+    def _moved_pointer_update(self, scan: ScanCompleted, tag_name: str, pointer: TagPointer) -> Any:
+        """A tag that left the digest during its scan learns that the digest it named was scanned."""
+        assert pointer.last_scanned is not None
+        mark = pointer.last_scanned
+        return {
+            "TableName": self._table,
+            "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
+            "UpdateExpression": "SET last_scanned = :mark, version = :version",
+            "ConditionExpression": "version = :expected",
+            "ExpressionAttributeValues": {
+                ":mark": {"M": {"digest": {"S": mark.digest}, "scanned_at": {"S": iso(mark.scanned_at)}}},
+                ":version": {"N": str(pointer.version)},
+                ":expected": {"N": str(pointer.version - 1)},
+            },
+        }
 
     def _image_scan_update(
         self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, now: datetime
@@ -312,13 +339,13 @@ class DynamoDbLedger:
             "TableName": self._table,
             "Key": key(tag_pk(TagRef(scan.image, tag_name)), POINTER_SK),
             "UpdateExpression": "SET #scan = :scan, version = :version",
-            "ConditionExpression": "version = :expected AND digest = :digest",
+            # The version pins the pointer as read: still naming (or, deleted, last naming) the digest.
+            "ConditionExpression": "version = :expected",
             "ExpressionAttributeNames": {"#scan": "scan"},
             "ExpressionAttributeValues": {
                 ":scan": scan_to_attr(pointer.scan),
                 ":version": {"N": str(pointer.version)},
                 ":expected": {"N": str(pointer.version - 1)},
-                ":digest": {"S": scan.digest},
             },
         }
 
@@ -413,6 +440,7 @@ class DynamoDbLedger:
         found: dict[str, Item] = {}
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             pending: list[Item] = keys[start : start + BATCH_GET_LIMIT]
+            attempts = 0
             while pending:
                 with ledger_errors("BatchGetItem"):
                     self.requests += 1
@@ -423,6 +451,12 @@ class DynamoDbLedger:
                     found[key_text(item)] = item
                 unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
                 pending = list(unprocessed["Keys"]) if unprocessed else []
+                if pending:
+                    # DynamoDB returns unprocessed keys when throttled: back off before asking again.
+                    attempts += 1
+                    if attempts > UNPROCESSED_RETRIES:
+                        raise LedgerUnavailableError(f"BatchGetItem: {len(pending)} keys still unprocessed")
+                    time.sleep(random.uniform(0, 0.05 * 2**attempts))  # noqa: S311 - jitter, not security
         return found
 
     def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:

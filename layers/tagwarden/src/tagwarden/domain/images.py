@@ -72,6 +72,11 @@ def is_ecr_registry(registry: str) -> bool:
     return _ECR_HOST_RE.fullmatch(registry) is not None
 
 
+def canonical_registry(registry: str) -> str:
+    """ECR's FIPS endpoint serves the same registry as its standard host, which the ledger's keys use."""
+    return registry.replace(".dkr.ecr-fips.", ".dkr.ecr.", 1) if is_ecr_registry(registry) else registry
+
+
 def ecr_host_parts(registry: str) -> tuple[str | None, str | None]:
     """Account and region of an ECR registry host; (None, None) for other registries."""
     match = _ECR_HOST_RE.fullmatch(registry)
@@ -141,6 +146,7 @@ def parse_reference(text: str) -> ImageReference:
         registry, path = DEFAULT_REGISTRY, remainder
     if registry in _LEGACY_DEFAULT_REGISTRIES:
         registry = DEFAULT_REGISTRY
+    registry = canonical_registry(registry)
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
     if tag is None and digest is None:

@@ -23,7 +23,7 @@ from tagwarden.domain.severity import Severity
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
-from tagwarden.domain.workloads import recent_sites
+from tagwarden.domain.workloads import MAX_SITES_ALERTED, pruned, recent_sites
 
 
 def short_digest(digest: str) -> str:
@@ -86,7 +86,7 @@ def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) ->
         current_digest=move.current_digest,
         scanned_digest=move.previous_digest if previous_scanned else None,
         scanned_at=move.previous_scan.scanned_at if previous_scanned and move.previous_scan else None,
-        in_use=move.in_use,
+        in_use=move.in_use[:MAX_SITES_ALERTED],
         evidence=move.evidence or (move.source.event_id,),
         runbook=RUNBOOKS[alert_type],
     )
@@ -132,6 +132,8 @@ class TagDecision:
 
     move: TagMove
     pointer: TagPointer | None
+    # The pushed digest's scan state the decision relied on: the digest record must still hold it.
+    digest_scan: ScanState | None = None
     # For a late event: its successor re-linked to it, and the predecessor position the successor had.
     relinked_successor: TagMove | None = None
     successor_previous_key: str | None = None
@@ -161,7 +163,7 @@ def decide_current(
     version = 0 if pointer is None else pointer.version
     previous_key = None if pointer is None else pointer.event_key
     mark = None if pointer is None else pointer.scanned_mark()
-    in_use = {} if pointer is None else dict(pointer.in_use)
+    in_use = {} if pointer is None else pruned(pointer.in_use, detected_at)
     key = action.source.key
     if action.action is TagAction.DELETE:
         move = TagMove(TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key)
@@ -190,7 +192,8 @@ def decide_current(
         alerted=bool(alerts),
     )
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
-    return TagDecision(move, TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use))
+    new_pointer = TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use)
+    return TagDecision(move, new_pointer, digest_scan=scans.get(action.digest))
 
 
 def decide_late(
@@ -200,6 +203,7 @@ def decide_late(
     scans: Mapping[str, ScanState],
     policy: TagPolicy,
     detected_at: datetime,
+    in_use: tuple[UsageSite, ...] = (),
 ) -> TagDecision:
     """Decide an action older than the pointer: history only, and alerts for moves nobody has alerted yet.
 
@@ -229,6 +233,7 @@ def decide_late(
                 previous_scan=scans.get(previous),
                 current_scan=scans.get(action.digest),
                 via_delete=before is not None and before.action is TagAction.DELETE,
+                in_use=in_use,
             )
             alerts.append(tag_move_alert(facts, policy, detected_at))
     if after is not None and after.action is TagAction.PUSH and after.digest != action.digest and not after.alerted:
@@ -241,6 +246,7 @@ def decide_late(
             current_scan=scans.get(after.digest),
             via_delete=action.action is TagAction.DELETE,
             evidence=(after.source.event_id, action.source.event_id),
+            in_use=in_use,
         )
         alerts.append(tag_move_alert(facts, policy, detected_at))
         after_alerted = True
@@ -254,9 +260,12 @@ def decide_late(
         previous_key=before.source.key if before is not None else None,
         alerted=alerted,
     )
+    seen = scans.get(action.digest)
     if after is None:
-        return TagDecision(move, None)
+        return TagDecision(move, None, digest_scan=seen)
     relinked = replace(after, previous_digest=action.digest, previous_key=action.source.key, alerted=after_alerted)
     # The write is conditioned on the successor still following the predecessor read here: the two reads
     # are not atomic, and a late entry landing in between must send this one back to read again.
-    return TagDecision(move, None, relinked_successor=relinked, successor_previous_key=move.previous_key)
+    return TagDecision(
+        move, None, digest_scan=seen, relinked_successor=relinked, successor_previous_key=move.previous_key
+    )

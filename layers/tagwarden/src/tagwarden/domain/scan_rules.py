@@ -11,6 +11,7 @@ from tagwarden.domain.rules import MoveFacts, tag_move_alert
 from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import TagPointer, TagRef
+from tagwarden.domain.workloads import recent_sites
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,8 @@ def decide_scan(
     for tag_name, pointer in sorted(snapshot.pointers.items()):
         if pointer is None:
             continue
-        if pointer.digest == scan.digest:
+        # A deleted tag still remembers its last content: it learns that content's scan too.
+        if (pointer.digest or pointer.last_digest) == scan.digest:
             if state.supersedes(pointer.scan):
                 updates[tag_name] = replace(pointer, scan=state, version=pointer.version + 1)
             continue
@@ -78,6 +80,7 @@ def decide_scan(
                 previous_scan=state,
                 current_scan=pointer.scan,
                 evidence=(scan.source.event_id,),
+                in_use=recent_sites(pointer.in_use, detected_at),
             )
             alerts.append(tag_move_alert(facts, policy, detected_at))
             mark = ScannedDigest(scan.digest, state.scanned_at)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
 from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
@@ -81,6 +81,12 @@ class AuditEvent(BaseModel):
     request_object: dict[str, Any] | None = Field(default=None, alias="requestObject")
     response_object: dict[str, Any] | None = Field(default=None, alias="responseObject")
     stage_timestamp: datetime | None = Field(default=None, alias="stageTimestamp")
+
+    @field_validator("stage_timestamp")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # kube-apiserver writes UTC; a timestamp without a zone is read as UTC, never compared naively.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @property
     def succeeded(self) -> bool:
@@ -159,7 +165,9 @@ def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
         if verb not in _STATUS_VERBS or not (event.user.username or "").startswith("system:node:"):
             return False
         return _kubelet_statuses(event, batch, seen_at)
-    if resource not in _POD_SPEC_PATHS or ref.subresource is not None or verb not in _WORKLOAD_VERBS:
+    # Ephemeral containers (`kubectl debug`) can only be added through their own subresource.
+    spec_write = ref.subresource is None or (resource == "pods" and ref.subresource == "ephemeralcontainers")
+    if resource not in _POD_SPEC_PATHS or not spec_write or verb not in _WORKLOAD_VERBS:
         return False
     # The response is the object as stored (after defaults and mutation); a patch request is only a diff.
     obj = event.response_object if event.response_object is not None else event.request_object

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -35,6 +36,12 @@ class EcrEventMixin(BaseModel):
         if not _EVENT_ID_RE.fullmatch(value):
             raise ValueError("must be an EventBridge event id (letters, digits and '-', at most 128)")
         return value
+
+    @field_validator("time", check_fields=False)
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # EventBridge times are UTC; one without a zone is read as UTC, never compared naively.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     @field_validator("account", check_fields=False)
     @classmethod

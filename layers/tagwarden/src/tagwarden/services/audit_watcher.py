@@ -16,7 +16,7 @@ from tagwarden.domain.deployments import (
 )
 from tagwarden.domain.images import ImageName, is_ecr_registry
 from tagwarden.domain.tags import TagRef
-from tagwarden.domain.workloads import needs_refresh
+from tagwarden.domain.workloads import needs_refresh, stale_sites
 from tagwarden.events.audit import AuditBatch
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
@@ -84,8 +84,12 @@ class AuditWatcher:
         }
 
     def _monitored(self, observation: Observation) -> bool:
-        name = observation.reference.name if isinstance(observation, ImageReferenced) else observation.running.name
-        return is_ecr_registry(name.registry) or name.registry in self._extra_registries
+        if isinstance(observation, ImageReferenced):
+            names = [observation.reference.name]
+        else:
+            # The runtime may name another registry than the spec's (a mirror): either makes it ours.
+            names = [observation.running.name] + ([observation.started_from.name] if observation.started_from else [])
+        return any(is_ecr_registry(n.registry) or n.registry in self._extra_registries for n in names)
 
     def _publish_once(self, alert: Alert, recorded: RecordedAlerts | None) -> tuple[str, ...]:
         """A new finding is recorded and published; one seen before is only finished if it was not."""
@@ -121,17 +125,19 @@ def _usage_updates(observations: Iterable[Observation], view: DeploymentView) ->
             if reference.digest is not None:
                 target = (reference.name, reference.digest)
                 known = view.digest_usage.get(target)
-                update = UsageUpdate(location, seen, digest=target)
             elif reference.tag is not None:
                 target = TagRef(reference.name, reference.tag)
                 pointer = view.pointers.get(target)
                 known = pointer.in_use if pointer is not None else None
-                update = UsageUpdate(location, seen, tag=target)
             else:
                 continue
             if known is None or not needs_refresh(known, location, seen):
                 continue
             previous = updates.get((target, location))
             if previous is None or previous.seen_at < seen:
-                updates[(target, location)] = update
+                forget = tuple(stale_sites(known, seen, adding=0 if location in known else 1))
+                if isinstance(target, TagRef):
+                    updates[(target, location)] = UsageUpdate(location, seen, tag=target, forget=forget)
+                else:
+                    updates[(target, location)] = UsageUpdate(location, seen, digest=target, forget=forget)
     return list(updates.values())

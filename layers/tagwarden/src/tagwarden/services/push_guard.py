@@ -10,6 +10,7 @@ from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.rules import TagDecision, decide_current, decide_late, is_late
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import ImageAction, TagRef
+from tagwarden.domain.workloads import recent_sites
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertPublisher, RecordedAlerts, TagEntry, TagLedger, TagSnapshot
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
@@ -72,7 +73,8 @@ class PushGuard:
         neighbours = self._ledger.neighbours(tag, fact.source.key)
         digests = [fact.digest] + [m.digest for m in (neighbours.before, neighbours.after) if m is not None]
         scans = self._ledger.scan_states(tag.image, digests)
-        return decide_late(fact, tag, neighbours, scans, self._policy, now)
+        in_use = recent_sites(snapshot.pointer.in_use, now) if snapshot.pointer is not None else ()
+        return decide_late(fact, tag, neighbours, scans, self._policy, now, in_use)
 
     def _log_move(self, tag: TagRef, decision: TagDecision) -> None:
         move = decision.move
