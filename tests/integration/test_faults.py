@@ -139,3 +139,39 @@ def test_clients_retry_throttling_and_5xx_in_standard_mode_with_bounded_attempts
     for client in (dynamodb, sns):
         assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
         assert client.meta.config.read_timeout == 10
+
+
+def test_an_entry_whose_publish_failed_part_way_does_not_repeat_the_alerts_sns_accepted(stack: Stack) -> None:
+    from tests.support.events import ecr_scan
+
+    guard = load_function_module("push_guard", stack.environment())
+    recorder = load_function_module("scan_recorder", stack.environment())
+    for tag in ("1.4.0", "1.4"):  # two protected tags on A, both moved to B while A is scanned
+        guard.lambda_handler(ecr_image_action(tag=tag, digest=A, time="2026-11-20T10:00:00Z"), FakeLambdaContext())
+        guard.lambda_handler(ecr_image_action(tag=tag, digest=B, time="2026-11-20T10:00:20Z"), FakeLambdaContext())
+    stack.received_alerts()
+    scan = ecr_scan(digest=A, tags=[], time="2026-11-20T10:00:45Z")
+    client = recorder.scan_recorder()._delivery._publisher._client
+    original = client._make_api_call
+    calls: list[str] = []
+
+    def second_publish_fails(name: str, params: dict[str, Any]) -> Any:
+        if name == "Publish":
+            calls.append(name)
+            if len(calls) == 2:
+                raise client_error("InternalError", 500)
+        return original(name, params)
+
+    client._make_api_call = second_publish_fails
+    try:
+        with pytest.raises(AlertDeliveryError):
+            recorder.lambda_handler(scan, FakeLambdaContext())
+    finally:
+        client._make_api_call = original
+    assert len(stack.received_alerts()) == 1
+
+    retried = recorder.lambda_handler(scan, FakeLambdaContext())
+
+    assert len(retried["alerts"]) == 1  # only the one SNS had not accepted
+    assert len(stack.received_alerts()) == 1
+    assert recorder.lambda_handler(scan, FakeLambdaContext())["alerts"] == []

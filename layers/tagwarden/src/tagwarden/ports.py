@@ -77,6 +77,8 @@ class RecordedAlerts:
 
     alerts: tuple[Alert, ...] = ()
     delivered: bool = False
+    # Ids already accepted by SNS when an earlier attempt failed part-way through the entry's alerts.
+    published: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,10 @@ class AlertOutbox(Protocol):
 
     def claim_alert_delivery(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
         """Take over publishing the entry's undelivered alerts if nobody holds a live lease on them."""
+        ...
+
+    def mark_alerts_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
+        """Remember which of the entry's alerts SNS accepted before a publish failed (best effort)."""
         ...
 
     def release_alert_delivery(self, entry: AlertEntry) -> None:

@@ -94,7 +94,7 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
         keys = {alert_id: key(finding_pk(alert_id), FINDING_SK) for alert_id in alert_ids}
         items = self._batch_get(list(keys.values()))
         return {
-            alert_id: RecordedAlerts(*alerts_from_item(items[key_text(item_key)]))
+            alert_id: alerts_from_item(items[key_text(item_key)])
             for alert_id, item_key in keys.items()
             if key_text(item_key) in items
         }
@@ -116,5 +116,5 @@ class DynamoDbDeploymentLedger(DynamoDbLedger):
                 existing: Any = self._client.get_item(TableName=self._table, Key=item_key, ConsistentRead=True).get(
                     "Item"
                 )
-            return RecordedAlerts(*alerts_from_item(existing)) if existing else RecordedAlerts()
+            return alerts_from_item(existing) if existing else RecordedAlerts()
         return None

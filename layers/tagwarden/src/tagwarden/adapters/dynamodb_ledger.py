@@ -42,7 +42,6 @@ from tagwarden.ports import (
     ConcurrentUpdateError,
     FindingEntry,
     LedgerUnavailableError,
-    RecordedAlerts,
     ScanReading,
     TagEntry,
     TagSnapshot,
@@ -221,6 +220,21 @@ class DynamoDbLedger:
             return False
         return True
 
+    def mark_alerts_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
+        """Add the ids to the entry's set of published alerts."""
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return
+        with ledger_errors("UpdateItem alerts_published"):
+            self.requests += 1
+            self._client.update_item(
+                TableName=self._table,
+                Key=_entry_key(entry),
+                UpdateExpression="ADD alerts_published :ids",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":ids": {"SS": ids}},
+            )
+
     def release_alert_delivery(self, entry: AlertEntry) -> None:
         """Drop the lease (only while the alerts are still undelivered)."""
         try:
@@ -253,7 +267,7 @@ class DynamoDbLedger:
             for tag, k in pointer_keys.items()
         }
         entry = items.get(key_text(entry_key))
-        existing = RecordedAlerts(*alerts_from_item(entry)) if entry else None
+        existing = alerts_from_item(entry) if entry else None
         current = scan_from_attr(image["scan"]) if image and "scan" in image else None
         return ScanReading(ScanSnapshot(current, known, pointers), existing)
 

@@ -22,6 +22,7 @@ from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
+from tagwarden.ports import RecordedAlerts
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -202,10 +203,13 @@ def alert_attributes(alerts: tuple[Alert, ...], delivered: bool, lease_until: da
     return item
 
 
-def alerts_from_item(item: Any) -> tuple[tuple[Alert, ...], bool]:
-    """The alerts stored on an entry and whether they were delivered."""
-    alerts = tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"])
-    return alerts, item.get("alerts_delivered", {"BOOL": False})["BOOL"]
+def alerts_from_item(item: Any) -> RecordedAlerts:
+    """The alerts stored on an entry, whether they were delivered, and which were published already."""
+    return RecordedAlerts(
+        alerts=tuple(Alert.model_validate_json(entry["S"]) for entry in item.get("alerts", {"L": []})["L"]),
+        delivered=item.get("alerts_delivered", {"BOOL": False})["BOOL"],
+        published=frozenset(item.get("alerts_published", {"SS": []})["SS"]),
+    )
 
 
 def finding_item(alert: Alert, lease_until: datetime, now: datetime) -> Item:
@@ -245,7 +249,7 @@ def scan_entry_item(
 
 def move_from_item(item: Any) -> TagMove:
     """Inverse of `move_item`."""
-    alerts, delivered = alerts_from_item(item)
+    recorded = alerts_from_item(item)
     return TagMove(
         action=TagAction(item["action"]["S"]),
         digest=item["digest"]["S"],
@@ -257,8 +261,9 @@ def move_from_item(item: Any) -> TagMove:
             region=item["region"]["S"] if "region" in item else None,
         ),
         late=item.get("late", {"BOOL": False})["BOOL"],
-        alerts=alerts,
-        alerts_delivered=delivered,
+        alerts=recorded.alerts,
+        alerts_delivered=recorded.delivered,
+        alerts_published=recorded.published,
         previous_key=item["previous_key"]["S"] if "previous_key" in item else None,
         alerted=item.get("move_alerted", {"BOOL": False})["BOOL"],
         alerts_lease_until=parse_iso(item["alerts_lease_until"]["S"]) if "alerts_lease_until" in item else None,

@@ -67,6 +67,9 @@ class WithheldAlertsLedger:
         """As the ledger."""
         return self._ledger.claim_alert_delivery(entry, now, until)
 
+    def mark_alerts_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
+        """Nothing was published to a topic: nothing to remember."""
+
     def release_alert_delivery(self, entry: AlertEntry) -> None:
         """As the ledger."""
         self._ledger.release_alert_delivery(entry)

@@ -96,6 +96,7 @@ class TagMove:
     late: bool = False
     alerts: tuple[Alert, ...] = ()
     alerts_delivered: bool = False
+    alerts_published: frozenset[str] = frozenset()
     # Until then, the invocation that recorded the entry is publishing its alerts; a duplicate delivery
     # takes the delivery over only after it expires, so a slow publisher and a duplicate never both publish.
     alerts_lease_until: datetime | None = None

@@ -8,6 +8,7 @@ undelivered with the lease expired (it takes over).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -37,19 +38,31 @@ class AlertDelivery:
         """Until when a writer that records alerts now holds their delivery."""
         return self._clock() + ALERT_LEASE
 
-    def deliver(self, entry: AlertEntry, alerts: tuple[Alert, ...]) -> tuple[str, ...]:
-        """Publish every alert of an entry, then flag it delivered; on failure, release the lease and raise."""
+    def deliver(
+        self, entry: AlertEntry, alerts: tuple[Alert, ...], published: frozenset[str] = frozenset()
+    ) -> tuple[str, ...]:
+        """Publish every alert of an entry not published yet, then flag it delivered.
+
+        On failure, remember which alerts SNS did accept (so the retry skips them), release the lease, raise.
+        """
         if not alerts:
             return ()
+        accepted: list[str] = []
         try:
             for alert in alerts:
+                if alert.alert_id in published:
+                    continue
                 self._publisher.publish(alert)
+                accepted.append(alert.alert_id)
                 metrics.add_metric(name="AlertsPublished", unit="Count", value=1)
                 logger.warning(
                     "alert published",
                     extra={"alert_id": alert.alert_id, "alert_type": alert.type, "severity": alert.severity},
                 )
         except Exception:
+            if accepted:
+                with contextlib.suppress(LedgerUnavailableError):
+                    self._outbox.mark_alerts_published(entry, accepted)
             self._outbox.release_alert_delivery(entry)
             raise
         try:
@@ -59,7 +72,7 @@ class AlertDelivery:
             # The lease keeps duplicates quiet meanwhile; the metric tells operations the flag is missing.
             metrics.add_metric(name="AlertDeliveryNotRecorded", unit="Count", value=1)
             logger.exception("alerts published but not marked delivered", extra={"entry": str(entry)})
-        return tuple(alert.alert_id for alert in alerts)
+        return tuple(accepted)
 
     def redeliver(self, entry: AlertEntry, recorded: RecordedAlerts) -> tuple[str, ...]:
         """For a duplicate delivery: finish publishing if an earlier attempt could not."""
@@ -69,4 +82,4 @@ class AlertDelivery:
         if not self._outbox.claim_alert_delivery(entry, now, now + ALERT_LEASE):
             logger.info("alert delivery in progress elsewhere")
             return ()
-        return self.deliver(entry, recorded.alerts)
+        return self.deliver(entry, recorded.alerts, recorded.published)

@@ -59,7 +59,8 @@ class PushGuard:
         """One optimistic attempt: the decision written, or what an earlier delivery already recorded."""
         snapshot = self._ledger.read_for_action(tag, fact)
         if snapshot.existing is not None:
-            return RecordedAlerts(snapshot.existing.alerts, snapshot.existing.alerts_delivered)
+            existing = snapshot.existing
+            return RecordedAlerts(existing.alerts, existing.alerts_delivered, existing.alerts_published)
         decision = self._decide(tag, fact, snapshot)
         if decision.alerts:
             decision = replace(decision, move=replace(decision.move, alerts_lease_until=self._delivery.lease_until()))
