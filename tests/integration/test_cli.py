@@ -980,3 +980,55 @@ def test_importing_the_cli_does_not_import_boto3() -> None:
     output = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
 
     assert output.strip() == "[]"
+
+
+# --- review fixes ----------------------------------------------------------------------------------
+
+
+def test_backfill_repairs_a_pointer_after_a_missed_move(stack: Stack, registry: Registry, push_guard: Handler) -> None:
+    # Live: shop/api:latest named other content, pushed after the image ECR now shows under the tag; the
+    # event that moved the tag back to that image was missed.
+    moved_away = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+    push_guard(ecr_image_action(tag="latest", digest=A, time=moved_away, account=ECR_ACCOUNT) | {"region": REGION})
+    table = ("--table", stack.table_name)
+
+    backfill_json(*table)
+
+    pinned = tagwarden("pin", registry.reference("shop/api", "latest"), *table)
+    assert pinned.stdout == f"{ECR_REGISTRY}/shop/api@{registry.digests['v1']}\n", pinned.output
+    again = backfill_json(*table)
+    assert again["alerts"] == {"published": [], "would_alert": []}
+
+
+def test_replay_takes_the_records_of_a_failure_queue(stack: Stack, tmp_path: Path) -> None:
+    event = ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z", event_id="from-dlq")
+    record = {"version": "1.0", "requestContext": {"condition": "RetriesExhausted"}, "requestPayload": event}
+    result = tagwarden("replay", str(write_events(tmp_path / "dlq.json", [record])), "--table", stack.table_name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].endswith("from-dlq: recorded")
+
+
+def test_replay_goes_on_past_events_of_strange_shapes(stack: Stack, tmp_path: Path) -> None:
+    inspector = load_event("scan_recorder/inspector_ecr_scan.json")
+    inspector["detail"]["repository-name"] = "arn:aws:ecr:eu-west-1a:111122223333:repository/shop/api"
+    events = [{"source": ["aws.ecr"], "detail-type": "ECR Image Action", "id": "list-source"}, inspector]
+    result = tagwarden("replay", str(write_events(tmp_path / "odd.json", events)), "--table", stack.table_name)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert "list-source: unsupported" in lines[0]
+    assert "invalid: not an AWS account and region" in lines[1]
+
+
+def test_an_endpoint_without_a_scheme_is_a_usage_error(stack: Stack) -> None:
+    result = tagwarden("check", f"{REGISTRY}/shop/api:latest", "--table", "t", "--endpoint-url", "localhost:4566")
+    assert_one_line_error(result, 2, "endpoint")
+
+
+def test_aws_region_is_honoured(stack: Stack) -> None:
+    result = tagwarden(
+        "check", f"{REGISTRY}/shop/api:latest", "--table", stack.table_name,
+        env={"AWS_DEFAULT_REGION": None, "AWS_REGION": REGION},
+    )  # fmt: skip
+    assert result.exit_code == 1  # refused (unknown tag), not "no region"
+    assert "unknown" in result.output

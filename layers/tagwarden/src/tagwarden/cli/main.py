@@ -47,7 +47,7 @@ app = typer.Typer(
         "--endpoint-url applies to every AWS client (CloudFormation, DynamoDB, ECR, SNS). "
         "The tag policy and fail severity used by backfill and replay come from PROTECTED_TAG_PATTERNS, "
         "MUTABLE_TAG_PATTERNS and FAIL_SEVERITY, and the registries replay checks besides ECR from "
-        "EXTRA_MONITORED_REGISTRIES, as for the functions."
+        "EXTRA_MONITORED_REGISTRIES, in the command's environment: set them as the stack's parameters are."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -113,7 +113,7 @@ PublishOption = Annotated[
         "--publish/--no-publish",
         help=(
             "Publish raised alerts when a topic is known. Unpublished alerts are recorded, listed as 'would alert' "
-            "and published by a later run of the same command with a topic."
+            "and published by a later run with a topic that raises them again (same events, same ledger state)."
         ),
     ),
 ]
@@ -245,11 +245,13 @@ def backfill(
     """Seed the ledger from ECR, through the functions' own services.
 
     Reads the registry of the session's account and region: every tag becomes a push at the image's push
-    time, an untagged image an untagged push, a finished scan a scan report, each fed to the push guard or
-    the scan recorder. Synthetic event ids are stable, so re-running is safe: what a run recorded comes back
-    as duplicates; facts the ledger already holds from live events are skipped. Alerts go to the alerts
-    topic only with --topic-arn or --stack-name; otherwise they are recorded unpublished and listed as
-    'would alert', and a later run with a topic publishes them.
+    time (or at the time of the run, when the ledger has the tag on other content since a later event: a
+    missed move, which becomes the tag's current pointer), an untagged image an untagged push, a finished
+    scan a scan report, each fed to the push guard or the scan recorder. Synthetic event ids are stable, so
+    re-running is safe: tags and scans a run recorded come back as duplicates or already known (untagged
+    images are refreshed each run); facts the ledger already holds from live events are skipped. Alerts go
+    to the alerts topic only with --topic-arn or --stack-name; otherwise they are recorded unpublished and
+    listed as 'would alert', and a later run with a topic publishes those its facts raise again.
     """
     from rich.progress import Progress
 

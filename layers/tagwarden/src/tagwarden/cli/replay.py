@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 
 from tagwarden.cli.errors import usage_error
+from tagwarden.domain.images import InvalidReferenceError
 from tagwarden.events.audit import AuditBatch, read_batch
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import InvalidEventError, parse_event
@@ -101,7 +102,12 @@ class Route:
 
 def _eventbridge(*kinds: tuple[str, str]) -> Callable[[Mapping[str, Any]], bool]:
     wanted = frozenset(kinds)
-    return lambda event: (event.get("source"), event.get("detail-type")) in wanted
+
+    def accepts(event: Mapping[str, Any]) -> bool:
+        source, detail_type = event.get("source"), event.get("detail-type")
+        return isinstance(source, str) and isinstance(detail_type, str) and (source, detail_type) in wanted
+
+    return accepts
 
 
 def _subscription_data(event: Mapping[str, Any]) -> bool:
@@ -263,6 +269,9 @@ def read_events(path: Path) -> list[Any]:
 
 def replay(origin: str, event: Any, services: ReplayServices, routes: Sequence[Route] = ROUTES) -> Replayed:
     """Feed one recorded event to the function it belongs to, as its handler would."""
+    if isinstance(event, dict) and isinstance(event.get("requestPayload"), dict) and "requestContext" in event:
+        # A record from a function's on-failure destination: the event is its request payload.
+        event = event["requestPayload"]
     if not isinstance(event, dict):
         return Replayed(origin, None, None, f"unsupported (a JSON {type(event).__name__}, not an event)", ok=False)
     event_id = event.get("id") if isinstance(event.get("id"), str) else None
@@ -271,7 +280,7 @@ def replay(origin: str, event: Any, services: ReplayServices, routes: Sequence[R
         return Replayed(origin, None, event_id, f"unsupported ({_kind(event)})", ok=False)
     try:
         handled = route.handle(services, event)
-    except InvalidEventError as error:
+    except (InvalidEventError, InvalidReferenceError) as error:
         return Replayed(origin, route.function, event_id, f"invalid: {error}", ok=False)
     return Replayed(
         origin, route.function, event_id or handled.event_id, handled.outcome, handled.alerts, audit=handled.audit

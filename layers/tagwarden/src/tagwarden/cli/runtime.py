@@ -108,7 +108,9 @@ class Runtime:
         """The AWS session of `--profile` and `--region` (else the usual AWS_* variables and config files)."""
         import boto3
 
-        session = boto3.Session(profile_name=self.options.profile, region_name=self.options.region)
+        # AWS_REGION is what the AWS CLI and most SDKs read; boto3 reads only AWS_DEFAULT_REGION.
+        region = self.options.region or self._environ.get("AWS_REGION") or None
+        session = boto3.Session(profile_name=self.options.profile, region_name=region)
         if session.region_name is None:
             raise usage_error("no AWS region: pass --region or set AWS_REGION")
         return session
@@ -128,7 +130,10 @@ class Runtime:
             connect_timeout=5,
             read_timeout=30,
         )
-        return self.session.client(service, endpoint_url=self.options.endpoint_url, config=config)  # type: ignore[call-overload]
+        try:
+            return self.session.client(service, endpoint_url=self.options.endpoint_url, config=config)  # type: ignore[call-overload]
+        except ValueError as error:  # botocore's "Invalid endpoint", from --endpoint-url or AWS_ENDPOINT_URL*
+            raise usage_error(f"endpoint: {error}") from None
 
     @cached_property
     def stack_outputs(self) -> dict[str, str]:

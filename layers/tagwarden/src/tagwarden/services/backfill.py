@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-from tagwarden.domain.images import ImageName, InvalidReferenceError
+from tagwarden.domain.images import ImageName, InvalidReferenceError, validate_tag
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, ScanStatus, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import ImageAction, TagAction, TagRef
@@ -142,11 +142,13 @@ class Backfill:
         reader: LedgerReader,
         push_guard: PushGuard,
         scan_recorder: ScanRecorder,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._inventory = inventory
         self._reader = reader
         self._push_guard = push_guard
         self._scan_recorder = scan_recorder
+        self._clock = clock
 
     def repositories(self, names: Sequence[str]) -> list[RegistryRepository]:
         """The repositories to seed: the named ones, or all of the registry's."""
@@ -175,6 +177,12 @@ class Backfill:
         pointer = self._reader.pointer(tag_ref)
         if pointer is not None and pointer.digest == image.digest and pointer.event_key != action.source.key:
             return SeededFact("tag", subject, Seeding.ALREADY_KNOWN)
+        if pointer is not None and action.source.key < pointer.event_key:
+            # ECR says the tag names this image now, the ledger says it names other content since a later
+            # event: a move was missed. The image's push time is not when the tag moved, so the move is
+            # recorded as seen now, and becomes the tag's current pointer (and its alert), as it is in ECR.
+            moved = replace(action.source, event_time=self._clock())
+            action = replace(action, source=moved)
         return _fact("tag", subject, self._push_guard.handle(action))
 
     def _seed_untagged(self, image: RegistryImage) -> SeededFact:
@@ -198,7 +206,8 @@ class Backfill:
             report = ScanCompleted(
                 image=name,
                 digest=image.digest,
-                tags=tuple(image.tags),
+                # A tag the ledger cannot hold (ECR allows longer ones) must not cost the digest its scan.
+                tags=tuple(tag for tag in image.tags if _valid_tag(tag)),
                 scanner=scan.scanner,
                 status=scan.status,
                 finding_counts=normalise_counts(scan.finding_counts),
@@ -235,6 +244,14 @@ _SEEDING = {
 
 def _fact(kind: str, subject: str, result: Result) -> SeededFact:
     return SeededFact(kind, subject, _SEEDING[result.outcome], result.alerts)
+
+
+def _valid_tag(tag: str) -> bool:
+    try:
+        validate_tag(tag)
+    except InvalidReferenceError:
+        return False
+    return True
 
 
 def _utc(moment: datetime) -> datetime:

@@ -1,0 +1,38 @@
+"""One place that creates AWS clients: lazily (boto3 costs cold-start time), with bounded retries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sns import SNSClient
+
+# Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
+# spends on one call before the event itself is retried by Lambda.
+RETRY_ATTEMPTS = 5
+
+
+def _client(service: str, endpoint_url: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
+        connect_timeout=3,
+        read_timeout=10,
+    )
+    # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
+    return boto3.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+
+
+def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
+    """A DynamoDB client (endpoint overridable for DynamoDB Local)."""
+    client: DynamoDBClient = _client("dynamodb", endpoint_url)
+    return client
+
+
+def sns_client(endpoint_url: str | None = None) -> SNSClient:
+    """An SNS client."""
+    client: SNSClient = _client("sns", endpoint_url)
+    return client

@@ -1,0 +1,269 @@
+"""What the command works with: an AWS session from the global options, its clients, the ledger and services.
+
+The functions' own wiring (`tagwarden.services.wiring`) builds clients from the Lambda environment and
+always publishes to the alerts topic. The command composes the same services (`PushGuard`,
+`ScanRecorder`, `AuditWatcher`, `DynamoDbDeploymentLedger`, `SnsAlertPublisher`) from the same parts,
+with a session from `--profile`/`--region`, `--endpoint-url`, and a publisher chosen per run (see
+`AlertRoute`).
+Everything is created on first use, so a command that fails early makes no AWS call, and boto3 is
+imported only when a client is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from tagwarden.cli.errors import usage_error
+from tagwarden.cli.publishing import AlertCollector, ServicesLedger, WithheldAlertsLedger
+from tagwarden.config import ConfigurationError, DetectionConfig
+from tagwarden.domain.images import InvalidReferenceError, validate_registry
+from tagwarden.domain.scans import FindingSeverity
+from tagwarden.domain.tag_policy import TagPolicy, split_patterns
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_sns import SNSClient
+
+    from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
+    from tagwarden.adapters.ecr_registry import EcrRegistry
+    from tagwarden.ports import AlertPublisher
+    from tagwarden.services.audit_watcher import AuditWatcher
+    from tagwarden.services.ledger_queries import LedgerQueries
+    from tagwarden.services.push_guard import PushGuard
+    from tagwarden.services.scan_recorder import ScanRecorder
+
+# Like the functions' clients: standard retries, bounded. The ECR listing of a large registry is the one
+# place that can hit throttling for minutes, so it adapts its request rate instead (client-side rate limit).
+STANDARD_RETRIES = {"mode": "standard", "total_max_attempts": 5}
+ADAPTIVE_RETRIES = {"mode": "adaptive", "total_max_attempts": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalOptions:
+    """The options every command takes."""
+
+    json_output: bool = False
+    stack_name: str | None = None
+    table: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRoute:
+    """Where the alerts a run raises go: to the alerts topic, or nowhere (`collector` keeps them to show)."""
+
+    topic_arn: str | None
+    collector: AlertCollector | None
+
+    @property
+    def publishes(self) -> bool:
+        """True when alerts reach the alerts topic."""
+        return self.collector is None
+
+
+def function_policy(environ: Mapping[str, str]) -> tuple[TagPolicy, FindingSeverity]:
+    """The functions' tag policy and fail severity, from the same variables and with the same defaults."""
+    try:
+        config = DetectionConfig.from_env(environ)
+    except ConfigurationError as error:
+        raise usage_error(str(error)) from None
+    return config.tag_policy, config.FAIL_SEVERITY
+
+
+def extra_monitored_registries(environ: Mapping[str, str]) -> frozenset[str]:
+    """The audit watcher's EXTRA_MONITORED_REGISTRIES, read as `AuditWatcherConfig` reads it.
+
+    `AuditWatcherConfig` also requires the function's table and topic, which the command takes from its
+    options; so only this variable is read, with the same core functions (`split_patterns`, `validate_registry`).
+    """
+    try:
+        return frozenset(
+            validate_registry(host) for host in split_patterns(environ.get("EXTRA_MONITORED_REGISTRIES", ""))
+        )
+    except InvalidReferenceError as error:
+        raise usage_error(f"invalid Tagwarden configuration: EXTRA_MONITORED_REGISTRIES: {error}") from None
+
+
+class Runtime:
+    """The session, clients, ledger and services of one command run."""
+
+    def __init__(self, options: GlobalOptions, environ: Mapping[str, str] | None = None) -> None:
+        self.options = options
+        self._environ = os.environ if environ is None else environ
+
+    @cached_property
+    def session(self) -> boto3.Session:
+        """The AWS session of `--profile` and `--region` (else the usual AWS_* variables and config files)."""
+        import boto3
+
+        session = boto3.Session(profile_name=self.options.profile, region_name=self.options.region)
+        if session.region_name is None:
+            raise usage_error("no AWS region: pass --region or set AWS_REGION")
+        return session
+
+    @property
+    def region(self) -> str:
+        """The region every client works in."""
+        region: str = self.session.region_name
+        return region
+
+    def client(self, service: str, *, adaptive: bool = False) -> Any:
+        """A client of the session; `--endpoint-url`, when given, applies to every service."""
+        from botocore.config import Config
+
+        config = Config(
+            retries=ADAPTIVE_RETRIES if adaptive else STANDARD_RETRIES,  # type: ignore[arg-type]
+            connect_timeout=5,
+            read_timeout=30,
+        )
+        return self.session.client(service, endpoint_url=self.options.endpoint_url, config=config)  # type: ignore[call-overload]
+
+    @cached_property
+    def stack_outputs(self) -> dict[str, str]:
+        """The outputs of `--stack-name` (empty without one)."""
+        from tagwarden.adapters.stack_outputs import read_stack_outputs
+
+        if self.options.stack_name is None:
+            return {}
+        client: CloudFormationClient = self.client("cloudformation")
+        return read_stack_outputs(client, self.options.stack_name)
+
+    @cached_property
+    def table_name(self) -> str:
+        """The ledger table: `--table`, or the stack's `LedgerTableName` output."""
+        from tagwarden.adapters.stack_outputs import LEDGER_TABLE_OUTPUT
+
+        if self.options.table and self.options.stack_name:
+            raise usage_error("give --table or --stack-name, not both")
+        if self.options.table:
+            return self.options.table
+        if self.options.stack_name is None:
+            raise usage_error(
+                "no ledger: pass --stack-name or --table (or set TAGWARDEN_STACK_NAME or TAGWARDEN_TABLE)"
+            )
+        table = self.stack_outputs.get(LEDGER_TABLE_OUTPUT)
+        if not table:
+            raise usage_error(
+                f"stack {self.options.stack_name!r} has no {LEDGER_TABLE_OUTPUT} output: not a Tagwarden stack?"
+            )
+        return table
+
+    def ledger_description(self) -> str:
+        """The ledger, as failure messages name it."""
+        table = self.__dict__.get("table_name") or self.options.table or "(unresolved)"
+        region = self.session.region_name if "session" in self.__dict__ else self.options.region
+        return f"ledger table {table!r} in {region or 'the default region'}"
+
+    @cached_property
+    def ledger(self) -> DynamoDbDeploymentLedger:
+        """The ledger on its DynamoDB table, with every function's access paths (the audit watcher's too)."""
+        from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
+
+        table = self.table_name
+        client: DynamoDBClient = self.client("dynamodb")
+        return DynamoDbDeploymentLedger(client, table)
+
+    def queries(self) -> LedgerQueries:
+        """The read-side queries on the ledger."""
+        from tagwarden.services.ledger_queries import LedgerQueries
+
+        return LedgerQueries(self.ledger)
+
+    def registry(self) -> EcrRegistry:
+        """The ECR registry of the session's account and region, with adaptive retries."""
+        from tagwarden.adapters.ecr_registry import EcrRegistry
+
+        client: ECRClient = self.client("ecr", adaptive=True)
+        return EcrRegistry(client)
+
+    def alert_route(self, topic_arn: str | None, publish: bool) -> AlertRoute:
+        """Publish to `--topic-arn` or the stack's `AlertsTopicArn`; with neither, or `--no-publish`, withhold."""
+        from tagwarden.adapters.stack_outputs import ALERTS_TOPIC_OUTPUT
+
+        topic = topic_arn or self.stack_outputs.get(ALERTS_TOPIC_OUTPUT)
+        if topic is not None and not (topic.startswith("arn:") and ":sns:" in topic):
+            raise usage_error(f"--topic-arn: {topic!r} is not an SNS topic ARN")
+        if publish and topic:
+            return AlertRoute(topic, None)
+        return AlertRoute(topic, AlertCollector())
+
+    @cached_property
+    def sns(self) -> SNSClient:
+        """The SNS client alerts are published with."""
+        client: SNSClient = self.client("sns")
+        return client
+
+    def delivery(self, route: AlertRoute) -> tuple[ServicesLedger, AlertPublisher]:
+        """The ledger and publisher the services get: the topic, or the collector with alerts left undelivered."""
+        from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+
+        if route.collector is None:
+            assert route.topic_arn is not None
+            return self.ledger, SnsAlertPublisher(self.sns, route.topic_arn)
+        return WithheldAlertsLedger(self.ledger), route.collector
+
+    def services(self, route: AlertRoute) -> tuple[PushGuard, ScanRecorder]:
+        """The push guard and the scan recorder on the ledger, publishing (or withholding) per `route`."""
+        from tagwarden.services.push_guard import PushGuard
+        from tagwarden.services.scan_recorder import ScanRecorder
+
+        policy, fail_severity = function_policy(self._environ)
+        ledger, publisher = self.delivery(route)
+        return PushGuard(ledger, publisher, policy), ScanRecorder(ledger, publisher, policy, fail_severity)
+
+    def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
+        """The audit watcher as `build_audit_watcher` makes it, publishing (or withholding) per `route`."""
+        from tagwarden.services.audit_watcher import AuditWatcher
+
+        registries = extra_monitored_registries(self._environ)
+        ledger, publisher = self.delivery(route)
+        return AuditWatcher(ledger, publisher, registries)
+
+
+@contextmanager
+def quiet_core() -> Iterator[None]:
+    """The core logs JSON lines for CloudWatch and metrics as EMF on stdout: a terminal wants neither.
+
+    Logs stay off unless POWERTOOLS_LOG_LEVEL asks for them, and then go to stderr; metrics are discarded
+    (see `discard_metrics`). Both are restored afterwards, for callers that run in the same process.
+    """
+    from tagwarden.observability import logger
+
+    # The standard library logger under Powertools' wrapper: its level and handler, saved and restored as is.
+    core = logging.getLogger(logger.name)
+    handler = logger.registered_handler
+    level = core.level
+    stream = handler.stream if isinstance(handler, logging.StreamHandler) else None
+    if isinstance(handler, logging.StreamHandler):
+        # Not `setStream`, which flushes the old stream first: that may be closed by now (under a test runner,
+        # the stdout it had captured when the logger was created).
+        handler.stream = sys.stderr
+    if "POWERTOOLS_LOG_LEVEL" not in os.environ:
+        core.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        discard_metrics()
+        core.setLevel(level)
+        if isinstance(handler, logging.StreamHandler) and stream is not None:
+            handler.flush()
+            handler.stream = stream
+
+
+def discard_metrics() -> None:
+    """Drop the metrics the services added: the Powertools buffer prints EMF to stdout once 100 pile up."""
+    from tagwarden.observability import metrics
+
+    metrics.clear_metrics()

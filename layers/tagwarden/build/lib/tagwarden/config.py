@@ -1,0 +1,106 @@
+"""Function configuration: read from the environment once, at cold start, failing with the variable's name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from tagwarden.domain.images import validate_registry
+from tagwarden.domain.scans import FindingSeverity
+from tagwarden.domain.tag_policy import (
+    DEFAULT_MUTABLE_TAG_PATTERNS,
+    DEFAULT_PROTECTED_TAG_PATTERNS,
+    TagPolicy,
+    split_patterns,
+)
+
+
+class ConfigurationError(RuntimeError):
+    """An environment variable is missing or invalid; the message names it."""
+
+
+class DetectionConfig(BaseModel):
+    """How findings are judged: the tag policy and the severity from which a scan fails.
+
+    The functions and the `tagwarden` command read the same variables with the same defaults.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    PROTECTED_TAG_PATTERNS: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
+    MUTABLE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
+    FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
+
+    @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", mode="before")
+    @classmethod
+    def _patterns(cls, value: object) -> object:
+        return split_patterns(value) if isinstance(value, str) else value
+
+    @field_validator("FAIL_SEVERITY", mode="before")
+    @classmethod
+    def _severity(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def tag_policy(self) -> TagPolicy:
+        """The tag policy these patterns describe."""
+        return TagPolicy(protected=self.PROTECTED_TAG_PATTERNS, mutable=self.MUTABLE_TAG_PATTERNS)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read and validate the configuration; raise ConfigurationError naming each bad variable."""
+        source = os.environ if environ is None else environ
+        values = {name: source[name] for name in cls.model_fields if name in source}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc'])}: {'is not set' if e['type'] == 'missing' else e['msg']}"
+                for e in error.errors()
+            )
+            raise ConfigurationError(f"invalid Tagwarden configuration: {problems}") from None
+
+
+class LedgerConfig(DetectionConfig):
+    """Configuration every function shares: where the ledger and the alerts topic are."""
+
+    LEDGER_TABLE_NAME: str
+    ALERTS_TOPIC_ARN: str
+
+    @field_validator("LEDGER_TABLE_NAME")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not 3 <= len(value) <= 255:
+            raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
+        return value
+
+    @field_validator("ALERTS_TOPIC_ARN")
+    @classmethod
+    def _topic_arn(cls, value: str) -> str:
+        if not value.startswith("arn:") or ":sns:" not in value:
+            raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return value
+
+
+class PushGuardConfig(LedgerConfig):
+    """The push guard needs the shared configuration only."""
+
+
+class ScanRecorderConfig(LedgerConfig):
+    """The scan recorder judges scans with FAIL_SEVERITY (shared)."""
+
+
+class AuditWatcherConfig(LedgerConfig):
+    """The audit watcher also watches images of registries other than ECR when listed here."""
+
+    EXTRA_MONITORED_REGISTRIES: frozenset[str] = frozenset()
+
+    @field_validator("EXTRA_MONITORED_REGISTRIES", mode="before")
+    @classmethod
+    def _registries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(validate_registry(host) for host in split_patterns(value))
+        return value

@@ -1,0 +1,143 @@
+"""Scan results as the ledger keeps them: which digest was checked, when, by whom, and the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from tagwarden.domain.images import ImageName, validate_digest, validate_tag
+from tagwarden.domain.sources import SourceEvent
+
+
+class ScanStatus(StrEnum):
+    """Whether the scanner finished; a FAILED scan checked nothing."""
+
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+
+
+class Verdict(StrEnum):
+    """`fail` when any finding is at or above the configured fail severity."""
+
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    FAIL = "fail"
+
+
+class FindingSeverity(StrEnum):
+    """One vocabulary for ECR basic scanning and Amazon Inspector finding severities."""
+
+    INFORMATIONAL = "INFORMATIONAL"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+    # Findings the scanner could not rate (ECR `UNDEFINED`, Inspector `UNTRIAGED`); never fail a scan alone.
+    UNDEFINED = "UNDEFINED"
+
+
+_RANKED = (
+    FindingSeverity.INFORMATIONAL,
+    FindingSeverity.LOW,
+    FindingSeverity.MEDIUM,
+    FindingSeverity.HIGH,
+    FindingSeverity.CRITICAL,
+)
+_ALIASES = {"UNTRIAGED": FindingSeverity.UNDEFINED, "INFO": FindingSeverity.INFORMATIONAL}
+# Inspector's TOTAL counts every finding, including ones not broken down by severity: not a severity.
+REPORTED_TOTAL_KEY = "TOTAL"
+
+
+def normalise_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Finding counts keyed by FindingSeverity names; unknown labels count as UNDEFINED, TOTAL is dropped."""
+    normalised: dict[str, int] = {}
+    for label, count in counts.items():
+        name = label.strip().upper()
+        if name == REPORTED_TOTAL_KEY or count == 0:
+            continue
+        severity = _ALIASES.get(name) or (
+            FindingSeverity(name) if name in FindingSeverity.__members__ else FindingSeverity.UNDEFINED
+        )
+        normalised[severity.value] = normalised.get(severity.value, 0) + count
+    return normalised
+
+
+def verdict_for(counts: Mapping[str, int], fail_severity: FindingSeverity) -> Verdict:
+    """`fail` when any finding is at or above `fail_severity` (UNDEFINED findings never count)."""
+    threshold = _RANKED.index(fail_severity) if fail_severity in _RANKED else 0
+    failing = {severity.value for severity in _RANKED[threshold:]}
+    return Verdict.FAIL if any(counts.get(name, 0) > 0 for name in failing) else Verdict.PASS
+
+
+@dataclass(frozen=True, slots=True)
+class ScanState:
+    """The latest scan known for one digest."""
+
+    status: ScanStatus
+    scanned_at: datetime
+    scanner: str
+    verdict: Verdict | None = None
+    finding_counts: dict[str, int] = field(default_factory=dict)
+    event_key: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        """A completed scan counts as 'scanned'; a failed one does not."""
+        return self.status is ScanStatus.COMPLETE
+
+    @property
+    def passing(self) -> bool:
+        """Completed with no finding at or above the fail severity."""
+        return self.completed and self.verdict is Verdict.PASS
+
+    def supersedes(self, other: ScanState | None) -> bool:
+        """Whether this scan becomes the digest's scan state instead of `other`.
+
+        A completed scan replaces any failed one and older completed ones; a failed scan replaces only an
+        older failed one, because a failed rescan does not undo what a completed scan checked.
+        """
+        if other is None:
+            return True
+        newer = (self.event_key or "") > (other.event_key or "")
+        if self.completed:
+            return not other.completed or newer
+        return not other.completed and newer
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedDigest:
+    """A digest that had a completed scan, remembered by a tag that named it."""
+
+    digest: str
+    scanned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ScanCompleted:
+    """A scanner reported on one digest (its tags at that moment, as the scanner saw them)."""
+
+    image: ImageName
+    digest: str
+    tags: tuple[str, ...]
+    scanner: str
+    status: ScanStatus
+    finding_counts: dict[str, int]
+    source: SourceEvent
+    reported_total: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_digest(self.digest)
+        for tag in self.tags:
+            validate_tag(tag)
+
+    def state(self, fail_severity: FindingSeverity) -> ScanState:
+        """The scan state this report gives the digest."""
+        return ScanState(
+            status=self.status,
+            scanned_at=self.source.event_time,
+            scanner=self.scanner,
+            verdict=verdict_for(self.finding_counts, fail_severity) if self.status is ScanStatus.COMPLETE else None,
+            finding_counts=dict(self.finding_counts),
+            event_key=self.source.key,
+        )

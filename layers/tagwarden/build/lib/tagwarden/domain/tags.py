@@ -1,0 +1,114 @@
+"""Tags as mutable pointers: the facts that move them and the ledger's view of where they point."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.images import ImageName, validate_digest, validate_tag
+from tagwarden.domain.scans import ScannedDigest, ScanState
+from tagwarden.domain.sources import SourceEvent
+
+
+class TagAction(StrEnum):
+    """What happened to a tag."""
+
+    PUSH = "PUSH"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """One tag of one repository."""
+
+    image: ImageName
+    tag: str
+
+    def __post_init__(self) -> None:
+        validate_tag(self.tag)
+
+    def __str__(self) -> str:
+        return f"{self.image}:{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAction:
+    """A push or delete reported by the registry. Without a tag, it concerns the digest only."""
+
+    action: TagAction
+    image: ImageName
+    digest: str
+    tag: str | None
+    source: SourceEvent
+
+    def __post_init__(self) -> None:
+        validate_digest(self.digest)
+        if self.tag is not None:
+            validate_tag(self.tag)
+
+    @property
+    def tag_ref(self) -> TagRef | None:
+        """The tag this action moves, if any."""
+        return TagRef(self.image, self.tag) if self.tag is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TagPointer:
+    """Where a tag points now, according to the ledger.
+
+    After a DELETE the tag points nowhere (`digest` is None) but `last_digest` remembers the content it
+    named, so that a later push of other content is still seen as an overwrite.
+    """
+
+    digest: str | None
+    last_digest: str
+    event_key: str
+    version: int
+    scan: ScanState | None = None
+    # The newest digest this tag named that had a completed scan: what "the scan of this tag" checked.
+    last_scanned: ScannedDigest | None = None
+    # Where workloads were seen using the tag ("cluster/namespace/kind/name" -> last seen).
+    in_use: Mapping[str, datetime] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> bool:
+        """True when the tag was deleted and not pushed again."""
+        return self.digest is None
+
+    def scanned_mark(self) -> ScannedDigest | None:
+        """The digest this pointer names (or last named), if it has a completed scan, else the older mark."""
+        if self.scan is not None and self.scan.completed:
+            return ScannedDigest(self.last_digest, self.scan.scanned_at)
+        return self.last_scanned
+
+
+@dataclass(frozen=True, slots=True)
+class TagMove:
+    """One entry of a tag's history: the tag was pushed to, or deleted from, a digest."""
+
+    action: TagAction
+    digest: str
+    previous_digest: str | None
+    source: SourceEvent
+    late: bool = False
+    alerts: tuple[Alert, ...] = ()
+    alerts_delivered: bool = False
+    alerts_published: frozenset[str] = frozenset()
+    # Until then, the invocation that recorded the entry is publishing its alerts; a duplicate delivery
+    # takes the delivery over only after it expires, so a slow publisher and a duplicate never both publish.
+    alerts_lease_until: datetime | None = None
+    # The history position of the entry before this one; a late event that lands in between rewrites it,
+    # so the history always reads as one chain in time order.
+    previous_key: str | None = None
+    # Whether an alert was raised for the change of content into this entry (by it, or by a late entry).
+    alerted: bool = False
+
+    @property
+    def moved(self) -> bool:
+        """A push that made the tag name different content than before."""
+        return (
+            self.action is TagAction.PUSH and self.previous_digest is not None and self.previous_digest != self.digest
+        )

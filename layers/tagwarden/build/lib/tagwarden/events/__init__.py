@@ -1,0 +1,1 @@
+"""Event models: what arrives from AWS, validated with pydantic and turned into the core's facts."""

@@ -1,0 +1,265 @@
+"""EKS audit logs from a CloudWatch Logs subscription, turned into image observations.
+
+Each log event is parsed on its own: a line that is not an audit event (control message, plain text,
+truncated or oversized JSON) is skipped and counted, never stopping the batch. Images come only from pod
+specs, pod templates and kubelet container statuses, never from annotations such as
+`kubectl.kubernetes.io/last-applied-configuration`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
+from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
+from tagwarden.domain.workloads import Workload
+
+MAX_LINE_BYTES = 1_048_576
+_LOG_GROUP_RE = re.compile(r"/aws/eks/(?P<cluster>[^/]+)/cluster")
+_AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", None})
+_WORKLOAD_VERBS = frozenset({"create", "update", "patch"})
+_STATUS_VERBS = frozenset({"patch", "update"})
+# Where each resource keeps its pod spec.
+_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "pods": ("spec",),
+    "deployments": ("spec", "template", "spec"),
+    "statefulsets": ("spec", "template", "spec"),
+    "daemonsets": ("spec", "template", "spec"),
+    "replicasets": ("spec", "template", "spec"),
+    "jobs": ("spec", "template", "spec"),
+    "cronjobs": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+_KINDS = {
+    "pods": "Pod",
+    "deployments": "Deployment",
+    "statefulsets": "StatefulSet",
+    "daemonsets": "DaemonSet",
+    "replicasets": "ReplicaSet",
+    "jobs": "Job",
+    "cronjobs": "CronJob",
+}
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+_STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+_IMAGE_ID_PREFIXES = ("docker-pullable://", "docker://", "containerd://")
+
+
+class _ObjectRef(BaseModel):
+    resource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+
+
+class _User(BaseModel):
+    username: str | None = None
+
+
+class _ResponseStatus(BaseModel):
+    code: int | None = None
+
+
+class AuditEvent(BaseModel):
+    """The fields of a Kubernetes audit event that Tagwarden reads; the objects stay plain JSON."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    api_version: str | None = Field(default=None, alias="apiVersion")
+    audit_id: str | None = Field(default=None, alias="auditID", max_length=128)
+    stage: str | None = None
+    verb: str | None = None
+    user: _User = Field(default_factory=_User)
+    object_ref: _ObjectRef = Field(default_factory=_ObjectRef, alias="objectRef")
+    response_status: _ResponseStatus = Field(default_factory=_ResponseStatus, alias="responseStatus")
+    request_object: dict[str, Any] | None = Field(default=None, alias="requestObject")
+    response_object: dict[str, Any] | None = Field(default=None, alias="responseObject")
+    stage_timestamp: datetime | None = Field(default=None, alias="stageTimestamp")
+
+    @field_validator("stage_timestamp")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # kube-apiserver writes UTC; a timestamp without a zone is read as UTC, never compared naively.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @property
+    def succeeded(self) -> bool:
+        """Only completed requests with a 2xx response changed anything."""
+        code = self.response_status.code
+        return self.stage == "ResponseComplete" and code is not None and 200 <= code < 300
+
+
+@dataclass
+class AuditBatch:
+    """One subscription delivery: its cluster, the observations found, and what was skipped and why."""
+
+    cluster: str
+    # The first log event's id: the delivery's correlation id in the logs.
+    delivery_id: str | None = None
+    observations: list[Observation] = field(default_factory=list)
+    lines: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    invalid_images: list[str] = field(default_factory=list)
+
+
+def cluster_of(log_group: str) -> str:
+    """EKS writes audit logs to /aws/eks/<cluster>/cluster; any other group is named as it is."""
+    match = _LOG_GROUP_RE.fullmatch(log_group)
+    return match["cluster"] if match else log_group
+
+
+def read_batch(envelope: CloudWatchLogsModel) -> AuditBatch:
+    """Every observation of one CloudWatch Logs delivery; bad lines are counted in `skipped`."""
+    data = envelope.awslogs.decoded_data
+    batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=data.logEvents[0].id if data.logEvents else None)
+    if data.messageType != "DATA_MESSAGE":
+        batch.skipped["control_message"] += 1
+        return batch
+    for log_event in data.logEvents:
+        batch.lines += 1
+        message = log_event.message
+        if not isinstance(message, str):
+            batch.skipped["not_text"] += 1
+            continue
+        reason = _read_line(message, batch)
+        if reason is not None:
+            batch.skipped[reason] += 1
+    return batch
+
+
+def _read_line(message: str, batch: AuditBatch) -> str | None:
+    """Add the line's observations to the batch; return why it was skipped, if it was."""
+    if len(message) > MAX_LINE_BYTES:
+        return "oversized"
+    try:
+        raw = json.loads(message)
+    except RecursionError:
+        return "too_deeply_nested"
+    except ValueError:
+        return "truncated_json" if message.lstrip().startswith("{") else "not_json"
+    if not isinstance(raw, dict) or raw.get("kind", "Event") != "Event":
+        return "not_audit_event"
+    if raw.get("apiVersion") not in _AUDIT_API_VERSIONS:
+        return "unknown_audit_version"
+    try:
+        event = AuditEvent.model_validate(raw)
+    except ValidationError:
+        return "invalid_audit_event"
+    if not event.succeeded:
+        return "not_completed"
+    found = _observations(event, batch)
+    return None if found else "no_images"
+
+
+def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
+    ref = event.object_ref
+    resource, verb = ref.resource, event.verb
+    seen_at = event.stage_timestamp or datetime.now(UTC)
+    if resource == "pods" and ref.subresource == "status":
+        if verb not in _STATUS_VERBS or not (event.user.username or "").startswith("system:node:"):
+            return False
+        return _kubelet_statuses(event, batch, seen_at)
+    # Ephemeral containers (`kubectl debug`) can only be added through their own subresource.
+    spec_write = ref.subresource is None or (resource == "pods" and ref.subresource == "ephemeralcontainers")
+    if resource not in _POD_SPEC_PATHS or not spec_write or verb not in _WORKLOAD_VERBS:
+        return False
+    # The response is the object as stored (after defaults and mutation); a patch request is only a diff.
+    obj = event.response_object if event.response_object is not None else event.request_object
+    if obj is None:
+        return False
+    spec = _path(obj, _POD_SPEC_PATHS[resource])
+    if spec is None:
+        return False
+    workload = _workload(event, batch.cluster, _KINDS[resource], obj)
+    found = False
+    for container in _containers(spec, _CONTAINER_LISTS):
+        reference = _reference(container.get("image"), batch)
+        if reference is not None:
+            batch.observations.append(ImageReferenced(reference, workload, seen_at))
+            found = True
+    return found
+
+
+def _kubelet_statuses(event: AuditEvent, batch: AuditBatch, seen_at: datetime) -> bool:
+    obj = event.request_object if event.request_object is not None else event.response_object
+    status = _path(obj, ("status",)) if obj is not None else None
+    if status is None:
+        return False
+    workload = _workload(event, batch.cluster, "Pod", obj or {})
+    found = False
+    for container in _containers(status, _STATUS_LISTS):
+        running = _image_id(container.get("imageID"), batch)
+        if running is None:
+            continue
+        started_from = _reference(container.get("image"), batch)
+        batch.observations.append(ImageRunning(running, started_from, workload, seen_at))
+        found = True
+    return found
+
+
+def _workload(event: AuditEvent, cluster: str, kind: str, obj: dict[str, Any]) -> Workload:
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    assert isinstance(metadata, dict)
+    name = event.object_ref.name or metadata.get("name") or metadata.get("generateName") or "(unnamed)"
+    namespace = event.object_ref.namespace or metadata.get("namespace")
+    username = event.user.username
+    return Workload(
+        cluster=cluster,
+        namespace=str(namespace)[:253] if namespace else None,
+        kind=kind,
+        name=str(name)[:253],
+        user=username[:256] if username else None,
+        audit_id=event.audit_id,
+    )
+
+
+def _path(obj: Any, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj if isinstance(obj, dict) else None
+
+
+def _containers(spec: dict[str, Any], lists: tuple[str, ...]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for name in lists:
+        entries = spec.get(name)
+        if isinstance(entries, list):
+            found.extend(entry for entry in entries if isinstance(entry, dict))
+    return found
+
+
+def _reference(image: Any, batch: AuditBatch) -> ImageReference | None:
+    if not isinstance(image, str) or not image:
+        return None
+    try:
+        return parse_reference(image)
+    except InvalidReferenceError:
+        batch.invalid_images.append(image[:200])
+        return None
+
+
+def _image_id(image_id: Any, batch: AuditBatch) -> ImageReference | None:
+    """The pulled content from `imageID`: `docker-pullable://repo@sha256:…`, `repo@sha256:…`.
+
+    Empty while the container is being created; `docker://sha256:…` and bare `sha256:…` name a local
+    image configuration, not registry content, so they cannot be matched to the ledger.
+    """
+    if not isinstance(image_id, str) or not image_id:
+        return None
+    for prefix in _IMAGE_ID_PREFIXES:
+        if image_id.startswith(prefix):
+            image_id = image_id[len(prefix) :]
+            break
+    if "@" not in image_id:
+        batch.skipped["unmatchable_image_id"] += 1
+        return None
+    reference = _reference(image_id, batch)
+    return reference if reference is not None and reference.digest is not None else None

@@ -1,0 +1,1 @@
+"""Use cases: each turns one fact into ledger writes and alerts, through the ports."""

@@ -1,0 +1,143 @@
+"""The audit watcher: checks what EKS workloads deploy, and what the kubelet pulled, against the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.deployments import (
+    DeploymentView,
+    ImageReferenced,
+    Observation,
+    check,
+    ledger_keys,
+    uncovered_digests,
+)
+from tagwarden.domain.images import ImageName, is_ecr_registry
+from tagwarden.domain.tags import TagRef
+from tagwarden.domain.workloads import needs_refresh, stale_sites
+from tagwarden.events.audit import AuditBatch
+from tagwarden.observability import logger, metrics
+from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
+from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+
+
+class AuditWatcher:
+    """Turns a batch of audit observations into usage records and deduplicated deployment findings."""
+
+    def __init__(
+        self,
+        ledger: DeploymentLedger,
+        publisher: AlertPublisher,
+        extra_registries: frozenset[str] = frozenset(),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._extra_registries = extra_registries
+        self._clock = clock
+        self._delivery = AlertDelivery(ledger, publisher, clock)
+
+    def handle(self, batch: AuditBatch) -> dict[str, object]:
+        """Check one subscription delivery; every finding is published once, however often it is seen."""
+        logger.set_correlation_id(batch.delivery_id)
+        self._report_skipped(batch)
+        observations = [o for o in batch.observations if self._monitored(o)]
+        out_of_scope = len(batch.observations) - len(observations)
+        if out_of_scope:
+            metrics.add_metric(name="UnmonitoredImages", unit="Count", value=out_of_scope)
+        published: list[str] = []
+        if observations:
+            tags, digests = ledger_keys(observations)
+            view = self._ledger.read_deployment_view(tags, digests)
+            uncovered = uncovered_digests(observations, view)
+            if uncovered:
+                view = view.merged(self._ledger.read_deployment_view((), uncovered))
+            now = self._clock()
+            findings: dict[str, Alert] = {}
+            for observation in observations:
+                alert = check(observation, view, now)
+                if alert is not None:
+                    findings.setdefault(alert.alert_id, alert)
+            self._ledger.record_usage(_usage_updates(observations, view))
+            recorded = self._ledger.recorded_findings(findings) if findings else {}
+            for alert_id, alert in findings.items():
+                published.extend(self._publish_once(alert, recorded.get(alert_id)))
+        metrics.add_metric(name="AuditLines", unit="Count", value=batch.lines)
+        metrics.add_metric(name="ImageObservations", unit="Count", value=len(observations))
+        logger.info(
+            "audit batch checked",
+            extra={
+                "cluster": batch.cluster,
+                "lines": batch.lines,
+                "observations": len(observations),
+                "unmonitored": out_of_scope,
+                "alerts": published,
+            },
+        )
+        return {
+            "cluster": batch.cluster,
+            "lines": batch.lines,
+            "observations": len(observations),
+            "skipped": dict(batch.skipped),
+            "alerts": published,
+        }
+
+    def _monitored(self, observation: Observation) -> bool:
+        if isinstance(observation, ImageReferenced):
+            names = [observation.reference.name]
+        else:
+            # The runtime may name another registry than the spec's (a mirror): either makes it ours.
+            names = [observation.running.name] + ([observation.started_from.name] if observation.started_from else [])
+        return any(is_ecr_registry(n.registry) or n.registry in self._extra_registries for n in names)
+
+    def _publish_once(self, alert: Alert, recorded: RecordedAlerts | None) -> tuple[str, ...]:
+        """A new finding is recorded and published; one seen before is only finished if it was not."""
+        entry = FindingEntry(alert.alert_id)
+        if recorded is None:
+            recorded = self._ledger.record_finding(alert, self._delivery.lease_until())
+        if recorded is None:
+            return self._delivery.deliver(entry, (alert,))
+        return self._delivery.redeliver(entry, recorded)
+
+    @staticmethod
+    def _report_skipped(batch: AuditBatch) -> None:
+        skipped = sum(batch.skipped.values())
+        if skipped:
+            metrics.add_metric(name="SkippedAuditLines", unit="Count", value=skipped)
+            logger.warning("audit lines skipped", extra={"cluster": batch.cluster, "reasons": dict(batch.skipped)})
+        if batch.invalid_images:
+            metrics.add_metric(name="InvalidImageReferences", unit="Count", value=len(batch.invalid_images))
+            logger.warning("invalid image references skipped", extra={"images": batch.invalid_images[:10]})
+
+
+def _usage_updates(observations: Iterable[Observation], view: DeploymentView) -> list[UsageUpdate]:
+    """One refresh per (tag or digest, workload), and only where the ledger's last-seen is stale."""
+    updates: dict[tuple[object, str], UsageUpdate] = {}
+    for observation in observations:
+        location, seen = observation.workload.location, observation.seen_at
+        if isinstance(observation, ImageReferenced):
+            references = [observation.reference]
+        else:
+            references = [observation.running] + ([observation.started_from] if observation.started_from else [])
+        for reference in references:
+            target: TagRef | tuple[ImageName, str]
+            if reference.digest is not None:
+                target = (reference.name, reference.digest)
+                known = view.digest_usage.get(target)
+            elif reference.tag is not None:
+                target = TagRef(reference.name, reference.tag)
+                pointer = view.pointers.get(target)
+                known = pointer.in_use if pointer is not None else None
+            else:
+                continue
+            if known is None or not needs_refresh(known, location, seen):
+                continue
+            previous = updates.get((target, location))
+            if previous is None or previous.seen_at < seen:
+                forget = tuple(stale_sites(known, seen, adding=0 if location in known else 1))
+                if isinstance(target, TagRef):
+                    updates[(target, location)] = UsageUpdate(location, seen, tag=target, forget=forget)
+                else:
+                    updates[(target, location)] = UsageUpdate(location, seen, digest=target, forget=forget)
+    return list(updates.values())

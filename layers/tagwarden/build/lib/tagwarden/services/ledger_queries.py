@@ -1,0 +1,238 @@
+"""Read-side queries for people and CI gates: a tag's timeline, and whether an image may be deployed.
+
+`check` answers one question for a CI gate: does the content this reference pulls have a passing,
+completed scan, and is it still the content that was scanned? The answer is a table of refusals:
+
+| reference | ledger state                                             | refusal          |
+|-----------|----------------------------------------------------------|------------------|
+| tag       | the ledger never saw the tag                             | UNKNOWN_TAG      |
+| digest    | the ledger never saw the digest                          | UNKNOWN_DIGEST   |
+| tag       | the tag was deleted and not pushed again                 | TAG_DELETED      |
+| tag@digest| the tag now names another digest than the referenced one | TAG_MOVED        |
+| tag       | the pointer carries a scan that is not of its digest     | TAG_MOVED        |
+| tag       | no completed scan of its digest, but the tag's last      | TAG_MOVED        |
+|           | completed scan checked another digest                    |                  |
+| any       | the digest has no scan at all                            | UNSCANNED        |
+| any       | the digest's only scans FAILED (checked nothing)         | SCAN_FAILED      |
+| any       | the completed scan has findings at the fail severity     | FAILING_VERDICT  |
+| any       | otherwise                                                | (passes)         |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from tagwarden.domain.images import ImageName, ImageReference
+from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
+from tagwarden.domain.tags import TagMove, TagPointer, TagRef
+
+
+class LedgerReader(Protocol):
+    """The ledger's read side, as the queries use it."""
+
+    def pointer(self, tag: TagRef) -> TagPointer | None:
+        """The tag's pointer, if the ledger has seen the tag."""
+        ...
+
+    def history(self, tag: TagRef) -> list[TagMove]:
+        """The tag's whole history, oldest first."""
+        ...
+
+    def scan_states(self, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
+        """The latest scan of each digest that has one."""
+        ...
+
+    def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:
+        """None for a digest the ledger never saw; else the tags ever pushed to it and its latest scan."""
+        ...
+
+    def scan_history(self, image: ImageName, digest: str) -> list[ScanState]:
+        """Every scan recorded for the digest, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One entry of a tag's timeline, with the scan state its digest has now."""
+
+    move: TagMove
+    scan: ScanState | None
+
+
+class Refusal(StrEnum):
+    """Why an image may not be deployed (the module docstring's table)."""
+
+    UNKNOWN_TAG = "unknown tag"
+    UNKNOWN_DIGEST = "unknown digest"
+    TAG_DELETED = "tag deleted"
+    TAG_MOVED = "tag moved since its last scan"
+    UNSCANNED = "unscanned"
+    SCAN_FAILED = "failed scan"
+    FAILING_VERDICT = "failing verdict"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCheck:
+    """The answer for one reference: the digest it resolves to, that digest's scan, and any refusal."""
+
+    reference: ImageReference
+    digest: str | None
+    scan: ScanState | None
+    refusal: Refusal | None
+    reason: str
+
+    @property
+    def passed(self) -> bool:
+        """True when the digest has a passing completed scan and the reference still resolves to it."""
+        return self.refusal is None
+
+    @property
+    def pinned(self) -> str | None:
+        """`registry/repository@digest` for a passing image: what a deployment should pull."""
+        if not self.passed or self.digest is None:
+            return None
+        return f"{self.reference.name}@{self.digest}"
+
+
+def judge_digest(reference: ImageReference, digest: str, scan: ScanState | None) -> ImageCheck:
+    """Whether one known digest has a passing completed scan."""
+    content = f"{reference.name}@{digest}"
+    if scan is None:
+        return ImageCheck(reference, digest, None, Refusal.UNSCANNED, f"unscanned: {content} has no scan")
+    if scan.status is ScanStatus.FAILED:
+        return ImageCheck(
+            reference,
+            digest,
+            scan,
+            Refusal.SCAN_FAILED,
+            f"failed scan: the {scan.scanner} scan of {content} FAILED at {_when(scan)}Z and checked nothing",
+        )
+    if scan.verdict is not Verdict.PASS:
+        return ImageCheck(
+            reference,
+            digest,
+            scan,
+            Refusal.FAILING_VERDICT,
+            f"failing verdict: the {scan.scanner} scan of {content} at {_when(scan)}Z found {_counts(scan)}",
+        )
+    return ImageCheck(
+        reference, digest, scan, None, f"passed: {content} has a passing {scan.scanner} scan from {_when(scan)}Z"
+    )
+
+
+def judge_tag(
+    reference: ImageReference,
+    pointer: TagPointer | None,
+    digest_scan: ScanState | None,
+    digest_scan_keys: frozenset[str],
+) -> ImageCheck:
+    """Whether a tag (optionally with the digest it was resolved to) may be deployed.
+
+    `digest_scan` is the latest scan of the digest the pointer names and `digest_scan_keys` the event keys
+    of every scan recorded for that digest: a pointer whose scan is not among them carries another
+    content's scan.
+    """
+    assert reference.tag is not None
+    tag = TagRef(reference.name, reference.tag)
+    if pointer is None:
+        return ImageCheck(
+            reference, reference.digest, None, Refusal.UNKNOWN_TAG, f"unknown tag: {tag} is not in the ledger"
+        )
+    if pointer.digest is None:
+        return ImageCheck(
+            reference,
+            None,
+            None,
+            Refusal.TAG_DELETED,
+            f"tag deleted: {tag} was deleted and names no digest (it last named {pointer.last_digest})",
+        )
+    if reference.digest is not None and reference.digest != pointer.digest:
+        return ImageCheck(
+            reference,
+            pointer.digest,
+            digest_scan,
+            Refusal.TAG_MOVED,
+            f"tag moved since its last scan: {tag} now names {pointer.digest}, not {reference.digest}",
+        )
+    carried = pointer.scan
+    if carried is not None and carried.event_key is not None and carried.event_key not in digest_scan_keys:
+        return ImageCheck(
+            reference,
+            pointer.digest,
+            digest_scan,
+            Refusal.TAG_MOVED,
+            f"tag moved since its last scan: the scan {tag} carries is not a scan of {pointer.digest}",
+        )
+    mark = pointer.scanned_mark()
+    if (digest_scan is None or not digest_scan.completed) and mark is not None and mark.digest != pointer.digest:
+        return ImageCheck(
+            reference,
+            pointer.digest,
+            digest_scan,
+            Refusal.TAG_MOVED,
+            f"tag moved since its last scan: {tag} now names {pointer.digest}, which has no completed scan; "
+            f"its last scan checked {mark.digest} at {mark.scanned_at:%Y-%m-%d %H:%M:%S}Z",
+        )
+    return judge_digest(reference, pointer.digest, digest_scan)
+
+
+class LedgerQueries:
+    """The questions the `tagwarden` command asks the ledger."""
+
+    def __init__(self, reader: LedgerReader) -> None:
+        self._reader = reader
+
+    def tag_history(self, tag: TagRef) -> list[HistoryEntry] | None:
+        """The tag's timeline, oldest first, each digest with its scan state (read in one batch); None if unknown."""
+        moves = self._reader.history(tag)
+        if not moves:
+            return None
+        scans = self._reader.scan_states(tag.image, [move.digest for move in moves])
+        return [HistoryEntry(move, scans.get(move.digest)) for move in moves]
+
+    def check(self, reference: ImageReference) -> ImageCheck:
+        """Whether the content `reference` pulls has a passing completed scan and is still what was scanned."""
+        if reference.tag is None:
+            assert reference.digest is not None
+            record = self._reader.digest_record(reference.name, reference.digest)
+            if record is None:
+                content = f"{reference.name}@{reference.digest}"
+                return ImageCheck(
+                    reference,
+                    reference.digest,
+                    None,
+                    Refusal.UNKNOWN_DIGEST,
+                    f"unknown digest: {content} is not in the ledger",
+                )
+            return judge_digest(reference, reference.digest, record[1])
+        pointer = self._reader.pointer(TagRef(reference.name, reference.tag))
+        if pointer is None or pointer.digest is None:
+            return judge_tag(reference, pointer, None, frozenset())
+        record = self._reader.digest_record(reference.name, pointer.digest)
+        scan = record[1] if record is not None else None
+        keys: frozenset[str] = frozenset()
+        if pointer.scan is not None:
+            keys = frozenset(
+                s.event_key for s in self._reader.scan_history(reference.name, pointer.digest) if s.event_key
+            )
+        return judge_tag(reference, pointer, scan, keys)
+
+
+def _when(scan: ScanState) -> str:
+    return f"{scan.scanned_at:%Y-%m-%d %H:%M:%S}"
+
+
+def _counts(scan: ScanState) -> str:
+    if not scan.finding_counts:
+        return "findings at or above the fail severity"
+    return ", ".join(f"{count} {name}" for name, count in sorted(scan.finding_counts.items(), key=_severity_order))
+
+
+_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+
+
+def _severity_order(item: tuple[str, int]) -> int:
+    return _ORDER.index(item[0]) if item[0] in _ORDER else len(_ORDER)

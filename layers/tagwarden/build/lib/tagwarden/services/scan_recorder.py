@@ -1,0 +1,75 @@
+"""The scan recorder: keeps the ledger of scanned digests, and alerts tags that moved during the scan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from tagwarden.domain.facts import IgnoredEvent
+from tagwarden.domain.scan_rules import ScanDecision, decide_scan
+from tagwarden.domain.scans import FindingSeverity, ScanCompleted
+from tagwarden.domain.tag_policy import TagPolicy
+from tagwarden.observability import logger, metrics
+from tagwarden.ports import AlertPublisher, RecordedAlerts, ScanEntry, ScanLedger
+from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+from tagwarden.services.optimistic import with_optimistic_retries
+from tagwarden.services.results import Outcome, Result
+
+
+class ScanRecorder:
+    """Records each scan on its digest and on the pointers of the tags that name the digest."""
+
+    def __init__(
+        self,
+        ledger: ScanLedger,
+        publisher: AlertPublisher,
+        policy: TagPolicy,
+        fail_severity: FindingSeverity,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._ledger = ledger
+        self._policy = policy
+        self._fail_severity = fail_severity
+        self._clock = clock
+        self._delivery = AlertDelivery(ledger, publisher, clock)
+
+    def handle(self, fact: ScanCompleted | IgnoredEvent) -> Result:
+        """Record one scan report; publish what it reveals exactly once per delivered event."""
+        metrics.add_metric(name="ScanEvents", unit="Count", value=1)
+        if isinstance(fact, IgnoredEvent):
+            logger.info("event ignored", extra={"event_id": fact.event_id, "reason": fact.reason})
+            metrics.add_metric(name="IgnoredEvents", unit="Count", value=1)
+            return Result(Outcome.IGNORED)
+        entry = ScanEntry(fact.image, fact.digest, fact.source.key)
+        recorded = with_optimistic_retries(lambda: self._record(fact))
+        if isinstance(recorded, RecordedAlerts):
+            metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+            logger.info("duplicate scan event: already recorded", extra={"event_id": fact.source.event_id})
+            return Result(Outcome.DUPLICATE, self._delivery.redeliver(entry, recorded))
+        logger.info(
+            "scan recorded",
+            extra={
+                "image": str(fact.image),
+                "digest": fact.digest,
+                "scanner": fact.scanner,
+                "status": fact.status,
+                "verdict": recorded.state.verdict,
+                "finding_counts": recorded.state.finding_counts,
+                "pointers_updated": sorted(recorded.pointer_updates),
+                "moved_tags": sorted(recorded.moved_tags),
+            },
+        )
+        metrics.add_metric(name="ScansRecorded", unit="Count", value=1)
+        return Result(Outcome.RECORDED, self._delivery.deliver(entry, recorded.alerts))
+
+    def _record(self, scan: ScanCompleted) -> ScanDecision | RecordedAlerts:
+        """One optimistic attempt: the decision written, or what an earlier delivery already recorded."""
+        reading = self._ledger.read_for_scan(scan)
+        if reading.existing is not None:
+            return reading.existing
+        decision = decide_scan(scan, scan.state(self._fail_severity), reading.snapshot, self._policy, self._clock())
+        if decision.alerts:
+            decision = replace(decision, alerts_lease_until=self._delivery.lease_until())
+        self._ledger.apply_scan(scan, decision, reading.snapshot)
+        return decision
