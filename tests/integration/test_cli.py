@@ -322,13 +322,19 @@ def test_a_ledger_failure_is_an_aws_error(stack: Stack) -> None:
 # --- --stack-name -------------------------------------------------------------------------------------
 
 
-def create_cloudformation_stack(name: str, outputs: dict[str, str]) -> None:
+def create_cloudformation_stack(name: str, outputs: dict[str, str], parameters: dict[str, str] | None = None) -> None:
     """A stack whose outputs are what the command reads (the resources themselves come from `create_stack`)."""
+    parameters = parameters or {}
     template = {
+        "Parameters": {key: {"Type": "String"} for key in parameters},
         "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
-    boto3.client("cloudformation", region_name=REGION).create_stack(StackName=name, TemplateBody=json.dumps(template))
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": key, "ParameterValue": value} for key, value in parameters.items()],
+    )
 
 
 def test_stack_name_reads_the_ledger_table_from_the_stack_outputs(
@@ -1032,3 +1038,25 @@ def test_aws_region_is_honoured(stack: Stack) -> None:
     )  # fmt: skip
     assert result.exit_code == 1  # refused (unknown tag), not "no region"
     assert "unknown" in result.output
+
+
+def test_with_a_stack_the_policy_is_the_stacks_parameters(stack: Stack, tmp_path: Path) -> None:
+    create_cloudformation_stack(
+        "strict",
+        {"LedgerTableName": stack.table_name, "AlertsTopicArn": stack.topic_arn},
+        {"FailSeverity": "HIGH", "ProtectedTagPatterns": "v*", "MutableTagPatterns": "latest"},
+    )
+    events = write_events(
+        tmp_path / "scan.json",
+        [
+            ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z"),
+            ecr_scan(digest=A, tags=["main"], time="2026-11-20T10:01:00Z", counts={"HIGH": 5}),
+        ],
+    )
+
+    result = tagwarden("replay", str(events), "--stack-name", "strict", "--no-publish", env={"FAIL_SEVERITY": None})
+
+    assert result.exit_code == 0, result.output
+    refused = tagwarden("check", f"{IMAGE}:main", "--stack-name", "strict")
+    assert refused.exit_code == 1  # HIGH findings fail under the stack's FailSeverity, whatever the shell says
+    assert "fail" in refused.output

@@ -11,6 +11,13 @@ if TYPE_CHECKING:
 
 LEDGER_TABLE_OUTPUT = "LedgerTableName"
 ALERTS_TOPIC_OUTPUT = "AlertsTopicArn"
+# The stack parameters the functions receive as these environment variables (template.yaml Globals).
+POLICY_PARAMETERS = {
+    "ProtectedTagPatterns": "PROTECTED_TAG_PATTERNS",
+    "MutableTagPatterns": "MUTABLE_TAG_PATTERNS",
+    "FailSeverity": "FAIL_SEVERITY",
+    "ExtraMonitoredRegistries": "EXTRA_MONITORED_REGISTRIES",
+}
 
 
 class StackNotFoundError(TagwardenError):
@@ -21,8 +28,8 @@ class StackUnavailableError(TagwardenError):
     """CloudFormation could not be read (after the client's own retries)."""
 
 
-def read_stack_outputs(client: CloudFormationClient, stack_name: str) -> dict[str, str]:
-    """The stack's outputs by key (`LedgerTableName`, `AlertsTopicArn`, ...)."""
+def read_stack(client: CloudFormationClient, stack_name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The stack's outputs by key (`LedgerTableName`, ...) and the functions' policy variables it sets."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -38,8 +45,14 @@ def read_stack_outputs(client: CloudFormationClient, stack_name: str) -> dict[st
         raise StackUnavailableError(f"DescribeStacks failed: {error}") from error
     if not stacks:
         raise StackNotFoundError(f"stack {stack_name!r} does not exist")
-    return {
+    outputs = {
         output["OutputKey"]: output["OutputValue"]
         for output in stacks[0].get("Outputs", [])
         if "OutputKey" in output and "OutputValue" in output
     }
+    policy = {
+        POLICY_PARAMETERS[parameter["ParameterKey"]]: parameter["ParameterValue"]
+        for parameter in stacks[0].get("Parameters", [])
+        if parameter.get("ParameterKey") in POLICY_PARAMETERS and "ParameterValue" in parameter
+    }
+    return outputs, policy

@@ -47,7 +47,8 @@ app = typer.Typer(
         "--endpoint-url applies to every AWS client (CloudFormation, DynamoDB, ECR, SNS). "
         "The tag policy and fail severity used by backfill and replay come from PROTECTED_TAG_PATTERNS, "
         "MUTABLE_TAG_PATTERNS and FAIL_SEVERITY, and the registries replay checks besides ECR from "
-        "EXTRA_MONITORED_REGISTRIES, in the command's environment: set them as the stack's parameters are."
+        "EXTRA_MONITORED_REGISTRIES: with --stack-name, the stack's parameters (as for the functions); else the "
+        "command's environment."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -136,14 +136,24 @@ class Runtime:
             raise usage_error(f"endpoint: {error}") from None
 
     @cached_property
-    def stack_outputs(self) -> dict[str, str]:
-        """The outputs of `--stack-name` (empty without one)."""
-        from tagwarden.adapters.stack_outputs import read_stack_outputs
+    def _stack(self) -> tuple[dict[str, str], dict[str, str]]:
+        from tagwarden.adapters.stack_outputs import read_stack
 
         if self.options.stack_name is None:
-            return {}
+            return {}, {}
         client: CloudFormationClient = self.client("cloudformation")
-        return read_stack_outputs(client, self.options.stack_name)
+        return read_stack(client, self.options.stack_name)
+
+    @property
+    def stack_outputs(self) -> dict[str, str]:
+        """The outputs of `--stack-name` (empty without one)."""
+        return self._stack[0]
+
+    @property
+    def policy_environment(self) -> Mapping[str, str]:
+        """The functions' policy variables: the deployed stack's parameters with `--stack-name` (what the
+        functions really use), else this command's environment."""
+        return {**self._environ, **self._stack[1]}
 
     @cached_property
     def table_name(self) -> str:
@@ -224,7 +234,7 @@ class Runtime:
         from tagwarden.services.push_guard import PushGuard
         from tagwarden.services.scan_recorder import ScanRecorder
 
-        policy, fail_severity = function_policy(self._environ)
+        policy, fail_severity = function_policy(self.policy_environment)
         ledger, publisher = self.delivery(route)
         return PushGuard(ledger, publisher, policy), ScanRecorder(ledger, publisher, policy, fail_severity)
 
@@ -232,7 +242,7 @@ class Runtime:
         """The audit watcher as `build_audit_watcher` makes it, publishing (or withholding) per `route`."""
         from tagwarden.services.audit_watcher import AuditWatcher
 
-        registries = extra_monitored_registries(self._environ)
+        registries = extra_monitored_registries(self.policy_environment)
         ledger, publisher = self.delivery(route)
         return AuditWatcher(ledger, publisher, registries)
 
