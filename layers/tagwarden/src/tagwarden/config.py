@@ -23,7 +23,7 @@ class ConfigurationError(RuntimeError):
 
 
 class DetectionConfig(BaseModel):
-    """How findings are judged: the tag policy and the severity from which a scan fails.
+    """How findings are judged: the tag policy, the severity from which a scan fails, the registries watched.
 
     The functions and the `tagwarden` command read the same variables with the same defaults.
     """
@@ -33,6 +33,8 @@ class DetectionConfig(BaseModel):
     PROTECTED_TAG_PATTERNS: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
     MUTABLE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
     FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
+    # Registries, besides every ECR private registry, whose images the audit watcher checks.
+    EXTRA_MONITORED_REGISTRIES: frozenset[str] = frozenset()
 
     @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", mode="before")
     @classmethod
@@ -43,6 +45,13 @@ class DetectionConfig(BaseModel):
     @classmethod
     def _severity(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("EXTRA_MONITORED_REGISTRIES", mode="before")
+    @classmethod
+    def _registries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(validate_registry(host) for host in split_patterns(value))
+        return value
 
     @property
     def tag_policy(self) -> TagPolicy:
@@ -94,13 +103,4 @@ class ScanRecorderConfig(LedgerConfig):
 
 
 class AuditWatcherConfig(LedgerConfig):
-    """The audit watcher also watches images of registries other than ECR when listed here."""
-
-    EXTRA_MONITORED_REGISTRIES: frozenset[str] = frozenset()
-
-    @field_validator("EXTRA_MONITORED_REGISTRIES", mode="before")
-    @classmethod
-    def _registries(cls, value: object) -> object:
-        if isinstance(value, str):
-            return frozenset(validate_registry(host) for host in split_patterns(value))
-        return value
+    """The audit watcher also watches the EXTRA_MONITORED_REGISTRIES (shared)."""

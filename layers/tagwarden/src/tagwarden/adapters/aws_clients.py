@@ -5,25 +5,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
 # spends on one call before the event itself is retried by Lambda.
 RETRY_ATTEMPTS = 5
+# Adaptive mode also slows the client down under throttling: for long listings (the CLI's ECR backfill).
+ADAPTIVE_RETRY_ATTEMPTS = 10
+
+
+def client_config(*, adaptive: bool = False, connect_timeout: int = 3, read_timeout: int = 10) -> Config:
+    """The retry and timeout settings every Tagwarden AWS client uses."""
+    from botocore.config import Config
+
+    retries: Any = (
+        {"mode": "adaptive", "total_max_attempts": ADAPTIVE_RETRY_ATTEMPTS}
+        if adaptive
+        else {"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS}
+    )
+    return Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
 def _client(service: str, endpoint_url: str | None = None) -> Any:
     import boto3
-    from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
-        connect_timeout=3,
-        read_timeout=10,
-    )
     # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
-    return boto3.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())  # type: ignore[call-overload]
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:

@@ -23,9 +23,6 @@ from typing import TYPE_CHECKING, Any
 from tagwarden.cli.errors import usage_error
 from tagwarden.cli.publishing import AlertCollector, ServicesLedger, WithheldAlertsLedger
 from tagwarden.config import ConfigurationError, DetectionConfig
-from tagwarden.domain.images import InvalidReferenceError, validate_registry
-from tagwarden.domain.scans import FindingSeverity
-from tagwarden.domain.tag_policy import TagPolicy, split_patterns
 
 if TYPE_CHECKING:
     import boto3
@@ -41,11 +38,6 @@ if TYPE_CHECKING:
     from tagwarden.services.ledger_queries import LedgerQueries
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
-
-# Like the functions' clients: standard retries, bounded. The ECR listing of a large registry is the one
-# place that can hit throttling for minutes, so it adapts its request rate instead (client-side rate limit).
-STANDARD_RETRIES = {"mode": "standard", "total_max_attempts": 5}
-ADAPTIVE_RETRIES = {"mode": "adaptive", "total_max_attempts": 10}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,27 +65,12 @@ class AlertRoute:
         return self.collector is None
 
 
-def function_policy(environ: Mapping[str, str]) -> tuple[TagPolicy, FindingSeverity]:
-    """The functions' tag policy and fail severity, from the same variables and with the same defaults."""
+def detection_config(environ: Mapping[str, str]) -> DetectionConfig:
+    """The functions' tag policy, fail severity and watched registries: same variables, same defaults."""
     try:
-        config = DetectionConfig.from_env(environ)
+        return DetectionConfig.from_env(environ)
     except ConfigurationError as error:
         raise usage_error(str(error)) from None
-    return config.tag_policy, config.FAIL_SEVERITY
-
-
-def extra_monitored_registries(environ: Mapping[str, str]) -> frozenset[str]:
-    """The audit watcher's EXTRA_MONITORED_REGISTRIES, read as `AuditWatcherConfig` reads it.
-
-    `AuditWatcherConfig` also requires the function's table and topic, which the command takes from its
-    options; so only this variable is read, with the same core functions (`split_patterns`, `validate_registry`).
-    """
-    try:
-        return frozenset(
-            validate_registry(host) for host in split_patterns(environ.get("EXTRA_MONITORED_REGISTRIES", ""))
-        )
-    except InvalidReferenceError as error:
-        raise usage_error(f"invalid Tagwarden configuration: EXTRA_MONITORED_REGISTRIES: {error}") from None
 
 
 class Runtime:
@@ -123,13 +100,10 @@ class Runtime:
 
     def client(self, service: str, *, adaptive: bool = False) -> Any:
         """A client of the session; `--endpoint-url`, when given, applies to every service."""
-        from botocore.config import Config
+        from tagwarden.adapters.aws_clients import client_config
 
-        config = Config(
-            retries=ADAPTIVE_RETRIES if adaptive else STANDARD_RETRIES,  # type: ignore[arg-type]
-            connect_timeout=5,
-            read_timeout=30,
-        )
+        # A person waits on the command: a little more patience per call than a Lambda function has.
+        config = client_config(adaptive=adaptive, connect_timeout=5, read_timeout=30)
         try:
             return self.session.client(service, endpoint_url=self.options.endpoint_url, config=config)  # type: ignore[call-overload]
         except ValueError as error:  # botocore's "Invalid endpoint", from --endpoint-url or AWS_ENDPOINT_URL*
@@ -234,17 +208,20 @@ class Runtime:
         from tagwarden.services.push_guard import PushGuard
         from tagwarden.services.scan_recorder import ScanRecorder
 
-        policy, fail_severity = function_policy(self.policy_environment)
+        config = detection_config(self.policy_environment)
         ledger, publisher = self.delivery(route)
-        return PushGuard(ledger, publisher, policy), ScanRecorder(ledger, publisher, policy, fail_severity)
+        return (
+            PushGuard(ledger, publisher, config.tag_policy),
+            ScanRecorder(ledger, publisher, config.tag_policy, config.FAIL_SEVERITY),
+        )
 
     def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
         """The audit watcher as `build_audit_watcher` makes it, publishing (or withholding) per `route`."""
         from tagwarden.services.audit_watcher import AuditWatcher
 
-        registries = extra_monitored_registries(self.policy_environment)
+        config = detection_config(self.policy_environment)
         ledger, publisher = self.delivery(route)
-        return AuditWatcher(ledger, publisher, registries)
+        return AuditWatcher(ledger, publisher, config.EXTRA_MONITORED_REGISTRIES)
 
 
 @contextmanager
