@@ -21,8 +21,8 @@ from botocore.model import OperationModel
 from moto import mock_aws
 from moto.core.model_instances import reset_model_data
 
-from tests.conftest import FakeLambdaContext, cold_start
-from tests.support.handlers import Handler
+from tests.conftest import cold_start
+from tests.support.handlers import FakeLambdaContext, Handler
 from tests.support.stack import Stack, create_stack
 
 Event = dict[str, Any]

@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.story import EXPECTED, ExpectedAlert, Step, story
-from tests.support.handlers import load_function_module
+from tests.support.handlers import FakeLambdaContext, load_function_module
 from tests.support.stack import ReceivedAlert, Stack, create_stack
-from tests.support.template import REPO_ROOT
 
 FUNCTIONS = ("push_guard", "scan_recorder", "audit_watcher")
 # No real account is ever reached: fake credentials, quiet logs, no tracing.
@@ -32,18 +31,6 @@ _DEMO_ENVIRONMENT = {
 }
 
 
-class _Context:
-    """The Lambda context attributes Powertools reads."""
-
-    function_name = "tagwarden-demo"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:111122223333:function:tagwarden-demo"
-    aws_request_id = "demo"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @contextlib.contextmanager
 def _embedded_aws(dynamodb_local: bool) -> Iterator[None]:
     """moto in process; optionally the ledger on DynamoDB Local (AWS's own engine) instead."""
@@ -52,17 +39,9 @@ def _embedded_aws(dynamodb_local: bool) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.dict(os.environ, _DEMO_ENVIRONMENT))
         if dynamodb_local:
-            from moto.server import ThreadedMotoServer
+            from tests.support.containers import local_services
 
-            from tests.support.dynamodb_local import run_dynamodb_local
-
-            endpoint = stack.enter_context(run_dynamodb_local(REPO_ROOT))
-            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-            server.start()
-            stack.callback(server.stop)
-            host, port = server.get_host_and_port()
-            os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint  # restored on exit, like the rest
-            os.environ["AWS_ENDPOINT_URL"] = f"http://{host}:{port}"
+            stack.enter_context(local_services())
         else:
             stack.enter_context(mock_aws())
         yield
@@ -75,7 +54,7 @@ def run(steps: Sequence[Step], stack: Stack) -> list[tuple[Step, dict[str, Any]]
     for step in steps:
         # Powertools prints each invocation's metrics as a JSON line; the demo shows its own output.
         with contextlib.redirect_stdout(io.StringIO()):
-            results.append((step, handlers[step.function](step.event, _Context())))
+            results.append((step, handlers[step.function](step.event, FakeLambdaContext())))
     return results
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from moto import mock_aws
 
+from tests.support.containers import moto_server
 from tests.support.dynamodb_local import run_dynamodb_local
-from tests.support.handlers import Handler, load_function_module
+from tests.support.handlers import FakeLambdaContext, Handler, load_function_module
 from tests.support.stack import Stack, create_stack
 from tests.support.template import REPO_ROOT
 
@@ -30,19 +30,6 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes of a Lambda context that Powertools reads."""
-
-    function_name: str = "tagwarden-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111122223333:function:tagwarden-test"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -95,13 +82,8 @@ def dynamodb_local_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def moto_server_endpoint() -> Iterator[str]:
     """moto as a server on loopback, for SNS and SQS seen from several processes."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 from tagwarden.events.parsing import InvalidEventError
 
-from tests.conftest import FakeLambdaContext, cold_start
+from tests.conftest import cold_start
 from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan, load_event
-from tests.support.handlers import Handler
+from tests.support.handlers import FakeLambdaContext, Handler
 from tests.support.stack import Stack
 
 A = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"

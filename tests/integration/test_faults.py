@@ -13,9 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 from tagwarden.ports import AlertDeliveryError, LedgerUnavailableError
 
-from tests.conftest import FakeLambdaContext
 from tests.support.events import ecr_image_action
-from tests.support.handlers import load_function_module
+from tests.support.handlers import FakeLambdaContext, load_function_module
 from tests.support.stack import Stack
 
 A, B = ("sha256:" + c * 64 for c in "ab")

@@ -10,9 +10,9 @@ from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 from tagwarden.events.parsing import InvalidEventError
 
-from tests.conftest import FakeLambdaContext, cold_start
+from tests.conftest import cold_start
 from tests.support.events import ecr_image_action, ecr_scan, load_event
-from tests.support.handlers import Handler
+from tests.support.handlers import FakeLambdaContext, Handler
 from tests.support.stack import Stack
 
 REGISTRY = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"

@@ -14,7 +14,7 @@ from typing import Any
 from unittest import mock
 
 from tests.support.dynamodb_local import run_dynamodb_local
-from tests.support.handlers import load_function_module
+from tests.support.handlers import FakeLambdaContext, load_function_module
 from tests.support.stack import Stack
 from tests.support.template import REPO_ROOT
 
@@ -23,34 +23,37 @@ _FUNCTIONS = {"ECR Image Action": "push_guard", "ECR Image Scan": "scan_recorder
 
 
 @contextlib.contextmanager
-def local_services() -> Iterator[None]:
-    """DynamoDB Local for the ledger and a moto server for SNS and SQS, with the AWS_ENDPOINT_URL_* set."""
+def moto_server() -> Iterator[str]:
+    """moto as a server on a loopback port (seen from several processes); yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
-    with run_dynamodb_local(REPO_ROOT) as dynamodb:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
         host, port = server.get_host_and_port()
-        moto_endpoint = f"http://{host}:{port}"
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def local_services() -> Iterator[None]:
+    """DynamoDB Local for the ledger and a moto server for SNS and SQS, with the AWS_ENDPOINT_URL_* set."""
+    with run_dynamodb_local(REPO_ROOT) as dynamodb, moto_server() as moto_endpoint:
         endpoints = {
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
             "AWS_ENDPOINT_URL_SNS": moto_endpoint,
             "AWS_ENDPOINT_URL_SQS": moto_endpoint,
         }
-        try:
-            with mock.patch.dict(os.environ, endpoints):
-                yield
-        finally:
-            server.stop()
+        with mock.patch.dict(os.environ, endpoints):
+            yield
 
 
 def _container(environment: dict[str, str], events: list[dict[str, Any]], barrier: Any, results: Any) -> None:
     """One container per function: cold start, wait for the others, then deliver; failures are retried."""
     quiet = {**environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
     handlers = {kind: load_function_module(name, quiet).lambda_handler for kind, name in _FUNCTIONS.items()}
-    from tests.conftest import FakeLambdaContext
-
     outcomes: list[str] = []
     barrier.wait()
     with contextlib.redirect_stdout(open(os.devnull, "w")):
