@@ -15,7 +15,7 @@ from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertPublisher, RecordedAlerts, TagEntry, TagLedger, TagSnapshot
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
-from tagwarden.services.results import Outcome, Result
+from tagwarden.services.results import Outcome, Result, duplicate, ignored
 
 
 class PushGuard:
@@ -37,9 +37,7 @@ class PushGuard:
         """Record one push or delete; publish the alerts it raises exactly once per delivered event."""
         metrics.add_metric(name="ImageActionEvents", unit="Count", value=1)
         if isinstance(fact, IgnoredEvent):
-            logger.info("event ignored", extra={"event_id": fact.event_id, "reason": fact.reason})
-            metrics.add_metric(name="IgnoredEvents", unit="Count", value=1)
-            return Result(Outcome.IGNORED)
+            return ignored(fact)
         tag = fact.tag_ref
         if tag is None:
             self._ledger.record_untagged(fact)
@@ -48,9 +46,7 @@ class PushGuard:
         entry = TagEntry(tag, fact.source.key)
         recorded = with_optimistic_retries(lambda: self._record(tag, fact))
         if isinstance(recorded, RecordedAlerts):
-            metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
-            logger.info("duplicate event: already recorded", extra={"tag": str(tag), "event_id": fact.source.event_id})
-            return Result(Outcome.DUPLICATE, self._delivery.redeliver(entry, recorded))
+            return duplicate(self._delivery, entry, recorded, fact.source.event_id)
         self._log_move(tag, recorded)
         published = self._delivery.deliver(entry, recorded.alerts)
         return Result(Outcome.LATE if recorded.move.late else Outcome.RECORDED, published)

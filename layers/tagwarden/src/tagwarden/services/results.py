@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tagwarden.domain.facts import IgnoredEvent
+from tagwarden.observability import logger, metrics
+from tagwarden.ports import AlertEntry, RecordedAlerts
+from tagwarden.services.alert_delivery import AlertDelivery
+
 
 class Outcome(StrEnum):
     """What happened to one event."""
@@ -26,3 +31,17 @@ class Result:
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly form, returned by the Lambda handler."""
         return {"outcome": self.outcome.value, "alerts": list(self.alerts)}
+
+
+def ignored(event: IgnoredEvent) -> Result:
+    """A valid event that is not ours to act on: logged and counted, nothing written."""
+    logger.info("event ignored", extra={"event_id": event.event_id, "reason": event.reason})
+    metrics.add_metric(name="IgnoredEvents", unit="Count", value=1)
+    return Result(Outcome.IGNORED)
+
+
+def duplicate(delivery: AlertDelivery, entry: AlertEntry, recorded: RecordedAlerts, event_id: str) -> Result:
+    """An event recorded before: nothing to write, but finish publishing if an earlier attempt could not."""
+    metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+    logger.info("duplicate event: already recorded", extra={"event_id": event_id})
+    return Result(Outcome.DUPLICATE, delivery.redeliver(entry, recorded))

@@ -14,7 +14,7 @@ from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertPublisher, RecordedAlerts, ScanEntry, ScanLedger
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
-from tagwarden.services.results import Outcome, Result
+from tagwarden.services.results import Outcome, Result, duplicate, ignored
 
 
 class ScanRecorder:
@@ -38,15 +38,11 @@ class ScanRecorder:
         """Record one scan report; publish what it reveals exactly once per delivered event."""
         metrics.add_metric(name="ScanEvents", unit="Count", value=1)
         if isinstance(fact, IgnoredEvent):
-            logger.info("event ignored", extra={"event_id": fact.event_id, "reason": fact.reason})
-            metrics.add_metric(name="IgnoredEvents", unit="Count", value=1)
-            return Result(Outcome.IGNORED)
+            return ignored(fact)
         entry = ScanEntry(fact.image, fact.digest, fact.source.key)
         recorded = with_optimistic_retries(lambda: self._record(fact))
         if isinstance(recorded, RecordedAlerts):
-            metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
-            logger.info("duplicate scan event: already recorded", extra={"event_id": fact.source.event_id})
-            return Result(Outcome.DUPLICATE, self._delivery.redeliver(entry, recorded))
+            return duplicate(self._delivery, entry, recorded, fact.source.event_id)
         logger.info(
             "scan recorded",
             extra={
