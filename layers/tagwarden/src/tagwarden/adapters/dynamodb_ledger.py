@@ -172,15 +172,8 @@ class DynamoDbLedger:
         if decision.relinked_successor is not None:
             items.append({"Update": self._relink(tag, decision.relinked_successor, decision.successor_previous_key)})
         if action.action is TagAction.PUSH:
-            update = self._image_update(action, now)
             # A scan that landed since the read would be missing from the new pointer: read again.
-            update["ExpressionAttributeNames"] = {"#scan": "scan"}
-            if decision.digest_scan is None:
-                update["ConditionExpression"] = "attribute_not_exists(#scan)"
-            else:
-                update["ConditionExpression"] = "#scan.event_key = :seen_scan"
-                update["ExpressionAttributeValues"][":seen_scan"] = {"S": decision.digest_scan.event_key or ""}
-            items.append({"Update": update})
+            items.append({"Update": _unchanged_scan(self._image_update(action, now), decision.digest_scan)})
         with ledger_errors("TransactWriteItems tag action"):
             self.requests += 1
             self._client.transact_write_items(TransactItems=items)
@@ -331,20 +324,15 @@ class DynamoDbLedger:
         if decision.replaces_current:
             assignments.append("#scan = :scan")
             values[":scan"] = scan_to_attr(decision.state)
-        # The decision relied on the scan state read: it must still be the one there.
-        if snapshot.current is None:
-            condition = "attribute_not_exists(#scan)"
-        else:
-            condition = "#scan.event_key = :seen_scan"
-            values[":seen_scan"] = {"S": snapshot.current.event_key or ""}
-        return {
+        update = {
             "TableName": self._table,
             "Key": key(image_pk(scan.image, scan.digest), IMAGE_SK),
             "UpdateExpression": "SET " + ", ".join(assignments),
-            "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#scan": "scan"},
             "ExpressionAttributeValues": values,
         }
+        # The decision relied on the scan state read: it must still be the one there.
+        return _unchanged_scan(update, snapshot.current)
 
     def _pointer_scan_update(self, scan: ScanCompleted, tag_name: str, pointer: TagPointer) -> Any:
         """Copy the scan onto a pointer that still names the scanned digest at the version read."""
@@ -507,6 +495,17 @@ class DynamoDbLedger:
             start = page.get("LastEvaluatedKey")
             if not start:
                 return scans
+
+
+def _unchanged_scan(update: Any, seen: ScanState | None) -> Any:
+    """Condition a digest record's update on its scan state still being `seen` (none: still no scan)."""
+    update.setdefault("ExpressionAttributeNames", {})["#scan"] = "scan"
+    if seen is None:
+        update["ConditionExpression"] = "attribute_not_exists(#scan)"
+    else:
+        update["ConditionExpression"] = "#scan.event_key = :seen_scan"
+        update["ExpressionAttributeValues"][":seen_scan"] = {"S": seen.event_key or ""}
+    return update
 
 
 def _digest_record_basics(
