@@ -17,10 +17,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.harness import ApiCall, Deployment, Event, deployed, dynamodb_operations
+from benchmarks.harness import Deployment, Event, deployed
 from benchmarks.report import Cell, table
 from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.requests import ApiCall, dynamodb_operations
 
 LINES = 4000
 LINES_PER_DELIVERY = 500

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from benchmarks.harness import ApiCall, Deployment, Event, deployed, digest, dynamodb_operations
+from benchmarks.harness import Deployment, Event, deployed, digest
 from benchmarks.report import table
 from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.requests import ApiCall, dynamodb_operations
 
 # The common push path (a push that is neither late nor a duplicate) reads once and writes once.
 COMMON_PATH_BUDGET = 2

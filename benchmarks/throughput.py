@@ -10,9 +10,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.harness import Deployment, Event, deployed, digest, dynamodb_operations
+from benchmarks.harness import Deployment, Event, deployed, digest
 from benchmarks.report import table
 from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.requests import dynamodb_operations
 
 PUSHES = 500
 TAGS = 50

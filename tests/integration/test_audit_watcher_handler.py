@@ -261,14 +261,17 @@ def test_ledger_reads_are_batched_over_distinct_images(
     stack: Stack, audit_watcher: Handler, lambda_context: FakeLambdaContext
 ) -> None:
     from tests.support.handlers import load_function_module
+    from tests.support.requests import RequestLog, dynamodb_operations
 
+    requests = RequestLog()
+    requests.attach()  # before the handler's clients exist: they copy the session's handlers
     module = load_function_module("audit_watcher", stack.environment())
     lines = [with_images(audit_line("deployment_create.json"), f"{ECR}/shop/svc-{n}:v{n % 7}") for n in range(250)] * 2
-    module.lambda_handler(envelope(lines), lambda_context)
-    ledger = module.audit_watcher()._ledger
+    with requests.record() as calls:
+        module.lambda_handler(envelope(lines), lambda_context)
     # 250 distinct tags: 3 BatchGetItem; 250 findings: 3 BatchGetItem to see none was recorded before,
     # then each is recorded and flagged delivered (2 writes).
-    assert ledger.requests == 3 + 3 + 2 * 250
+    assert dynamodb_operations(calls) == {"BatchGetItem": 3 + 3, "PutItem": 250, "UpdateItem": 250}
 
 
 def test_a_timestamp_without_a_zone_is_read_as_utc(stack: Stack, audit_watcher: Handler) -> None:

@@ -584,8 +584,8 @@ def test_ecr_listing_takes_scan_summaries_from_describe_images_and_asks_only_whe
     from botocore.stub import Stubber
     from tagwarden.adapters.ecr_registry import EcrRegistry
     from tagwarden.domain.images import ImageName
+    from tagwarden.domain.registry import RegistryRepository
     from tagwarden.domain.scans import ScanStatus
-    from tagwarden.services.backfill import RegistryRepository
 
     ecr = boto3.client("ecr", region_name=REGION)
     repository = RegistryRepository(ImageName(ECR_REGISTRY, "shop/api"), ECR_ACCOUNT, REGION)

@@ -62,7 +62,7 @@ def invoke(module: ModuleType, event: dict[str, Any]) -> Any:
 
 def clients(module: ModuleType) -> tuple[Any, Any]:
     service = module.push_guard()
-    return service._ledger._client, service._delivery._publisher._client
+    return service._ledger._table.client, service._delivery._publisher._client
 
 
 @pytest.mark.parametrize(

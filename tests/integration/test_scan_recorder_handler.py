@@ -336,7 +336,8 @@ def test_a_digest_with_more_tags_than_a_transaction_holds_is_recorded(
 def test_a_scan_landing_between_a_push_s_read_and_write_sends_the_push_back_to_read(
     stack: Stack, push_guard: Handler, scan_recorder: Handler
 ) -> None:
-    from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
+    from tagwarden.adapters.dynamodb.table import LedgerTable
+    from tagwarden.adapters.dynamodb.tag_ledger import DynamoDbTagLedger
     from tagwarden.domain.images import ImageName
     from tagwarden.domain.rules import decide_current
     from tagwarden.domain.sources import SourceEvent
@@ -345,7 +346,7 @@ def test_a_scan_landing_between_a_push_s_read_and_write_sends_the_push_back_to_r
     from tagwarden.ports import ConcurrentUpdateError
 
     push_guard(ecr_image_action(tag="1.4.0", digest=A, time="2026-11-20T10:00:00Z"))
-    ledger = DynamoDbLedger(stack.dynamodb, stack.table_name)
+    ledger = DynamoDbTagLedger(LedgerTable(stack.dynamodb, stack.table_name))
     push = ImageAction(
         TagAction.PUSH,
         ImageName(REGISTRY, "shop/api"),
@@ -360,4 +361,4 @@ def test_a_scan_landing_between_a_push_s_read_and_write_sends_the_push_back_to_r
     decision = decide_current(push, tag, snapshot.pointer, snapshot.scans, TagPolicy(), datetime.now(UTC))
 
     with pytest.raises(ConcurrentUpdateError):
-        ledger.apply(tag, push, decision, snapshot.pointer)
+        ledger.apply(tag, push, decision, snapshot.pointer, datetime.now(UTC))

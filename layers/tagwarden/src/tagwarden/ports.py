@@ -1,8 +1,25 @@
-"""The small interfaces between the core's services and the outside world (ledger, alert delivery)."""
+"""Every interface between the core's services and the outside world, and the errors they raise.
+
+Services depend on these protocols only; adapters implement them and never import a service. The ports:
+
+| port              | used by                                 | implemented by (adapters)                 |
+|-------------------|-----------------------------------------|-------------------------------------------|
+| TagLedger         | push guard                              | dynamodb.tag_ledger.DynamoDbTagLedger     |
+| ScanLedger        | scan recorder                           | dynamodb.scan_ledger.DynamoDbScanLedger   |
+| DeploymentLedger  | audit watcher                           | dynamodb.deployment_ledger                |
+| LedgerReader      | ledger queries, backfill                | dynamodb.reader.DynamoDbLedgerReader      |
+| AlertOutbox       | alert delivery (services.alert_delivery) | dynamodb.outbox.DynamoDbAlertOutbox      |
+| AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
+| ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
+
+Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
+ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
+after the write (publish, lease, delivered flag) goes through `AlertOutbox` alone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -10,6 +27,7 @@ from typing import Protocol
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
@@ -30,6 +48,9 @@ class ConcurrentUpdateError(TagwardenError):
 
 class AlertDeliveryError(TagwardenError):
     """An alert could not be published; the event must be retried so the alert is not lost."""
+
+
+# --- The alert outbox -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +78,66 @@ class FindingEntry:
 
 
 AlertEntry = TagEntry | ScanEntry | FindingEntry
+"""Where a ledger entry's alerts wait for delivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedAlerts:
+    """The alerts a recorded entry raised, and whether they reached the topic."""
+
+    alerts: tuple[Alert, ...] = ()
+    delivered: bool = False
+    # Ids already accepted by SNS when an earlier attempt failed part-way through the entry's alerts.
+    published: frozenset[str] = frozenset()
+
+
+class AlertOutbox(Protocol):
+    """The delivery state of alerts already written with their ledger entry."""
+
+    def claim(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
+        """Take over publishing the entry's undelivered alerts if nobody holds a live lease on them."""
+        ...
+
+    def mark_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
+        """Remember which of the entry's alerts SNS accepted before a publish failed (best effort)."""
+        ...
+
+    def mark_delivered(self, entry: AlertEntry) -> None:
+        """Remember that the entry's alerts reached the topic, so retries do not repeat them."""
+        ...
+
+    def release(self, entry: AlertEntry) -> None:
+        """Give up the lease (after a failed publish, or a run that withholds), so the next attempt may take over."""
+        ...
+
+
+class AlertPublisher(Protocol):
+    """Delivers alerts to security staff (a topic, a chat channel, a findings service, or a collector)."""
+
+    def publish(self, alert: Alert) -> None:
+        """Publish one alert; raise AlertDeliveryError when it did not reach its destination."""
+        ...
+
+
+# --- The ledger, as each service writes it ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TagSnapshot:
+    """What the ledger holds for one tag action, read in one request before deciding."""
+
+    pointer: TagPointer | None
+    # This event's history entry, if an earlier delivery recorded it: its alerts and their delivery.
+    existing: RecordedAlerts | None
+    scans: Mapping[str, ScanState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReading:
+    """What the ledger holds for one scan event, read before deciding."""
+
+    snapshot: ScanSnapshot
+    existing: RecordedAlerts | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,55 +152,8 @@ class UsageUpdate:
     forget: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedAlerts:
-    """The alerts a recorded entry raised, and whether they reached the topic."""
-
-    alerts: tuple[Alert, ...] = ()
-    delivered: bool = False
-    # Ids already accepted by SNS when an earlier attempt failed part-way through the entry's alerts.
-    published: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class TagSnapshot:
-    """What the ledger holds for one tag action, read in one request before deciding."""
-
-    pointer: TagPointer | None
-    existing: TagMove | None
-    scans: Mapping[str, ScanState] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ScanReading:
-    """What the ledger holds for one scan event, read before deciding."""
-
-    snapshot: ScanSnapshot
-    existing: RecordedAlerts | None
-
-
-class AlertOutbox(Protocol):
-    """Alerts are written with the ledger change that raised them, then published, then flagged delivered."""
-
-    def mark_alerts_delivered(self, entry: AlertEntry) -> None:
-        """Remember that the entry's alerts reached the topic, so retries do not repeat them."""
-        ...
-
-    def claim_alert_delivery(self, entry: AlertEntry, now: datetime, until: datetime) -> bool:
-        """Take over publishing the entry's undelivered alerts if nobody holds a live lease on them."""
-        ...
-
-    def mark_alerts_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
-        """Remember which of the entry's alerts SNS accepted before a publish failed (best effort)."""
-        ...
-
-    def release_alert_delivery(self, entry: AlertEntry) -> None:
-        """Give up the lease after a failed publish, so the retry may take over at once."""
-        ...
-
-
-class TagLedger(AlertOutbox, Protocol):
-    """Where tag pointers, tag histories and digest records live."""
+class TagLedger(Protocol):
+    """Where tag pointers, tag histories and digest records live (the push guard's view)."""
 
     def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
         """The tag's pointer, this event's history entry if already recorded, and the digest's scan state."""
@@ -133,8 +167,16 @@ class TagLedger(AlertOutbox, Protocol):
         """The latest scan of each digest that has one."""
         ...
 
-    def apply(self, tag: TagRef, action: ImageAction, decision: TagDecision, expected: TagPointer | None) -> None:
-        """Write the decision atomically, provided the pointer is still `expected`.
+    def apply(
+        self,
+        tag: TagRef,
+        action: ImageAction,
+        decision: TagDecision,
+        expected: TagPointer | None,
+        lease_until: datetime,
+    ) -> None:
+        """Write the decision atomically (its alerts leased until `lease_until`), provided the pointer is
+        still `expected`.
 
         Raises ConcurrentUpdateError when the pointer changed or the event was recorded meanwhile.
         """
@@ -145,22 +187,25 @@ class TagLedger(AlertOutbox, Protocol):
         ...
 
 
-class ScanLedger(AlertOutbox, Protocol):
-    """Scan records of digests, and the tag pointers that carry them."""
+class ScanLedger(Protocol):
+    """Scan records of digests, and the tag pointers that carry them (the scan recorder's view)."""
 
     def read_for_scan(self, scan: ScanCompleted) -> ScanReading:
         """This scan's entry if already recorded, the digest's scan state and known tags, candidate pointers."""
         ...
 
-    def apply_scan(self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot) -> None:
-        """Write the scan entry, digest state and pointer updates atomically, provided nothing read changed.
+    def apply_scan(
+        self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, lease_until: datetime
+    ) -> None:
+        """Write the scan entry (its alerts leased until `lease_until`), digest state and pointer updates
+        atomically, provided nothing read changed.
 
         Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
         """
         ...
 
 
-class DeploymentLedger(AlertOutbox, Protocol):
+class DeploymentLedger(Protocol):
     """What the audit watcher reads and writes: tag pointers, digest scan states, usage and findings."""
 
     def read_deployment_view(self, tags: Iterable[TagRef], digests: Iterable[tuple[ImageName, str]]) -> DeploymentView:
@@ -180,9 +225,44 @@ class DeploymentLedger(AlertOutbox, Protocol):
         ...
 
 
-class AlertPublisher(Protocol):
-    """Delivers alerts to security staff."""
+# --- Read side: people, CI gates and the backfill ---------------------------------------------------
 
-    def publish(self, alert: Alert) -> None:
-        """Publish one alert; raise AlertDeliveryError when it did not reach the topic."""
+
+class LedgerReader(Protocol):
+    """The ledger's read side, as the queries and the backfill use it."""
+
+    def pointer(self, tag: TagRef) -> TagPointer | None:
+        """The tag's pointer, if the ledger has seen the tag."""
+        ...
+
+    def history(self, tag: TagRef) -> list[TagMove]:
+        """The tag's whole history, oldest first."""
+        ...
+
+    def scan_states(self, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
+        """The latest scan of each digest that has one."""
+        ...
+
+    def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:
+        """None for a digest the ledger never saw; else the tags ever pushed to it and its latest scan."""
+        ...
+
+    def scan_history(self, image: ImageName, digest: str) -> list[ScanState]:
+        """Every scan recorded for the digest, oldest first."""
+        ...
+
+
+class ImageInventory(Protocol):
+    """What a registry holds: repositories, their images, and the images' scans."""
+
+    def repositories(self, names: Sequence[str]) -> list[RegistryRepository]:
+        """The named repositories (every repository when `names` is empty); raise if one does not exist."""
+        ...
+
+    def images(self, repository: RegistryRepository) -> list[RegistryImage]:
+        """Every image of the repository."""
+        ...
+
+    def scan_of(self, image: RegistryImage) -> RegistryScan | None:
+        """The image's latest finished scan, or None if it has none."""
         ...

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tagwarden.domain.images import ImageName, ecr_registry
+from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.scans import ScanStatus
 from tagwarden.ports import TagwardenError
-from tagwarden.services.backfill import RegistryImage, RegistryRepository, RegistryScan
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient

@@ -1,10 +1,8 @@
 """What the command works with: an AWS session from the global options, its clients, the ledger and services.
 
-The functions' own wiring (`tagwarden.services.wiring`) builds clients from the Lambda environment and
-always publishes to the alerts topic. The command composes the same services (`PushGuard`,
-`ScanRecorder`, `AuditWatcher`, `DynamoDbDeploymentLedger`, `SnsAlertPublisher`) from the same parts,
-with a session from `--profile`/`--region`, `--endpoint-url`, and a publisher chosen per run (see
-`AlertRoute`).
+The services come from the one composition root (`tagwarden.services.wiring`), as the functions' do, with a
+session from `--profile`/`--region`, `--endpoint-url`, and an alert delivery chosen per run (see
+`AlertRoute`): the alerts topic, or withheld into a collector.
 Everything is created on first use, so a command that fails early makes no AWS call, and boto3 is
 imported only when a client is needed.
 """
@@ -20,8 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from tagwarden.adapters.alert_collector import AlertCollector
 from tagwarden.cli.errors import usage_error
-from tagwarden.cli.publishing import AlertCollector, ServicesLedger, WithheldAlertsLedger
 from tagwarden.config import ConfigurationError, DetectionConfig
 
 if TYPE_CHECKING:
@@ -31,9 +29,10 @@ if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_sns import SNSClient
 
-    from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
+    from tagwarden.adapters.dynamodb.reader import DynamoDbLedgerReader
+    from tagwarden.adapters.dynamodb.table import LedgerTable
     from tagwarden.adapters.ecr_registry import EcrRegistry
-    from tagwarden.ports import AlertPublisher
+    from tagwarden.services.alert_delivery import AlertDelivery
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.ledger_queries import LedgerQueries
     from tagwarden.services.push_guard import PushGuard
@@ -156,13 +155,19 @@ class Runtime:
         return f"ledger table {table!r} in {region or 'the default region'}"
 
     @cached_property
-    def ledger(self) -> DynamoDbDeploymentLedger:
-        """The ledger on its DynamoDB table, with every function's access paths (the audit watcher's too)."""
-        from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
+    def table(self) -> LedgerTable:
+        """The ledger's DynamoDB table, shared by every adapter of the run."""
+        from tagwarden.adapters.dynamodb.table import LedgerTable
 
-        table = self.table_name
         client: DynamoDBClient = self.client("dynamodb")
-        return DynamoDbDeploymentLedger(client, table)
+        return LedgerTable(client, self.table_name)
+
+    @cached_property
+    def ledger(self) -> DynamoDbLedgerReader:
+        """The ledger's read side (what the queries and the backfill read)."""
+        from tagwarden.adapters.dynamodb.reader import DynamoDbLedgerReader
+
+        return DynamoDbLedgerReader(self.table)
 
     def queries(self) -> LedgerQueries:
         """The read-side queries on the ledger."""
@@ -194,34 +199,30 @@ class Runtime:
         client: SNSClient = self.client("sns")
         return client
 
-    def delivery(self, route: AlertRoute) -> tuple[ServicesLedger, AlertPublisher]:
-        """The ledger and publisher the services get: the topic, or the collector with alerts left undelivered."""
+    def delivery(self, route: AlertRoute) -> AlertDelivery:
+        """Alerts to the topic, or withheld into the route's collector (left undelivered on the ledger)."""
         from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+        from tagwarden.services.alert_delivery import DeliveryMode
+        from tagwarden.services.wiring import alert_delivery
 
         if route.collector is None:
             assert route.topic_arn is not None
-            return self.ledger, SnsAlertPublisher(self.sns, route.topic_arn)
-        return WithheldAlertsLedger(self.ledger), route.collector
+            return alert_delivery(self.table, SnsAlertPublisher(self.sns, route.topic_arn))
+        return alert_delivery(self.table, route.collector, DeliveryMode.WITHHOLD)
 
     def services(self, route: AlertRoute) -> tuple[PushGuard, ScanRecorder]:
         """The push guard and the scan recorder on the ledger, publishing (or withholding) per `route`."""
-        from tagwarden.services.push_guard import PushGuard
-        from tagwarden.services.scan_recorder import ScanRecorder
+        from tagwarden.services.wiring import compose_push_guard, compose_scan_recorder
 
         config = detection_config(self.policy_environment)
-        ledger, publisher = self.delivery(route)
-        return (
-            PushGuard(ledger, publisher, config.tag_policy),
-            ScanRecorder(ledger, publisher, config.tag_policy, config.FAIL_SEVERITY),
-        )
+        delivery = self.delivery(route)
+        return compose_push_guard(self.table, delivery, config), compose_scan_recorder(self.table, delivery, config)
 
     def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
-        """The audit watcher as `build_audit_watcher` makes it, publishing (or withholding) per `route`."""
-        from tagwarden.services.audit_watcher import AuditWatcher
+        """The audit watcher as the function has it, publishing (or withholding) per `route`."""
+        from tagwarden.services.wiring import compose_audit_watcher
 
-        config = detection_config(self.policy_environment)
-        ledger, publisher = self.delivery(route)
-        return AuditWatcher(ledger, publisher, config.EXTRA_MONITORED_REGISTRIES)
+        return compose_audit_watcher(self.table, self.delivery(route), detection_config(self.policy_environment))
 
 
 @contextmanager

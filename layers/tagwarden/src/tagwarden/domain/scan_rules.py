@@ -39,8 +39,6 @@ class ScanDecision:
     # named was scanned after all (so the kubelet running the new content is a digest mismatch).
     moved_tags: Mapping[str, TagPointer]
     alerts: tuple[Alert, ...]
-    # Set by the service when the alerts are written: the writer publishes them until then.
-    alerts_lease_until: datetime | None = None
 
 
 def decide_scan(

@@ -94,12 +94,8 @@ class TagMove:
     previous_digest: str | None
     source: SourceEvent
     late: bool = False
+    # The alerts this entry raised (their delivery is the outbox's business, not the history's).
     alerts: tuple[Alert, ...] = ()
-    alerts_delivered: bool = False
-    alerts_published: frozenset[str] = frozenset()
-    # Until then, the invocation that recorded the entry is publishing its alerts; a duplicate delivery
-    # takes the delivery over only after it expires, so a slow publisher and a duplicate never both publish.
-    alerts_lease_until: datetime | None = None
     # The history position of the entry before this one; a late event that lands in between rewrites it,
     # so the history always reads as one chain in time order.
     previous_key: str | None = None

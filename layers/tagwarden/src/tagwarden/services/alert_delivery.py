@@ -1,9 +1,16 @@
 """Publishing the alerts a ledger entry raised: after the write, exactly once per entry, never lost.
 
-The alerts are stored on the entry in the same atomic write as the ledger change (an outbox). The writer
-holds a short lease while it publishes; a duplicate delivery of the same event finds the alerts either
-delivered (nothing to do), leased (someone is publishing; if that fails, its own retry publishes) or
-undelivered with the lease expired (it takes over).
+The alerts are stored on the entry in the same atomic write as the ledger change (an outbox), leased to
+the writer until `lease_until()`. The writer publishes them and flags the entry delivered; a duplicate
+delivery of the same event finds the alerts either delivered (nothing to do), leased (someone is
+publishing; if that fails, its own retry publishes) or undelivered with the lease expired (it takes over).
+
+Two modes. `PUBLISH`: alerts go to the publisher (the alerts topic) and the entry is flagged delivered.
+`WITHHOLD` (the command's runs without a topic, or with `--no-publish`): alerts go to the publisher
+(a collector that shows them as "would alert"), but nothing reached security staff, so the entry stays
+undelivered and its lease is given up at once; a later run with a topic that meets the same entry
+(the same backfill or replay again, or the same finding observed again) takes the delivery over and
+publishes them, once.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.observability import logger, metrics
@@ -26,24 +34,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class AlertDelivery:
-    """Publishes an entry's alerts and records that it did."""
+class DeliveryMode(StrEnum):
+    """Whether delivered alerts count as delivered (see the module docstring)."""
 
-    def __init__(self, outbox: AlertOutbox, publisher: AlertPublisher, clock: Callable[[], datetime] = utcnow) -> None:
+    PUBLISH = "publish"
+    WITHHOLD = "withhold"
+
+
+class AlertDelivery:
+    """The one owner of an alert's way out: lease, publish, partial progress, delivered flag."""
+
+    def __init__(
+        self,
+        outbox: AlertOutbox,
+        publisher: AlertPublisher,
+        mode: DeliveryMode = DeliveryMode.PUBLISH,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._outbox = outbox
         self._publisher = publisher
+        self._mode = mode
         self._clock = clock
 
     def lease_until(self) -> datetime:
-        """Until when a writer that records alerts now holds their delivery."""
+        """Until when a writer that records alerts now holds their delivery (written with the entry)."""
         return self._clock() + ALERT_LEASE
 
     def deliver(
         self, entry: AlertEntry, alerts: tuple[Alert, ...], published: frozenset[str] = frozenset()
     ) -> tuple[str, ...]:
-        """Publish every alert of an entry not published yet, then flag it delivered.
+        """Publish every alert of an entry not published yet, then flag it delivered (or, withheld, release it).
 
-        On failure, remember which alerts SNS did accept (so the retry skips them), release the lease, raise.
+        On failure, remember which alerts were accepted (so the retry skips them), release the lease, raise.
         """
         if not alerts:
             return ()
@@ -54,19 +76,18 @@ class AlertDelivery:
                     continue
                 self._publisher.publish(alert)
                 accepted.append(alert.alert_id)
-                metrics.add_metric(name="AlertsPublished", unit="Count", value=1)
-                logger.warning(
-                    "alert published",
-                    extra={"alert_id": alert.alert_id, "alert_type": alert.type, "severity": alert.severity},
-                )
+                self._log_published(alert)
         except Exception:
-            if accepted:
+            if accepted and self._mode is DeliveryMode.PUBLISH:
                 with contextlib.suppress(LedgerUnavailableError):
-                    self._outbox.mark_alerts_published(entry, accepted)
-            self._outbox.release_alert_delivery(entry)
+                    self._outbox.mark_published(entry, accepted)
+            self._outbox.release(entry)
             raise
+        if self._mode is DeliveryMode.WITHHOLD:
+            self._outbox.release(entry)
+            return tuple(accepted)
         try:
-            self._outbox.mark_alerts_delivered(entry)
+            self._outbox.mark_delivered(entry)
         except LedgerUnavailableError:
             # The alerts are out; failing the invocation now would only make its retry publish them again.
             # The lease keeps duplicates quiet meanwhile; the metric tells operations the flag is missing.
@@ -79,7 +100,16 @@ class AlertDelivery:
         if not recorded.alerts or recorded.delivered:
             return ()
         now = self._clock()
-        if not self._outbox.claim_alert_delivery(entry, now, now + ALERT_LEASE):
+        if not self._outbox.claim(entry, now, now + ALERT_LEASE):
             logger.info("alert delivery in progress elsewhere")
             return ()
         return self.deliver(entry, recorded.alerts, recorded.published)
+
+    def _log_published(self, alert: Alert) -> None:
+        if self._mode is DeliveryMode.WITHHOLD:
+            return
+        metrics.add_metric(name="AlertsPublished", unit="Count", value=1)
+        logger.warning(
+            "alert published",
+            extra={"alert_id": alert.alert_id, "alert_type": alert.type, "severity": alert.severity},
+        )

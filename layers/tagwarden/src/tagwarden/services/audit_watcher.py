@@ -19,7 +19,7 @@ from tagwarden.domain.tags import TagRef
 from tagwarden.domain.workloads import needs_refresh, stale_sites
 from tagwarden.events.audit import AuditBatch
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertPublisher, DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
+from tagwarden.ports import DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 
 
@@ -29,14 +29,14 @@ class AuditWatcher:
     def __init__(
         self,
         ledger: DeploymentLedger,
-        publisher: AlertPublisher,
+        delivery: AlertDelivery,
         extra_registries: frozenset[str] = frozenset(),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
+        self._delivery = delivery
         self._extra_registries = extra_registries
         self._clock = clock
-        self._delivery = AlertDelivery(ledger, publisher, clock)
 
     def handle(self, batch: AuditBatch) -> dict[str, object]:
         """Check one subscription delivery; every finding is published once, however often it is seen."""

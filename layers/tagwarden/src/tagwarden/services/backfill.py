@@ -21,70 +21,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from tagwarden.domain.images import ImageName, InvalidReferenceError, validate_tag
-from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, ScanStatus, normalise_counts
+from tagwarden.domain.images import InvalidReferenceError, validate_tag
+from tagwarden.domain.registry import RegistryImage, RegistryRepository
+from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import ImageAction, TagAction, TagRef
 from tagwarden.services.results import Outcome, Result
 
 if TYPE_CHECKING:
-    from tagwarden.services.ledger_queries import LedgerReader
+    from tagwarden.ports import ImageInventory, LedgerReader
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
 
 BACKFILL_EVENT_PREFIX = "backfill-"
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryRepository:
-    """A repository as the registry lists it, with the account and region that own it."""
-
-    image: ImageName
-    account: str
-    region: str
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryScan:
-    """The latest finished scan the registry reports for an image."""
-
-    status: ScanStatus
-    scanner: str
-    completed_at: datetime
-    # As the registry labels them (normalised when the scan is recorded).
-    finding_counts: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryImage:
-    """One image (digest) of a repository, with the tags that name it now."""
-
-    repository: RegistryRepository
-    digest: str
-    tags: tuple[str, ...]
-    pushed_at: datetime
-    # The scan the listing itself reported, when it reported a finished one.
-    listed_scan: RegistryScan | None = None
-    # False when the listing says there is nothing to look up (scan in progress, unsupported image...).
-    scan_to_look_up: bool = True
-
-
-class ImageInventory(Protocol):
-    """What a registry holds: repositories, their images, and the images' scans."""
-
-    def repositories(self, names: Sequence[str]) -> list[RegistryRepository]:
-        """The named repositories (every repository when `names` is empty); raise if one does not exist."""
-        ...
-
-    def images(self, repository: RegistryRepository) -> list[RegistryImage]:
-        """Every image of the repository."""
-        ...
-
-    def scan_of(self, image: RegistryImage) -> RegistryScan | None:
-        """The image's latest finished scan, or None if it has none."""
-        ...
 
 
 class Seeding(StrEnum):

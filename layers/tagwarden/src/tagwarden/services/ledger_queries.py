@@ -20,38 +20,16 @@ completed scan, and is it still the content that was scanned? The answer is a ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from tagwarden.domain.images import ImageName, ImageReference
+from tagwarden.domain.images import ImageReference
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
 from tagwarden.domain.tags import TagMove, TagPointer, TagRef
 
-
-class LedgerReader(Protocol):
-    """The ledger's read side, as the queries use it."""
-
-    def pointer(self, tag: TagRef) -> TagPointer | None:
-        """The tag's pointer, if the ledger has seen the tag."""
-        ...
-
-    def history(self, tag: TagRef) -> list[TagMove]:
-        """The tag's whole history, oldest first."""
-        ...
-
-    def scan_states(self, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
-        """The latest scan of each digest that has one."""
-        ...
-
-    def digest_record(self, image: ImageName, digest: str) -> tuple[frozenset[str], ScanState | None] | None:
-        """None for a digest the ledger never saw; else the tags ever pushed to it and its latest scan."""
-        ...
-
-    def scan_history(self, image: ImageName, digest: str) -> list[ScanState]:
-        """Every scan recorded for the digest, oldest first."""
-        ...
+if TYPE_CHECKING:
+    from tagwarden.ports import LedgerReader
 
 
 @dataclass(frozen=True, slots=True)

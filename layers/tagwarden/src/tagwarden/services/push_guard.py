@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 
 from tagwarden.domain.facts import IgnoredEvent
@@ -12,7 +11,7 @@ from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import ImageAction, TagRef
 from tagwarden.domain.workloads import recent_sites
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertPublisher, RecordedAlerts, TagEntry, TagLedger, TagSnapshot
+from tagwarden.ports import RecordedAlerts, TagEntry, TagLedger, TagSnapshot
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
@@ -22,16 +21,12 @@ class PushGuard:
     """Decides each registry action against the ledger and writes the outcome atomically."""
 
     def __init__(
-        self,
-        ledger: TagLedger,
-        publisher: AlertPublisher,
-        policy: TagPolicy,
-        clock: Callable[[], datetime] = utcnow,
+        self, ledger: TagLedger, delivery: AlertDelivery, policy: TagPolicy, clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._ledger = ledger
+        self._delivery = delivery
         self._policy = policy
         self._clock = clock
-        self._delivery = AlertDelivery(ledger, publisher, clock)
 
     def handle(self, fact: ImageAction | IgnoredEvent) -> Result:
         """Record one push or delete; publish the alerts it raises exactly once per delivered event."""
@@ -55,12 +50,9 @@ class PushGuard:
         """One optimistic attempt: the decision written, or what an earlier delivery already recorded."""
         snapshot = self._ledger.read_for_action(tag, fact)
         if snapshot.existing is not None:
-            existing = snapshot.existing
-            return RecordedAlerts(existing.alerts, existing.alerts_delivered, existing.alerts_published)
+            return snapshot.existing
         decision = self._decide(tag, fact, snapshot)
-        if decision.alerts:
-            decision = replace(decision, move=replace(decision.move, alerts_lease_until=self._delivery.lease_until()))
-        self._ledger.apply(tag, fact, decision, snapshot.pointer)
+        self._ledger.apply(tag, fact, decision, snapshot.pointer, self._delivery.lease_until())
         return decision
 
     def _decide(self, tag: TagRef, fact: ImageAction, snapshot: TagSnapshot) -> TagDecision:

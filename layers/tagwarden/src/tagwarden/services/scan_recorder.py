@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 
 from tagwarden.domain.facts import IgnoredEvent
@@ -11,7 +10,7 @@ from tagwarden.domain.scan_rules import ScanDecision, decide_scan
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertPublisher, RecordedAlerts, ScanEntry, ScanLedger
+from tagwarden.ports import RecordedAlerts, ScanEntry, ScanLedger
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
@@ -23,16 +22,16 @@ class ScanRecorder:
     def __init__(
         self,
         ledger: ScanLedger,
-        publisher: AlertPublisher,
+        delivery: AlertDelivery,
         policy: TagPolicy,
         fail_severity: FindingSeverity,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
+        self._delivery = delivery
         self._policy = policy
         self._fail_severity = fail_severity
         self._clock = clock
-        self._delivery = AlertDelivery(ledger, publisher, clock)
 
     def handle(self, fact: ScanCompleted | IgnoredEvent) -> Result:
         """Record one scan report; publish what it reveals exactly once per delivered event."""
@@ -64,8 +63,7 @@ class ScanRecorder:
         reading = self._ledger.read_for_scan(scan)
         if reading.existing is not None:
             return reading.existing
-        decision = decide_scan(scan, scan.state(self._fail_severity), reading.snapshot, self._policy, self._clock())
-        if decision.alerts:
-            decision = replace(decision, alerts_lease_until=self._delivery.lease_until())
-        self._ledger.apply_scan(scan, decision, reading.snapshot)
+        now = self._clock()
+        decision = decide_scan(scan, scan.state(self._fail_severity), reading.snapshot, self._policy, now)
+        self._ledger.apply_scan(scan, decision, reading.snapshot, self._delivery.lease_until())
         return decision

@@ -1,7 +1,9 @@
-"""Builds each function's service from its configuration, once per Lambda container, on first use.
+"""The composition root: builds the services from their adapters, for the functions and the command alike.
 
-Each builder imports only what its own function needs: a handler's cold start must not pay for the
-other functions' modules.
+`compose_*` take the ledger table and the alert delivery they work with; the functions' `build_*` call
+them with clients made from the Lambda environment and the alerts topic; the command (`cli.runtime`)
+calls them with its own session's clients and a delivery that publishes or withholds. Each function
+imports only its own service's modules: a handler's cold start must not pay for the others'.
 """
 
 from __future__ import annotations
@@ -9,41 +11,66 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tagwarden.adapters.aws_clients import dynamodb_client, sns_client
+from tagwarden.adapters.dynamodb.outbox import DynamoDbAlertOutbox
+from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+from tagwarden.services.alert_delivery import AlertDelivery, DeliveryMode
 
 if TYPE_CHECKING:
-    from tagwarden.config import AuditWatcherConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
+    from tagwarden.config import AuditWatcherConfig, DetectionConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
+    from tagwarden.ports import AlertPublisher
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
 
 
-def _publisher(config: LedgerConfig) -> SnsAlertPublisher:
-    return SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN)
+def alert_delivery(
+    table: LedgerTable, publisher: AlertPublisher, mode: DeliveryMode = DeliveryMode.PUBLISH
+) -> AlertDelivery:
+    """Alerts stored on the ledger's entries, delivered through `publisher`."""
+    return AlertDelivery(DynamoDbAlertOutbox(table), publisher, mode)
+
+
+def compose_push_guard(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> PushGuard:
+    """The push guard on a ledger table."""
+    from tagwarden.adapters.dynamodb.tag_ledger import DynamoDbTagLedger
+    from tagwarden.services.push_guard import PushGuard
+
+    return PushGuard(DynamoDbTagLedger(table), delivery, config.tag_policy)
+
+
+def compose_scan_recorder(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> ScanRecorder:
+    """The scan recorder on a ledger table."""
+    from tagwarden.adapters.dynamodb.scan_ledger import DynamoDbScanLedger
+    from tagwarden.services.scan_recorder import ScanRecorder
+
+    return ScanRecorder(DynamoDbScanLedger(table), delivery, config.tag_policy, config.FAIL_SEVERITY)
+
+
+def compose_audit_watcher(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> AuditWatcher:
+    """The audit watcher on a ledger table."""
+    from tagwarden.adapters.dynamodb.deployment_ledger import DynamoDbDeploymentLedger
+    from tagwarden.services.audit_watcher import AuditWatcher
+
+    return AuditWatcher(DynamoDbDeploymentLedger(table), delivery, config.EXTRA_MONITORED_REGISTRIES)
+
+
+def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
+    """The deployed ledger table and the alerts topic, with clients from the Lambda environment."""
+    table = LedgerTable(dynamodb_client(), config.LEDGER_TABLE_NAME)
+    return table, alert_delivery(table, SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN))
 
 
 def build_push_guard(config: PushGuardConfig) -> PushGuard:
     """The push guard on the deployed ledger table and alerts topic."""
-    from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
-    from tagwarden.services.push_guard import PushGuard
-
-    ledger = DynamoDbLedger(dynamodb_client(), config.LEDGER_TABLE_NAME)
-    return PushGuard(ledger, _publisher(config), config.tag_policy)
+    return compose_push_guard(*_deployed(config), config)
 
 
 def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
     """The scan recorder on the deployed ledger table and alerts topic."""
-    from tagwarden.adapters.dynamodb_ledger import DynamoDbLedger
-    from tagwarden.services.scan_recorder import ScanRecorder
-
-    ledger = DynamoDbLedger(dynamodb_client(), config.LEDGER_TABLE_NAME)
-    return ScanRecorder(ledger, _publisher(config), config.tag_policy, config.FAIL_SEVERITY)
+    return compose_scan_recorder(*_deployed(config), config)
 
 
 def build_audit_watcher(config: AuditWatcherConfig) -> AuditWatcher:
     """The audit watcher on the deployed ledger table and alerts topic."""
-    from tagwarden.adapters.dynamodb_deployments import DynamoDbDeploymentLedger
-    from tagwarden.services.audit_watcher import AuditWatcher
-
-    ledger = DynamoDbDeploymentLedger(dynamodb_client(), config.LEDGER_TABLE_NAME)
-    return AuditWatcher(ledger, _publisher(config), config.EXTRA_MONITORED_REGISTRIES)
+    return compose_audit_watcher(*_deployed(config), config)

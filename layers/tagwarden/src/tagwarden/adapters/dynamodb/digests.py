@@ -1,0 +1,90 @@
+"""Digest records (`IMAGE#...`/`IMAGE`): the writes every adapter makes to them, and their scan states."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from tagwarden.adapters.dynamodb.items import optional_scan
+from tagwarden.adapters.dynamodb.keys import digest_key, key_text
+from tagwarden.adapters.dynamodb.table import LedgerTable, iso, to_item
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.scans import ScanState
+from tagwarden.domain.tags import ImageAction, TagAction
+
+
+def digest_record_update(
+    image: ImageName,
+    digest: str,
+    seen: datetime,
+    now: datetime,
+    assignments: Iterable[str] = (),
+    values: dict[str, Any] | None = None,
+    adds: str = "",
+) -> dict[str, Any]:
+    """An UpdateItem of a digest record that creates it the first time, whichever of a push or a scan comes
+    first, with the caller's own `assignments` (SET), `values` (plain) and `adds` (ADD clause)."""
+    base = [
+        "kind = :kind",
+        "registry = :registry",
+        "repository = :repository",
+        "digest = :digest",
+        "first_seen_at = if_not_exists(first_seen_at, :seen)",
+        "in_use = if_not_exists(in_use, :no_use)",
+        "updated_at = :now",
+    ]
+    plain = {
+        ":kind": "image",
+        ":registry": image.registry,
+        ":repository": image.repository,
+        ":digest": digest,
+        ":seen": iso(seen),
+        ":now": iso(now),
+        ":no_use": {},
+        **(values or {}),
+    }
+    expression = "SET " + ", ".join([*base, *assignments]) + (f" ADD {adds}" if adds else "")
+    return {
+        "Key": digest_key(image, digest),
+        "UpdateExpression": expression,
+        "ExpressionAttributeValues": to_item(plain),
+    }
+
+
+def unchanged_scan(update: dict[str, Any], seen: ScanState | None) -> dict[str, Any]:
+    """Condition a digest record's update on its scan state still being `seen` (none: still no scan)."""
+    update.setdefault("ExpressionAttributeNames", {})["#scan"] = "scan"
+    if seen is None:
+        update["ConditionExpression"] = "attribute_not_exists(#scan)"
+    else:
+        update["ConditionExpression"] = "#scan.event_key = :seen_scan"
+        update["ExpressionAttributeValues"].update(to_item({":seen_scan": seen.event_key or ""}))
+    return update
+
+
+def image_action_update(action: ImageAction, now: datetime) -> dict[str, Any]:
+    """A push or delete noted on the digest record; a tagged push adds the tag to the digest's known tags."""
+    pushed = action.action is TagAction.PUSH
+    adds = "tags :tags" if action.tag is not None and pushed else ""
+    return digest_record_update(
+        action.image,
+        action.digest,
+        action.source.event_time,
+        now,
+        assignments=["last_pushed_at = :seen" if pushed else "deleted_at = :seen"],
+        values={":tags": {action.tag}} if adds else None,
+        adds=adds,
+    )
+
+
+def scan_states(table: LedgerTable, image: ImageName, digests: Iterable[str]) -> dict[str, ScanState]:
+    """The latest scan of each digest that has one, batched."""
+    wanted = {digest: digest_key(image, digest) for digest in dict.fromkeys(digests)}
+    items = table.batch_get(list(wanted.values()))
+    states: dict[str, ScanState] = {}
+    for digest, item_key in wanted.items():
+        scan = optional_scan(items.get(key_text(item_key), {}))
+        if scan is not None:
+            states[digest] = scan
+    return states

@@ -1,0 +1,177 @@
+"""Domain objects as ledger items and back: the attribute names and shapes stored in the table.
+
+Every function here speaks plain values (see `table.to_item`/`from_item`); keys live in `keys`, the alert
+outbox's attributes in `outbox`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from tagwarden.adapters.dynamodb.keys import FINDING_SK, POINTER_SK, finding_pk, image_pk, move_sk, scan_sk, tag_pk
+from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
+from tagwarden.domain.sources import SourceEvent
+from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
+
+
+def scan_values(scan: ScanState) -> Values:
+    """A scan state as stored (a map; `to_item` drops only top-level Nones, so absent fields are left out here)."""
+    values: Values = {
+        "status": scan.status.value,
+        "scanned_at": iso(scan.scanned_at),
+        "scanner": scan.scanner,
+        "finding_counts": dict(scan.finding_counts),
+    }
+    if scan.verdict is not None:
+        values["verdict"] = scan.verdict.value
+    if scan.event_key is not None:
+        values["event_key"] = scan.event_key
+    return values
+
+
+def stored_scan(values: Mapping[str, Any]) -> ScanState:
+    """Inverse of `scan_values`."""
+    return ScanState(
+        status=ScanStatus(values["status"]),
+        scanned_at=parse_iso(values["scanned_at"]),
+        scanner=values["scanner"],
+        verdict=Verdict(values["verdict"]) if "verdict" in values else None,
+        finding_counts={name: int(count) for name, count in values.get("finding_counts", {}).items()},
+        event_key=values.get("event_key"),
+    )
+
+
+def optional_scan(item: Mapping[str, Any]) -> ScanState | None:
+    """The `scan` attribute of an item (pointer, digest record or scan entry), if it has one."""
+    return stored_scan(item["scan"]) if "scan" in item else None
+
+
+def mark_values(mark: ScannedDigest) -> Values:
+    """A tag's last scanned digest as stored (a map)."""
+    return {"digest": mark.digest, "scanned_at": iso(mark.scanned_at)}
+
+
+def usage_values(in_use: Mapping[str, datetime]) -> Values:
+    """Usage sites (`cluster/namespace/kind/name` -> last seen) as stored (a map)."""
+    return {location: iso(seen) for location, seen in in_use.items()}
+
+
+def stored_usage(item: Mapping[str, Any]) -> dict[str, datetime]:
+    """The `in_use` map of an item, as usage sites."""
+    return {location: parse_iso(seen) for location, seen in item.get("in_use", {}).items()}
+
+
+def pointer_values(tag: TagRef, pointer: TagPointer, source: SourceEvent, now: datetime) -> Values:
+    """The tag's pointer item."""
+    scan = pointer.scan
+    mark = pointer.last_scanned
+    return {
+        "pk": tag_pk(tag),
+        "sk": POINTER_SK,
+        "kind": "tag_pointer",
+        "registry": tag.image.registry,
+        "repository": tag.image.repository,
+        "tag": tag.tag,
+        "digest": pointer.digest,
+        "last_digest": pointer.last_digest,
+        "event_key": pointer.event_key,
+        "event_id": source.event_id,
+        "event_time": iso(source.event_time),
+        "version": pointer.version,
+        "updated_at": iso(now),
+        "scan": scan_values(scan) if scan is not None else None,
+        "last_scanned": mark_values(mark) if mark is not None else None,
+        "in_use": usage_values(pointer.in_use),
+    }
+
+
+def stored_pointer(item: Mapping[str, Any]) -> TagPointer:
+    """Inverse of `pointer_values`."""
+    mark = item.get("last_scanned")
+    return TagPointer(
+        digest=item.get("digest"),
+        last_digest=item["last_digest"],
+        event_key=item["event_key"],
+        version=int(item["version"]),
+        scan=optional_scan(item),
+        last_scanned=ScannedDigest(mark["digest"], parse_iso(mark["scanned_at"])) if mark else None,
+        in_use=stored_usage(item),
+    )
+
+
+def move_values(tag: TagRef, move: TagMove, now: datetime) -> Values:
+    """A history entry item (without its alerts: see `outbox.outbox_values`)."""
+    return {
+        "pk": tag_pk(tag),
+        "sk": move_sk(move.source.key),
+        "kind": "tag_move",
+        "action": move.action.value,
+        "digest": move.digest,
+        "event_id": move.source.event_id,
+        "event_time": iso(move.source.event_time),
+        "late": move.late,
+        "move_alerted": move.alerted,
+        "recorded_at": iso(now),
+        "previous_digest": move.previous_digest,
+        "previous_key": move.previous_key,
+        "account": move.source.account,
+        "region": move.source.region,
+    }
+
+
+def stored_move(item: Mapping[str, Any]) -> TagMove:
+    """Inverse of `move_values`, with the alerts the entry raised."""
+    return TagMove(
+        action=TagAction(item["action"]),
+        digest=item["digest"],
+        previous_digest=item.get("previous_digest"),
+        source=SourceEvent(
+            event_id=item["event_id"],
+            event_time=parse_iso(item["event_time"]),
+            account=item.get("account"),
+            region=item.get("region"),
+        ),
+        late=item.get("late", False),
+        alerts=stored_alerts(item),
+        previous_key=item.get("previous_key"),
+        alerted=item.get("move_alerted", False),
+    )
+
+
+def stored_alerts(item: Mapping[str, Any]) -> tuple[Alert, ...]:
+    """The alerts stored on an entry (schema v1 JSON, one string each)."""
+    return tuple(Alert.model_validate_json(text) for text in item.get("alerts", []))
+
+
+def scan_entry_values(scan: ScanCompleted, state: ScanState, now: datetime) -> Values:
+    """A scan history entry: what the scanner reported (its alerts: see `outbox.outbox_values`)."""
+    return {
+        "pk": image_pk(scan.image, scan.digest),
+        "sk": scan_sk(scan.source.key),
+        "kind": "scan",
+        "digest": scan.digest,
+        "event_id": scan.source.event_id,
+        "event_time": iso(scan.source.event_time),
+        "scan": scan_values(state),
+        "tags_reported": list(scan.tags),
+        "recorded_at": iso(now),
+        "reported_total": scan.reported_total,
+    }
+
+
+def finding_values(alert: Alert, now: datetime) -> Values:
+    """A deployment finding: recorded once (its alert: see `outbox.outbox_values`)."""
+    return {
+        "pk": finding_pk(alert.alert_id),
+        "sk": FINDING_SK,
+        "kind": "finding",
+        "alert_type": alert.type.value,
+        "registry": alert.registry,
+        "repository": alert.repository,
+        "first_seen_at": iso(alert.event_time),
+        "recorded_at": iso(now),
+    }

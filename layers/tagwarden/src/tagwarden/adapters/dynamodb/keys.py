@@ -1,0 +1,77 @@
+"""The ledger's key scheme: every kind of item in the one table, and where it lives.
+
+| item           | pk                                       | sk                    |
+|----------------|------------------------------------------|-----------------------|
+| tag pointer    | `TAG#{registry}/{repository}:{tag}`      | `POINTER`             |
+| tag history    | `TAG#{registry}/{repository}:{tag}`      | `MOVE#{time}#{event}` |
+| digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`               |
+| scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
+| finding        | `FINDING#{alert_id}`                     | `FINDING`             |
+
+Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.tags import TagRef
+
+Item = dict[str, Any]
+"""An item (or key) in DynamoDB's attribute-value form, as the client sends and returns it."""
+
+POINTER_SK = "POINTER"
+MOVE_PREFIX = "MOVE#"
+# The first string after every `MOVE#...` key: `$` follows `#` in ASCII.
+MOVE_UPPER_BOUND = "MOVE$"
+IMAGE_SK = "IMAGE"
+SCAN_PREFIX = "SCAN#"
+FINDING_SK = "FINDING"
+
+
+def tag_pk(tag: TagRef) -> str:
+    """Partition of a tag: its pointer and its whole history."""
+    return f"TAG#{tag}"
+
+
+def image_pk(image: ImageName, digest: str) -> str:
+    """Partition of one digest in one repository."""
+    return f"IMAGE#{image}@{digest}"
+
+
+def finding_pk(alert_id: str) -> str:
+    """Partition of one deployment finding (alert ids are hex digests, safe in a key)."""
+    return f"FINDING#{alert_id}"
+
+
+def move_sk(event_key: str) -> str:
+    """Sort key of a history entry: time order, then event id."""
+    return f"{MOVE_PREFIX}{event_key}"
+
+
+def scan_sk(event_key: str) -> str:
+    """Sort key of a scan history entry."""
+    return f"{SCAN_PREFIX}{event_key}"
+
+
+def key(pk: str, sk: str) -> Item:
+    """A primary key in DynamoDB's attribute-value form."""
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def pointer_key(tag: TagRef) -> Item:
+    """The key of a tag's pointer."""
+    return key(tag_pk(tag), POINTER_SK)
+
+
+def digest_key(image: ImageName, digest: str) -> Item:
+    """The key of a digest record."""
+    return key(image_pk(image, digest), IMAGE_SK)
+
+
+def key_text(item: Mapping[str, Any]) -> str:
+    """A hashable identity of an item's key (either form: attribute values or plain strings)."""
+    pk, sk = item["pk"], item["sk"]
+    return f"{pk['S'] if isinstance(pk, Mapping) else pk}\x00{sk['S'] if isinstance(sk, Mapping) else sk}"
