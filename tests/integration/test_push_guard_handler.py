@@ -234,3 +234,21 @@ def test_missing_configuration_fails_the_cold_start_naming_the_variable(stack: S
 
     with pytest.raises(ConfigurationError, match="LEDGER_TABLE_NAME"):
         load_function_module("push_guard", {"ALERTS_TOPIC_ARN": stack.topic_arn, "LEDGER_TABLE_NAME": ""})
+
+
+def test_the_quiet_push_path_makes_two_ledger_requests(stack: Stack) -> None:
+    from tests.support.handlers import FakeLambdaContext
+    from tests.support.requests import RequestLog, dynamodb_operations
+
+    requests = RequestLog()
+    requests.attach()  # before the handler's clients exist: they copy the session's handlers
+    module = load_function_module("push_guard", stack.environment())
+    events = [
+        ecr_image_action(tag="latest", digest=A, time="2026-11-20T10:00:00Z"),  # first push of a tag
+        ecr_image_action(tag="latest", digest=A, time="2026-11-20T10:05:00Z"),  # same digest again
+    ]
+    for event in events:
+        with requests.record() as calls:
+            assert module.lambda_handler(event, FakeLambdaContext())["outcome"] == "recorded"
+        # One consistent read of pointer, entry and digest record; one transaction writing all three.
+        assert dynamodb_operations(calls) == {"BatchGetItem": 1, "TransactWriteItems": 1}

@@ -36,7 +36,8 @@ class DynamoDbTagLedger:
     def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
         """Pointer, this event's history entry and the digest record, in one consistent BatchGetItem."""
         keys = [pointer_key(tag), key(tag_pk(tag), move_sk(action.source.key)), digest_key(tag.image, action.digest)]
-        pointer, existing, image = (self._table.batch_get(keys).get(key_text(k)) for k in keys)
+        items = self._table.batch_get(keys)
+        pointer, existing, image = (items.get(key_text(k)) for k in keys)
         scan = optional_scan(image) if image else None
         return TagSnapshot(
             pointer=stored_pointer(pointer) if pointer else None,
