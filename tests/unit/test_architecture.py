@@ -1,0 +1,48 @@
+"""The package's layering, read from its imports: what each layer may depend on (STYLE.md, ports.py)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.support.template import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "layers" / "tagwarden" / "src" / "tagwarden"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-local and TYPE_CHECKING imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def modules(layer: str) -> list[Path]:
+    return sorted((PACKAGE / layer).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules("domain"), ids=lambda p: p.name)
+def test_the_domain_knows_no_aws_no_event_shapes_and_no_outer_layer(path: Path) -> None:
+    forbidden = ("boto3", "botocore", "tagwarden.adapters", "tagwarden.services", "tagwarden.events", "tagwarden.cli")
+    assert not {name for name in imports_of(path) if name.startswith(forbidden)}
+
+
+@pytest.mark.parametrize("path", modules("adapters"), ids=lambda p: p.name)
+def test_adapters_never_import_a_service_or_the_command(path: Path) -> None:
+    assert not {name for name in imports_of(path) if name.startswith(("tagwarden.services", "tagwarden.cli"))}
+
+
+def test_alert_delivery_state_lives_in_the_outbox_alone() -> None:
+    # The lease, delivered flag and partial progress are the outbox's: domain objects never carry them.
+    delivery_words = ("alerts_delivered", "alerts_lease_until", "alerts_published", "lease_until")
+    for path in modules("domain"):
+        text = path.read_text()
+        assert not [word for word in delivery_words if word in text], path.name
+    writers = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "alerts_delivered" in p.read_text()}
+    assert writers == {"adapters/dynamodb/outbox.py"}
