@@ -8,6 +8,7 @@ checkov skips those loops (see .checkov.yaml), so their encryption and retention
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from samcli.lib.cfn_language_extensions.api import process_template  # type: ignore[import-untyped]
 from tagwarden.cli.preflight import CLUSTER_NAME_PATTERN, STACK_FILTER_SUFFIX
 
-from tests.support.template import template
+from tests.support.template import REPO_ROOT, template
 
 FUNCTIONS = ("PushGuardFunction", "ScanRecorderFunction", "AuditWatcherFunction")
 OPERATIONS = [{"Ref": "OperationsTopic"}]
@@ -266,3 +267,34 @@ def test_one_subscription_filter_per_cluster_named_as_preflight_expects() -> Non
     assert set(filters) == {"AuditLogSubscriptionprod", "AuditLogSubscriptionstage1"}
     for resource in filters.values():
         assert sub_text(resource["Properties"]["FilterName"]) == "${AWS::StackName}" + STACK_FILTER_SUFFIX
+
+
+# --- the README's example key policy ------------------------------------------------------------------
+
+
+def _resolved(value: Any, variables: dict[str, str]) -> Any:
+    """`value` with every Fn::Sub of pseudo parameters resolved to the README's example values."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([^}]+)\}", lambda match: variables[match.group(1)], value["Fn::Sub"])
+        return {key: _resolved(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolved(item, variables) for item in value]
+    return value
+
+
+def test_the_readmes_example_key_policy_is_the_policy_the_stack_gives_its_own_key() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Bringing your own KMS key") :]
+    start = section.index("```json\n") + len("```json\n")
+    example = json.loads(section[start : section.index("\n```", start)])
+    variables = {
+        "AWS::Partition": "aws",
+        "AWS::AccountId": "111122223333",
+        "AWS::Region": "eu-west-1",
+        "AWS::StackName": "tagwarden",
+    }
+
+    policy = template()["Resources"]["TagwardenKey"]["Properties"]["KeyPolicy"]
+
+    assert example == _resolved(policy, variables)

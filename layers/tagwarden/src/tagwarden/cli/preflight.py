@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tagwarden.cli.errors import ExitCode, exit_codes, usage_error
-from tagwarden.cli.render import console, emit_json
+from tagwarden.cli.render import emit_json
 from tagwarden.cli.runtime import GlobalOptions, Runtime
 
 if TYPE_CHECKING:
@@ -258,21 +258,18 @@ def preflight(
         elif not results:
             typer.echo("no EKS clusters to check (EksClusterNames is empty)")
         else:
-            _print_table(results, runtime.region)
+            _print_lines(results, runtime.region)
         if not all(result.ready for result in results):
             raise typer.Exit(int(ExitCode.REFUSED))
 
 
-def _print_table(results: Sequence[ClusterReadiness], region: str) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"EKS audit log subscriptions in {region}")
-    table.add_column("Cluster")
-    table.add_column("Ready")
-    table.add_column("Why not")
+def _print_lines(results: Sequence[ClusterReadiness], region: str) -> None:
+    # One line per cluster, not a table: the reasons are long, and CI logs read lines.
+    typer.echo(f"EKS clusters in {region}, for the stack's audit log subscriptions:")
+    width = max(len(result.cluster) for result in results)
     for result in results:
-        table.add_row(result.cluster, "yes" if result.ready else "NO", "" if result.ready else result.reason)
-    console().print(table)
+        verdict = "ready" if result.ready else f"NOT READY: {result.reason}"
+        typer.echo(f"  {result.cluster:<{width}}  {verdict}")
 
 
 def register(app: typer.Typer) -> None:
