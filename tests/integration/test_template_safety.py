@@ -122,12 +122,14 @@ def test_each_function_logs_to_a_group_the_stack_creates_before_it(function: str
     assert set(template()["Globals"]["Function"]["LoggingConfig"]) == {"LogFormat", "ApplicationLogLevel"}
 
 
-def test_the_stacks_key_lets_cloudwatch_logs_encrypt_exactly_those_groups() -> None:
+def test_the_stacks_key_lets_cloudwatch_logs_of_its_region_encrypt_those_groups() -> None:
     statements = template()["Resources"]["TagwardenKey"]["Properties"]["KeyPolicy"]["Statement"]
     [logs] = [s for s in statements if s["Sid"] == "CloudWatchLogsEncryptsFunctionLogGroups"]
-    arn = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Sub"]
+    arns = [arn["Fn::Sub"] for arn in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]]
 
-    assert arn.endswith(":log-group:/tagwarden/${AWS::StackName}/*")
+    # The stack's groups; and the /aws/lambda/<function> groups an upgrade retains, still readable.
+    assert [arn.split(":log-group:")[1] for arn in arns] == ["/tagwarden/${AWS::StackName}/*", "/aws/lambda/*"]
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
 
 
 # --- alarms on the failure path -----------------------------------------------------------------------
