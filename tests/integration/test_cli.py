@@ -94,7 +94,7 @@ def test_history_prints_a_table_for_people(stack: Stack, push_guard: Handler, sc
     rows = [line for line in result.stdout.splitlines() if "PUSH" in line]
     assert len(rows) == 2
     assert "e-0" in rows[0] and "late" in rows[0] and "unscanned" in rows[0]
-    assert "e-1" in rows[1] and "sha256:aaaaaaaaaaaa" in rows[1] and "COMPLETE" in rows[1] and "fail" in rows[1]
+    assert "e-1" in rows[1] and "aaaaaaaaaaaa" in rows[1] and "COMPLETE" in rows[1] and "fail" in rows[1]
 
 
 def test_history_of_an_unknown_tag_is_a_usage_error_not_a_failed_check(stack: Stack, push_guard: Handler) -> None:

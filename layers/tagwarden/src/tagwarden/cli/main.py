@@ -482,5 +482,6 @@ def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -
         return
     why = "--no-publish" if route.topic_arn else "no --topic-arn or --stack-name"
     typer.echo(f"  alerts:   {len(withheld)} would alert (not published: {why})")
-    for alert in withheld:
+    # Most severe first, as everywhere else; alerts of one severity keep the order they were raised in.
+    for alert in sorted(withheld, key=lambda alert: -alert.severity.rank):
         typer.echo(f"  would alert: {alert.alert_id} {alert.type.value} {alert.severity.value} {alert.summary}")
