@@ -44,12 +44,22 @@ GLOBAL_OPTIONS_NOTE = (
 )
 
 
+class MissingOptionValueError(ValueError):
+    """A global option that takes a value ends the command line."""
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"Option '{option}' requires an argument.")
+
+
 def hoist_global_options(args: Sequence[str], takes_value: Mapping[str, bool]) -> list[str]:
     """The arguments with the global options found after the command moved before it.
 
     click parses a group's options only before the subcommand; moving them keeps one declaration (the
     callback's) while `tagwarden history IMAGE --table T` means what `tagwarden --table T history IMAGE`
     does. `takes_value` maps each global option name to whether a value follows it. Nothing after `--` moves.
+
+    Raises:
+        MissingOptionValueError: an option that takes a value is the last argument.
     """
     args = list(args)
     position = 0
@@ -71,6 +81,9 @@ def hoist_global_options(args: Sequence[str], takes_value: Mapping[str, bool]) -
         name, inline, _ = token.partition("=")
         if name in takes_value:
             width = 2 if takes_value[name] and not inline else 1
+            if index + width > len(after):
+                # Hoisted alone, it would take the command's name as its value.
+                raise MissingOptionValueError(name)
             hoisted.extend(after[index : index + width])
             index += width
         else:
@@ -91,7 +104,11 @@ class TagwardenGroup(TyperGroup):
             if isinstance(param, TyperOption) and param.rich_help_panel == GLOBAL
             for name in (*param.opts, *param.secondary_opts)
         }
-        return super().parse_args(ctx, hoist_global_options(args, takes_value))
+        try:
+            hoisted = hoist_global_options(args, takes_value)
+        except MissingOptionValueError as error:
+            ctx.fail(str(error))
+        return super().parse_args(ctx, hoisted)
 
 
 app = typer.Typer(
