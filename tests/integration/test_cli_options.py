@@ -86,6 +86,7 @@ def test_help_documents_each_global_option_once_and_every_command_points_to_it()
     for option in ("--json", "--stack-name", "--table", "--profile", "--region", "--endpoint-url"):
         declared = [line for line in top.stdout.splitlines() if line.startswith(f"│ {option} ")]
         assert len(declared) == 1, option
+        assert option in " ".join(command.stdout.split()), option  # named in the command's pointer to them
     declared_by_command = [line.lstrip("│ ").split()[0] for line in command.stdout.splitlines() if "│ --" in line]
     assert declared_by_command == ["--help"]
     assert "before or after the command" in top.stdout
