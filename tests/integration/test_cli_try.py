@@ -186,6 +186,23 @@ def test_make_help_aligns_every_description() -> None:
     assert len(starts) == 1, listed
 
 
+def test_a_first_make_demo_says_what_it_installs_before_it_starts(tmp_path: Path) -> None:
+    # A fresh checkout's first run, stopped where it would create the environment (PYTHON3=false).
+    make = shutil.which("make")
+    assert make is not None
+    first = subprocess.run(
+        [make, "-s", f"VENV={tmp_path / '.venv'}", "PYTHON3=false", "demo"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert first.returncode != 0
+    assert first.stdout.startswith(f"==> Python environment ({tmp_path / '.venv'}): first run installs about ")
+    assert "minutes" in first.stdout
+
+
 def test_the_demos_help_names_the_command_that_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         demo_main(["--help"])
