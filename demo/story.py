@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from tests.support.events import ecr_image_action, ecr_scan
 # The two images of the story: what CI built and scanned, and what the attacker pushed.
 SCANNED = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"
 ATTACKER = "sha256:0dd98d59f9f1e66f1115f07b99063d6f3c6de7f1f2cd85dec2783d3f5d7efbfa"
-LATEST = f"{ECR}/shop/api:latest"
+REPOSITORY = "shop/api"
+LATEST = f"{ECR}/{REPOSITORY}:latest"
 
 
 @dataclass(frozen=True)
@@ -47,26 +49,36 @@ def _rescheduled_pod() -> dict[str, Any]:
     return line
 
 
+def _event_id(name: str) -> str:
+    """A stable EventBridge event id, so that the ledger (and `make try`'s output) is the same on every run."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://tagwarden.invalid/demo/{name}"))
+
+
 def story() -> list[Step]:
     """The timeline, in the order the events arrive."""
     return [
         Step("1", "CI", "pushes shop/api:1.4.0", "push_guard",
-             ecr_image_action(tag="1.4.0", digest=SCANNED, time="2026-11-20T09:14:07Z")),
+             ecr_image_action(tag="1.4.0", digest=SCANNED, time="2026-11-20T09:14:07Z",
+                              event_id=_event_id("ci-push-1.4.0"))),
         Step("1", "CI", "pushes shop/api:latest (same image)", "push_guard",
-             ecr_image_action(tag="latest", digest=SCANNED, time="2026-11-20T09:14:08Z")),
+             ecr_image_action(tag="latest", digest=SCANNED, time="2026-11-20T09:14:08Z",
+                              event_id=_event_id("ci-push-latest"))),
         Step("1", "ECR", "basic scan completes: 2 HIGH, 7 MEDIUM, no CRITICAL (pass)", "scan_recorder",
              ecr_scan(digest=SCANNED, tags=["1.4.0", "latest"], time="2026-11-20T09:14:52Z",
-                      counts={"HIGH": 2, "MEDIUM": 7})),
+                      counts={"HIGH": 2, "MEDIUM": 7}, event_id=_event_id("ecr-scan"))),
         Step("2", "deployer", "creates Deployment shop/api with shop/api:latest", "audit_watcher",
              envelope([audit_line("deployment_create.json"), audit_line("pod_create_request_response.json")])),
         Step("2", "kubelet", "node ip-10-42-48-91 pulls the scanned digest and starts the pod", "audit_watcher",
              envelope([kubelet_status("api-7d9f8c6b5d-x2k9p", LATEST, f"{ECR}/shop/api@{SCANNED}", "c1")])),
         Step("3", "attacker", "pushes a different image as shop/api:latest", "push_guard",
-             ecr_image_action(tag="latest", digest=ATTACKER, time="2026-11-20T10:02:31Z")),
+             ecr_image_action(tag="latest", digest=ATTACKER, time="2026-11-20T10:02:31Z",
+                              event_id=_event_id("attacker-push-latest"))),
         Step("3", "attacker", "deletes the protected tag shop/api:1.4.0 (immutability workaround)", "push_guard",
-             ecr_image_action(tag="1.4.0", digest=SCANNED, action="DELETE", time="2026-11-20T10:03:10Z")),
+             ecr_image_action(tag="1.4.0", digest=SCANNED, action="DELETE", time="2026-11-20T10:03:10Z",
+                              event_id=_event_id("attacker-delete-1.4.0"))),
         Step("3", "attacker", "pushes the same image as shop/api:1.4.0", "push_guard",
-             ecr_image_action(tag="1.4.0", digest=ATTACKER, time="2026-11-20T10:03:12Z")),
+             ecr_image_action(tag="1.4.0", digest=ATTACKER, time="2026-11-20T10:03:12Z",
+                              event_id=_event_id("attacker-push-1.4.0"))),
         Step("4", "scheduler", "the pod is rescheduled: a new pod is created from shop/api:latest", "audit_watcher",
              envelope([_rescheduled_pod()])),
         Step("4", "kubelet", "node ip-10-42-61-17 pulls shop/api:latest: the attacker's digest", "audit_watcher",

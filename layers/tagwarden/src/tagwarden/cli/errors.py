@@ -18,13 +18,14 @@ class ExitCode(IntEnum):
 
     OK = 0
     REFUSED = 1  # a check failed, pin refused, an event could not be replayed
-    USAGE = 2  # bad arguments or configuration, including names AWS does not know
+    USAGE = 2  # bad arguments or configuration, including names AWS or the ledger does not know
     AWS = 3  # AWS or the ledger failed: worth retrying
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 check failed or refused; 2 usage or configuration error (bad reference; no, or an "
-    "unknown, table, stack or repository; no region or credentials); 3 AWS or ledger error."
+    "unknown, table, stack or repository; a tag `history` does not know; an empty replay file; no region or "
+    "credentials); 3 AWS or ledger error."
 )
 
 

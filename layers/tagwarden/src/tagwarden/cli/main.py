@@ -7,12 +7,14 @@ watcher), and heavy imports (boto3, the services) happen inside the commands, so
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup, TyperOption
 
-from tagwarden.cli.errors import EXIT_CODES_HELP, CliError, ExitCode, exit_codes, usage_error
+from tagwarden.cli.errors import EXIT_CODES_HELP, ExitCode, exit_codes, usage_error
 from tagwarden.cli.render import (
     alert_json,
     backfill_json,
@@ -35,15 +37,90 @@ if TYPE_CHECKING:
 
 GLOBAL = "Global options"
 REFERENCE_FORMAT = "<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag>][@<digest>]"
+# Shown under every command's help, where the global options themselves are not listed.
+GLOBAL_OPTIONS_NOTE = (
+    "Global options (--json, --stack-name, --table, --profile, --region, --endpoint-url) go before or after "
+    "the command: see `tagwarden --help`."
+)
+
+
+class MissingOptionValueError(ValueError):
+    """A global option that takes a value ends the command line."""
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"Option '{option}' requires an argument.")
+
+
+def hoist_global_options(args: Sequence[str], takes_value: Mapping[str, bool]) -> list[str]:
+    """The arguments with the global options found after the command moved before it.
+
+    click parses a group's options only before the subcommand; moving them keeps one declaration (the
+    callback's) while `tagwarden history IMAGE --table T` means what `tagwarden --table T history IMAGE`
+    does. `takes_value` maps each global option name to whether a value follows it. Nothing after `--` moves.
+
+    Raises:
+        MissingOptionValueError: an option that takes a value is the last argument.
+    """
+    args = list(args)
+    position = 0
+    # The command is the first argument that is neither an option nor an option's value.
+    while position < len(args) and args[position] != "--" and args[position].startswith("-"):
+        name, inline, _ = args[position].partition("=")
+        position += 2 if takes_value.get(name) and not inline else 1
+    if position >= len(args) or args[position] == "--":
+        return args
+    before, command, after = args[:position], args[position], args[position + 1 :]
+    hoisted: list[str] = []
+    kept: list[str] = []
+    index = 0
+    while index < len(after):
+        token = after[index]
+        if token == "--":  # noqa: S105 - the end of options, not a secret
+            kept.extend(after[index:])
+            break
+        name, inline, _ = token.partition("=")
+        if name in takes_value:
+            width = 2 if takes_value[name] and not inline else 1
+            if index + width > len(after):
+                # Hoisted alone, it would take the command's name as its value.
+                raise MissingOptionValueError(name)
+            hoisted.extend(after[index : index + width])
+            index += width
+        else:
+            kept.append(token)
+            index += 1
+    return [*before, *hoisted, command, *kept]
+
+
+class TagwardenGroup(TyperGroup):
+    """The command group, taking its global options before or after the command."""
+
+    # `ctx` is the click Context that typer vendors and does not export (`typer.Context` is a subclass).
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Parse the group's arguments after moving the global options found after the command before it."""
+        takes_value = {
+            name: not param.is_flag
+            for param in self.params
+            if isinstance(param, TyperOption) and param.rich_help_panel == GLOBAL
+            for name in (*param.opts, *param.secondary_opts)
+        }
+        try:
+            hoisted = hoist_global_options(args, takes_value)
+        except MissingOptionValueError as error:
+            ctx.fail(str(error))
+        return super().parse_args(ctx, hoisted)
+
 
 app = typer.Typer(
     name="tagwarden",
+    cls=TagwardenGroup,
     help=(
         "Ask the Tagwarden ledger where ECR tags pointed and which digests passed their scans; "
         "seed it from ECR; replay recorded events."
     ),
     epilog=(
-        f"{EXIT_CODES_HELP} The ledger comes from --table, or from the LedgerTableName output of --stack-name. "
+        f"{EXIT_CODES_HELP} Global options go before or after the command. "
+        "The ledger comes from --table, or from the LedgerTableName output of --stack-name. "
         "--endpoint-url applies to every AWS client (CloudFormation, DynamoDB, ECR, SNS). "
         "The tag policy and fail severity used by backfill and replay come from PROTECTED_TAG_PATTERNS, "
         "MUTABLE_TAG_PATTERNS and FAIL_SEVERITY, and the registries replay checks besides ECR from "
@@ -130,6 +207,28 @@ ImageArgument = Annotated[
 ]
 
 
+@app.callback()
+def global_options(
+    ctx: typer.Context,
+    json_output: JsonOption = False,
+    stack_name: StackNameOption = None,
+    table: TableOption = None,
+    profile: ProfileOption = None,
+    region: RegionOption = None,
+    endpoint_url: EndpointOption = None,
+) -> None:
+    """Put the run's `Runtime`, built from the global options, on the context for the command."""
+    ctx.obj = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+
+
+def _runtime(ctx: typer.Context) -> Runtime:
+    """The run's runtime, which the global options callback put on the context."""
+    runtime = ctx.find_object(Runtime)
+    if runtime is None:  # pragma: no cover - the callback runs before every command
+        raise RuntimeError("no Runtime on the context: the global options callback did not run")
+    return runtime
+
+
 def _reference(text: str) -> ImageReference:
     """An ECR image reference (the ledger only holds ECR images), or a usage error naming the format."""
     reference = parse_reference(text)
@@ -138,50 +237,48 @@ def _reference(text: str) -> ImageReference:
     return reference
 
 
-@app.command()
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
 def history(
+    ctx: typer.Context,
     reference: Annotated[
         str,
         typer.Argument(metavar="REPO:TAG", help="The tag: ECR registry host, repository and tag (`:latest` if none)."),
     ],
-    json_output: JsonOption = False,
-    stack_name: StackNameOption = None,
-    table: TableOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    endpoint_url: EndpointOption = None,
 ) -> None:
     """Show a tag's timeline, oldest first.
 
     Each push or delete with its time, digest, previous digest, event id and whether it arrived late, and
-    the scan state and verdict its digest has now.
+    the scan state and verdict its digest has now. The table shows digests by their first 12 hex digits (as
+    `docker images` does) and wraps long cells to fit the terminal; `--json` has every value in full. A tag
+    the ledger has never seen is a usage error (exit 2), not a failed check.
     """
     from tagwarden.domain.tags import TagRef
 
-    runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+    runtime = _runtime(ctx)
+    json_output = runtime.options.json_output
     with exit_codes(runtime):
         parsed = _reference(reference)
         if parsed.tag is None:
             raise usage_error(f"history needs a tag: {reference!r} names a digest only")
         tag = TagRef(parsed.name, parsed.tag)
         entries = runtime.queries().tag_history(tag)
-        if json_output:
-            emit_json(history_json(entries or []))
         if entries is None:
-            raise CliError(ExitCode.REFUSED, f"unknown tag: {tag} is not in the ledger")
-        if not json_output:
+            # Not "check failed" (exit 1, which CI gates act on): the question named something the ledger
+            # has never seen, like an unknown table or repository.
+            raise usage_error(
+                f"unknown tag: {tag} is not in {runtime.ledger_description()} (no push or delete recorded; "
+                "check the registry, repository and tag)"
+            )
+        if json_output:
+            emit_json(history_json(entries))
+        else:
             console().print(history_table(tag, entries))
 
 
-@app.command()
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
 def check(
+    ctx: typer.Context,
     image: ImageArgument,
-    json_output: JsonOption = False,
-    stack_name: StackNameOption = None,
-    table: TableOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    endpoint_url: EndpointOption = None,
 ) -> None:
     """Gate a deployment on the image's scan (exit 0 pass, 1 refused).
 
@@ -189,7 +286,8 @@ def check(
     prints the reason and exits 1: unknown tag or digest, tag deleted, unscanned, failed scan, failing
     verdict, or tag moved since its last scan (IMAGE names tag and digest, and the tag now names another).
     """
-    runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+    runtime = _runtime(ctx)
+    json_output = runtime.options.json_output
     with exit_codes(runtime):
         result = runtime.queries().check(_reference(image))
         if json_output:
@@ -200,22 +298,18 @@ def check(
             raise typer.Exit(int(ExitCode.REFUSED))
 
 
-@app.command()
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
 def pin(
+    ctx: typer.Context,
     image: ImageArgument,
-    json_output: JsonOption = False,
-    stack_name: StackNameOption = None,
-    table: TableOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    endpoint_url: EndpointOption = None,
 ) -> None:
     """Print the image pinned to its scanned digest, for deployments.
 
     Prints registry/repository@sha256:... for the tag's current digest if it has a passing scan; refuses
     (exit 1, the reason on stderr, nothing on stdout) for the same reasons as `check`.
     """
-    runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+    runtime = _runtime(ctx)
+    json_output = runtime.options.json_output
     with exit_codes(runtime):
         result = runtime.queries().check(_reference(image))
         if json_output:
@@ -228,20 +322,15 @@ def pin(
             raise typer.Exit(int(ExitCode.REFUSED))
 
 
-@app.command()
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
 def backfill(
+    ctx: typer.Context,
     repositories: Annotated[
         list[str] | None,
         typer.Argument(metavar="REPOSITORY", help="ECR repositories to seed, e.g. shop/api (default: all)."),
     ] = None,
     topic_arn: TopicOption = None,
     publish: PublishOption = True,
-    json_output: JsonOption = False,
-    stack_name: StackNameOption = None,
-    table: TableOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    endpoint_url: EndpointOption = None,
 ) -> None:
     """Seed the ledger from ECR, through the functions' own services.
 
@@ -258,7 +347,8 @@ def backfill(
 
     from tagwarden.services.backfill import Backfill, BackfillReport
 
-    runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+    runtime = _runtime(ctx)
+    json_output = runtime.options.json_output
     with exit_codes(runtime), quiet_core():
         names = [validate_repository(name) for name in repositories or []]
         route = runtime.alert_route(topic_arn, publish)
@@ -326,8 +416,9 @@ class _ReplayServices:
         return self._services()[2]
 
 
-@app.command()
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
 def replay(
+    ctx: typer.Context,
     files: Annotated[
         list[Path],
         typer.Argument(
@@ -351,12 +442,6 @@ def replay(
     ] = None,
     topic_arn: TopicOption = None,
     publish: PublishOption = True,
-    json_output: JsonOption = False,
-    stack_name: StackNameOption = None,
-    table: TableOption = None,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    endpoint_url: EndpointOption = None,
 ) -> None:
     """Feed recorded events through the functions' own parsing and services.
 
@@ -371,7 +456,8 @@ def replay(
     from tagwarden.cli.replay import deliveries, read_events, validate_cluster
     from tagwarden.cli.replay import replay as replay_event
 
-    runtime = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+    runtime = _runtime(ctx)
+    json_output = runtime.options.json_output
     with exit_codes(runtime), quiet_core():
         # Every file is read before anything is written, so a typo in the last file changes nothing.
         cluster_name = validate_cluster(cluster) if cluster is not None else None
@@ -413,5 +499,6 @@ def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -
         return
     why = "--no-publish" if route.topic_arn else "no --topic-arn or --stack-name"
     typer.echo(f"  alerts:   {len(withheld)} would alert (not published: {why})")
-    for alert in withheld:
+    # Most severe first, as everywhere else; alerts of one severity keep the order they were raised in.
+    for alert in sorted(withheld, key=lambda alert: -alert.severity.rank):
         typer.echo(f"  would alert: {alert.alert_id} {alert.type.value} {alert.severity.value} {alert.summary}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
 
-from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
+from tagwarden.domain.scans import FindingSeverity, ScanState, ScanStatus, Verdict
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,8 +21,22 @@ if TYPE_CHECKING:
     from tagwarden.services.backfill import BackfillReport
     from tagwarden.services.ledger_queries import HistoryEntry, ImageCheck
 
-# Wide enough for full event ids when the output is a file or a pipe (rich assumes 80 columns there).
+# Wide enough for every history column on one line when the output is a file or a pipe (rich assumes 80).
 PIPE_WIDTH = 200
+# Most severe first; UNDEFINED (findings the scanner could not rate) after every rated severity.
+_SEVERITY_RANK = {
+    severity.value: rank
+    for rank, severity in enumerate(
+        (
+            FindingSeverity.CRITICAL,
+            FindingSeverity.HIGH,
+            FindingSeverity.MEDIUM,
+            FindingSeverity.LOW,
+            FindingSeverity.INFORMATIONAL,
+            FindingSeverity.UNDEFINED,
+        )
+    )
+}
 
 
 def emit_json(data: object) -> None:
@@ -30,11 +45,14 @@ def emit_json(data: object) -> None:
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr), created per use so it writes where the streams are now."""
+    """A rich console on stdout (or stderr), created per use so it writes where the streams are now.
+
+    Piped, it is `PIPE_WIDTH` wide unless COLUMNS says otherwise (`COLUMNS=80 tagwarden history ... | less`).
+    """
     from rich.console import Console
 
     out = Console(stderr=stderr, highlight=False)
-    if not out.is_terminal:
+    if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = PIPE_WIDTH
     return out
 
@@ -45,11 +63,20 @@ def iso(moment: datetime) -> str:
 
 
 def short(digest: str | None) -> str:
-    """A digest shortened for a table: algorithm and the first 12 characters."""
+    """A digest shortened for a table: its first 12 hex digits, as `docker images` shows image ids."""
     if digest is None:
         return "-"
-    algorithm, _, encoded = digest.partition(":")
-    return f"{algorithm}:{encoded[:12]}"
+    return digest.partition(":")[2][:12] or digest
+
+
+def by_severity(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Finding counts, most severe first (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, then unrated ones)."""
+    return sorted(counts.items(), key=lambda item: _SEVERITY_RANK.get(item[0], len(_SEVERITY_RANK)))
+
+
+def severity_counts(counts: Mapping[str, int]) -> str:
+    """`2 CRITICAL, 1 HIGH`: counts most severe first, as the check's reasons and the alerts word them."""
+    return ", ".join(f"{count} {name}" for name, count in by_severity(counts))
 
 
 def scan_json(scan: ScanState | None) -> dict[str, object] | None:
@@ -83,19 +110,35 @@ def history_json(entries: Sequence[HistoryEntry]) -> list[dict[str, object]]:
 
 
 def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
-    """A tag's timeline as a table, oldest first."""
+    """A tag's timeline as a table, oldest first, readable from 80 columns up.
+
+    Each entry takes two lines: date over time, digest over the previous one, scan status over the scanner,
+    so that the fixed columns stay narrow and the event id and verdict get the rest of the width; down to 80
+    columns they wrap (an event id is folded over lines), and no value is ever cut. Digests are shown by
+    their first 12 hex digits; `--json` has them in full.
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{tag}", title_justify="left")
-    for column in ("Time (UTC)", "Action", "Digest", "Previous", "Event", "Late", "Scan", "Verdict"):
-        table.add_column(column, no_wrap=True)
+    table = Table(
+        title=f"{tag}", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+    table.add_column("Time (UTC)", no_wrap=True)
+    table.add_column("Action", no_wrap=True)
+    table.add_column("Digest\n← previous", no_wrap=True)
+    # The event id and the verdict share what is left and wrap (an event id has no spaces: it is folded).
+    # No `min_width`: rich 15 renders a cell at its minimum width, then crops it to a narrower column.
+    table.add_column("Event", overflow="fold")
+    table.add_column("Late", no_wrap=True)
+    table.add_column("Scan", no_wrap=True)
+    table.add_column("Verdict", overflow="fold")
     for entry in entries:
         move, scan = entry.move, entry.scan
+        previous = f"\n← {short(move.previous_digest)}" if move.previous_digest is not None else ""
         table.add_row(
-            f"{move.source.event_time.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            f"{move.source.event_time.astimezone(UTC):%Y-%m-%d\n%H:%M:%S}",
             move.action.value,
-            short(move.digest),
-            short(move.previous_digest),
+            f"{short(move.digest)}{previous}",
             move.source.event_id,
             "late" if move.late else "",
             _scan_cell(scan),
@@ -108,7 +151,7 @@ def _scan_cell(scan: ScanState | None) -> str:
     if scan is None:
         return "[yellow]unscanned[/yellow]"
     colour = "red" if scan.status is ScanStatus.FAILED else "green"
-    return f"[{colour}]{scan.status.value}[/{colour}] {scan.scanner}"
+    return f"[{colour}]{scan.status.value}[/{colour}]\n{scan.scanner}"
 
 
 def _verdict_cell(scan: ScanState | None) -> str:
@@ -116,8 +159,8 @@ def _verdict_cell(scan: ScanState | None) -> str:
         return "-"
     if scan.verdict is Verdict.PASS:
         return "[green]pass[/green]"
-    counts = ", ".join(f"{name} {count}" for name, count in sorted(scan.finding_counts.items()))
-    return f"[red]fail[/red] ({counts})" if counts else "[red]fail[/red]"
+    counts = severity_counts(scan.finding_counts)
+    return f"[red]fail[/red]: {counts}" if counts else "[red]fail[/red]"
 
 
 def check_json(check: ImageCheck) -> dict[str, object]:

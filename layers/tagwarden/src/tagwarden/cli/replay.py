@@ -247,7 +247,11 @@ class Replayed:
 
 
 def read_events(path: Path) -> list[Any]:
-    """The events a file holds: one JSON event, a JSON list of events, or one JSON event per line."""
+    """The events a file holds: one JSON event, a JSON list of events, or one JSON event per line.
+
+    A file without any event (empty, blank lines, `[]`) is a usage error: most likely the wrong file, or a
+    recording that failed, and a replay that does nothing must not look like one that went well.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -263,8 +267,11 @@ def read_events(path: Path) -> list[Any]:
                 events.append(json.loads(line))
             except json.JSONDecodeError as error:
                 raise usage_error(f"{path}:{number}: not JSON, a JSON list or JSON lines ({error.msg})") from None
-        return events
-    return loaded if isinstance(loaded, list) else [loaded]
+    else:
+        events = loaded if isinstance(loaded, list) else [loaded]
+    if not events:
+        raise usage_error(f"{path}: no events to replay (the file is empty or holds an empty list)")
+    return events
 
 
 def replay(origin: str, event: Any, services: ReplayServices, routes: Sequence[Route] = ROUTES) -> Replayed:
