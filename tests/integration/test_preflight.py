@@ -8,14 +8,13 @@ from typing import Any
 
 import boto3
 import pytest
-import typer
 from moto import mock_aws
 from tagwarden.cli.errors import CliError, ExitCode
+from tagwarden.cli.main import app
 from tagwarden.cli.preflight import (
     NotReady,
     check_clusters,
     parse_cluster_names,
-    register,
     stack_filter_name,
 )
 from typer.testing import CliRunner, Result
@@ -67,15 +66,7 @@ def account() -> Iterator[Account]:
 
 
 def preflight(*args: str) -> Result:
-    """The command as the lead wires it into `tagwarden`: an application with `register` applied."""
-    app = typer.Typer()
-    register(app)
-
-    # A second command keeps typer from collapsing the application into its single command.
-    @app.command()
-    def other() -> None:  # pragma: no cover - never invoked
-        """Placeholder."""
-
+    """`tagwarden preflight` as users run it."""
     result = CliRunner().invoke(app, ["preflight", *args, "--region", REGION])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from tagwarden.ports import TagwardenError
@@ -29,7 +30,7 @@ class StackUnavailableError(TagwardenError):
 
 
 def read_stack(client: CloudFormationClient, stack_name: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The stack's outputs by key (`LedgerTableName`, ...) and the functions' policy variables it sets."""
+    """The stack's outputs by key (`LedgerTableName`, ...) and its parameters by key (`EksClusterNames`, ...)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -50,9 +51,14 @@ def read_stack(client: CloudFormationClient, stack_name: str) -> tuple[dict[str,
         for output in stacks[0].get("Outputs", [])
         if "OutputKey" in output and "OutputValue" in output
     }
-    policy = {
-        POLICY_PARAMETERS[parameter["ParameterKey"]]: parameter["ParameterValue"]
+    parameters = {
+        parameter["ParameterKey"]: parameter["ParameterValue"]
         for parameter in stacks[0].get("Parameters", [])
-        if parameter.get("ParameterKey") in POLICY_PARAMETERS and "ParameterValue" in parameter
+        if "ParameterKey" in parameter and "ParameterValue" in parameter
     }
-    return outputs, policy
+    return outputs, parameters
+
+
+def policy_variables(parameters: Mapping[str, str]) -> dict[str, str]:
+    """The functions' policy variables that the stack's parameters set (as the template's Globals do)."""
+    return {variable: parameters[name] for name, variable in POLICY_PARAMETERS.items() if name in parameters}

@@ -489,6 +489,57 @@ def replay(
             raise typer.Exit(int(ExitCode.REFUSED))
 
 
+@app.command(epilog=GLOBAL_OPTIONS_NOTE)
+def preflight(
+    ctx: typer.Context,
+    clusters: Annotated[
+        str | None,
+        typer.Option(
+            "--clusters",
+            metavar="NAMES",
+            help="Comma-separated EKS cluster names, as for the EksClusterNames parameter (default: the stack's).",
+        ),
+    ] = None,
+) -> None:
+    """Check that the EKS clusters are ready for the stack's audit log subscriptions (exit 0 ready, 1 not).
+
+    For each cluster, in the stack's region: the cluster exists, its control-plane audit logging is on, its
+    log group /aws/eks/NAME/cluster exists, and the group has a free subscription-filter slot (CloudWatch Logs
+    allows two; a filter the stack already owns there does not count). Run it before `sam deploy` with new
+    clusters: a cluster that is not ready makes the deploy roll back. Without --clusters, --stack-name's
+    EksClusterNames parameter is read with DescribeStacks.
+    """
+    from tagwarden.cli.preflight import (
+        CLUSTERS_PARAMETER,
+        check_clusters,
+        parse_cluster_names,
+        readiness_json,
+        readiness_lines,
+        stack_filter_name,
+    )
+
+    runtime = _runtime(ctx)
+    stack_name = runtime.options.stack_name
+    with exit_codes(runtime):
+        if clusters is not None:
+            names = parse_cluster_names(clusters)
+        elif stack_name is not None:
+            if CLUSTERS_PARAMETER not in runtime.stack_parameters:
+                raise usage_error(f"stack {stack_name!r} has no {CLUSTERS_PARAMETER} parameter: not a Tagwarden stack?")
+            names = parse_cluster_names(runtime.stack_parameters[CLUSTERS_PARAMETER])
+        else:
+            raise usage_error("which clusters? pass --clusters, or --stack-name to read its EksClusterNames")
+        filter_name = stack_filter_name(stack_name) if stack_name is not None else None
+        results = check_clusters(runtime.client("eks"), runtime.client("logs"), names, filter_name)
+        if runtime.options.json_output:
+            emit_json(readiness_json(results))
+        else:
+            for line in readiness_lines(results, runtime.region):
+                typer.echo(line)
+        if not all(result.ready for result in results):
+            raise typer.Exit(int(ExitCode.REFUSED))
+
+
 def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -> None:
     if route.publishes:
         target = f"published to {route.topic_arn}"

@@ -6,8 +6,8 @@ another region, has audit logging off, has no such log group yet, or that the gr
 subscription filters CloudWatch Logs allows, and then rolls the whole deploy back. This command asks EKS and
 CloudWatch Logs first and names each cluster that is not ready, and why.
 
-`check_clusters` is the check itself, on an EKS and a CloudWatch Logs client; `register` adds the command to
-the `tagwarden` application.
+`check_clusters` is the check itself, on an EKS and a CloudWatch Logs client; `tagwarden preflight`
+(cli/main.py) runs it with the command's clients and prints `readiness_lines` or `readiness_json`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-import typer
-
-from tagwarden.cli.errors import ExitCode, exit_codes, usage_error
-from tagwarden.cli.render import emit_json
-from tagwarden.cli.runtime import GlobalOptions, Runtime
-
-if TYPE_CHECKING:
-    from mypy_boto3_cloudformation import CloudFormationClient
+from tagwarden.cli.errors import usage_error
 
 # EKS's own cluster name grammar (CreateCluster); template.yaml's EksClusterNames AllowedPattern is
 # '^$|' + this (tests/integration/test_template_safety.py checks that they agree).
 CLUSTER_NAME_PATTERN = "^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$"
 CLUSTERS_PARAMETER = "EksClusterNames"
-GLOBAL = "Global options"
 AUDIT_LOG_TYPE = "audit"
 # CloudWatch Logs allows two subscription filters per log group (a quota that cannot be raised).
 SUBSCRIPTION_FILTERS_PER_LOG_GROUP = 2
@@ -162,27 +154,6 @@ def _audit_logging_enabled(cluster: dict[str, Any]) -> bool:
     return any(setup.get("enabled") and AUDIT_LOG_TYPE in setup.get("types", []) for setup in setups)
 
 
-def stack_cluster_names(client: CloudFormationClient, stack_name: str) -> list[str]:
-    """The deployed stack's `EksClusterNames` parameter, split; a stack without it is a usage error."""
-    from botocore.exceptions import ClientError
-
-    from tagwarden.adapters.stack_outputs import StackNotFoundError
-
-    try:
-        stacks = client.describe_stacks(StackName=stack_name).get("Stacks", [])
-    except ClientError as error:
-        # CloudFormation reports a missing stack as a ValidationError "Stack with id ... does not exist".
-        if "does not exist" in error.response.get("Error", {}).get("Message", ""):
-            raise StackNotFoundError(f"stack {stack_name!r} does not exist") from error
-        raise
-    if not stacks:
-        raise StackNotFoundError(f"stack {stack_name!r} does not exist")
-    for parameter in stacks[0].get("Parameters", []):
-        if parameter.get("ParameterKey") == CLUSTERS_PARAMETER:
-            return parse_cluster_names(parameter.get("ParameterValue", ""))
-    raise usage_error(f"stack {stack_name!r} has no {CLUSTERS_PARAMETER} parameter: not a Tagwarden stack?")
-
-
 def readiness_json(results: Sequence[ClusterReadiness]) -> dict[str, object]:
     """The verdicts as JSON: all ready or not, and each cluster's."""
     return {
@@ -201,77 +172,13 @@ def readiness_json(results: Sequence[ClusterReadiness]) -> dict[str, object]:
     }
 
 
-def preflight(
-    clusters: Annotated[
-        str | None,
-        typer.Option(
-            "--clusters",
-            metavar="NAMES",
-            help="Comma-separated EKS cluster names, as for the EksClusterNames parameter (default: the stack's).",
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Machine output: JSON on stdout.", rich_help_panel=GLOBAL)
-    ] = False,
-    stack_name: Annotated[
-        str | None,
-        typer.Option(
-            "--stack-name",
-            envvar="TAGWARDEN_STACK_NAME",
-            help=(
-                "The Tagwarden stack (deployed, or about to be): its filters count as its own, and without "
-                "--clusters its EksClusterNames parameter is read with DescribeStacks."
-            ),
-        ),
-    ] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile.", rich_help_panel=GLOBAL)] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            "--region", help="The stack's region (default: AWS_REGION or the profile's).", rich_help_panel=GLOBAL
-        ),
-    ] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option("--endpoint-url", help="Send every AWS request to this URL.", rich_help_panel=GLOBAL),
-    ] = None,
-) -> None:
-    """Check that the EKS clusters are ready for the stack's audit log subscriptions (exit 0 ready, 1 not).
-
-    For each cluster, in the stack's region: the cluster exists, its control-plane audit logging is on, its
-    log group /aws/eks/NAME/cluster exists, and the group has a free subscription-filter slot (CloudWatch Logs
-    allows two; a filter the stack already owns there does not count). Run it before `sam deploy` with new
-    clusters: a cluster that is not ready makes the deploy roll back.
-    """
-    runtime = Runtime(GlobalOptions(json_output, stack_name, None, profile, region, endpoint_url))
-    with exit_codes(runtime):
-        if clusters is not None:
-            names = parse_cluster_names(clusters)
-        elif stack_name is not None:
-            names = stack_cluster_names(runtime.client("cloudformation"), stack_name)
-        else:
-            raise usage_error("which clusters? pass --clusters, or --stack-name to read its EksClusterNames")
-        filter_name = stack_filter_name(stack_name) if stack_name is not None else None
-        results = check_clusters(runtime.client("eks"), runtime.client("logs"), names, filter_name)
-        if json_output:
-            emit_json(readiness_json(results))
-        elif not results:
-            typer.echo("no EKS clusters to check (EksClusterNames is empty)")
-        else:
-            _print_lines(results, runtime.region)
-        if not all(result.ready for result in results):
-            raise typer.Exit(int(ExitCode.REFUSED))
-
-
-def _print_lines(results: Sequence[ClusterReadiness], region: str) -> None:
-    # One line per cluster, not a table: the reasons are long, and CI logs read lines.
-    typer.echo(f"EKS clusters in {region}, for the stack's audit log subscriptions:")
+def readiness_lines(results: Sequence[ClusterReadiness], region: str) -> list[str]:
+    """One line per cluster, not a table: the reasons are long, and CI logs read lines."""
+    if not results:
+        return ["no EKS clusters to check (EksClusterNames is empty)"]
     width = max(len(result.cluster) for result in results)
+    lines = [f"EKS clusters in {region}, for the stack's audit log subscriptions:"]
     for result in results:
         verdict = "ready" if result.ready else f"NOT READY: {result.reason}"
-        typer.echo(f"  {result.cluster:<{width}}  {verdict}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `preflight` command to the `tagwarden` application."""
-    app.command(name="preflight")(preflight)
+        lines.append(f"  {result.cluster:<{width}}  {verdict}")
+    return lines

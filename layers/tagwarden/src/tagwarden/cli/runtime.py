@@ -123,10 +123,17 @@ class Runtime:
         return self._stack[0]
 
     @property
+    def stack_parameters(self) -> dict[str, str]:
+        """The parameters of `--stack-name` (empty without one)."""
+        return self._stack[1]
+
+    @property
     def policy_environment(self) -> Mapping[str, str]:
         """The functions' policy variables: the deployed stack's parameters with `--stack-name` (what the
         functions really use), else this command's environment."""
-        return {**self._environ, **self._stack[1]}
+        from tagwarden.adapters.stack_outputs import policy_variables
+
+        return {**self._environ, **policy_variables(self.stack_parameters)}
 
     @cached_property
     def table_name(self) -> str:
