@@ -66,3 +66,10 @@ def test_config_reads_patterns_and_names_missing_variables() -> None:
         PushGuardConfig.from_env({"ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:alerts"})
     with pytest.raises(ConfigurationError, match=r"ALERTS_TOPIC_ARN: .*SNS topic ARN"):
         PushGuardConfig.from_env({"LEDGER_TABLE_NAME": "ledger", "ALERTS_TOPIC_ARN": "alerts"})
+
+
+def test_finding_counts_read_most_severe_first_everywhere() -> None:
+    from tagwarden.domain.scans import severity_counts
+
+    counts = {"LOW": 4, "UNDEFINED": 1, "CRITICAL": 1, "INFORMATIONAL": 7, "HIGH": 2, "MEDIUM": 3}
+    assert severity_counts(counts) == "1 CRITICAL, 2 HIGH, 3 MEDIUM, 4 LOW, 7 INFORMATIONAL, 1 UNDEFINED"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
 
-from tagwarden.domain.scans import FindingSeverity, ScanState, ScanStatus, Verdict
+from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,20 +23,6 @@ if TYPE_CHECKING:
 
 # Wide enough for every history column on one line when the output is a file or a pipe (rich assumes 80).
 PIPE_WIDTH = 200
-# Most severe first; UNDEFINED (findings the scanner could not rate) after every rated severity.
-_SEVERITY_RANK = {
-    severity.value: rank
-    for rank, severity in enumerate(
-        (
-            FindingSeverity.CRITICAL,
-            FindingSeverity.HIGH,
-            FindingSeverity.MEDIUM,
-            FindingSeverity.LOW,
-            FindingSeverity.INFORMATIONAL,
-            FindingSeverity.UNDEFINED,
-        )
-    )
-}
 
 
 def emit_json(data: object) -> None:
@@ -67,16 +53,6 @@ def short(digest: str | None) -> str:
     if digest is None:
         return "-"
     return digest.partition(":")[2][:12] or digest
-
-
-def by_severity(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    """Finding counts, most severe first (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, then unrated ones)."""
-    return sorted(counts.items(), key=lambda item: _SEVERITY_RANK.get(item[0], len(_SEVERITY_RANK)))
-
-
-def severity_counts(counts: Mapping[str, int]) -> str:
-    """`2 CRITICAL, 1 HIGH`: counts most severe first, as the check's reasons and the alerts word them."""
-    return ", ".join(f"{count} {name}" for name, count in by_severity(counts))
 
 
 def scan_json(scan: ScanState | None) -> dict[str, object] | None:

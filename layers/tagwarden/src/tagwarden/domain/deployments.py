@@ -9,7 +9,7 @@ from datetime import datetime
 from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
 from tagwarden.domain.images import ImageName, ImageReference, ecr_host_parts
 from tagwarden.domain.rules import short_digest
-from tagwarden.domain.scans import FindingSeverity, ScanState
+from tagwarden.domain.scans import FindingSeverity, ScanState, severity_counts
 from tagwarden.domain.severity import Severity
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.domain.workloads import Workload
@@ -208,7 +208,7 @@ def _vulnerable(
     seen_at: datetime,
 ) -> Alert:
     critical = scan.finding_counts.get(FindingSeverity.CRITICAL.value, 0) > 0
-    counts = ", ".join(f"{count} {name}" for name, count in sorted(scan.finding_counts.items()))
+    counts = severity_counts(scan.finding_counts)
     return _alert(
         AlertType.VULNERABLE_IMAGE_DEPLOYED,
         Severity.CRITICAL if critical else Severity.HIGH,

@@ -44,6 +44,22 @@ _RANKED = (
     FindingSeverity.HIGH,
     FindingSeverity.CRITICAL,
 )
+# Most severe first, as people read counts; findings the scanner could not rate come after every rated one.
+_MOST_SEVERE_FIRST = {
+    severity.value: rank for rank, severity in enumerate((*reversed(_RANKED), FindingSeverity.UNDEFINED))
+}
+
+
+def by_severity(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Finding counts, most severe first (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, then unrated ones)."""
+    return sorted(counts.items(), key=lambda item: _MOST_SEVERE_FIRST.get(item[0], len(_MOST_SEVERE_FIRST)))
+
+
+def severity_counts(counts: Mapping[str, int]) -> str:
+    """`2 CRITICAL, 1 HIGH`: counts most severe first, as alerts, checks and the command word them."""
+    return ", ".join(f"{count} {name}" for name, count in by_severity(counts))
+
+
 _ALIASES = {"UNTRIAGED": FindingSeverity.UNDEFINED, "INFO": FindingSeverity.INFORMATIONAL}
 # Inspector's TOTAL counts every finding, including ones not broken down by severity: not a severity.
 REPORTED_TOTAL_KEY = "TOTAL"

@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tagwarden.domain.images import ImageReference
-from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
+from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 from tagwarden.domain.tags import TagMove, TagPointer, TagRef
 
 if TYPE_CHECKING:
@@ -204,13 +204,4 @@ def _when(scan: ScanState) -> str:
 
 
 def _counts(scan: ScanState) -> str:
-    if not scan.finding_counts:
-        return "findings at or above the fail severity"
-    return ", ".join(f"{count} {name}" for name, count in sorted(scan.finding_counts.items(), key=_severity_order))
-
-
-_ORDER = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
-
-
-def _severity_order(item: tuple[str, int]) -> int:
-    return _ORDER.index(item[0]) if item[0] in _ORDER else len(_ORDER)
+    return severity_counts(scan.finding_counts) or "findings at or above the fail severity"
