@@ -720,7 +720,7 @@ def test_replay_goes_on_past_invalid_and_unknown_events_and_exits_1(stack: Stack
 
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert "bad: invalid: invalid EcrImageActionEvent: detail.image-digest" in lines[0]
+    assert "bad: invalid: invalid EcrImageActionEvent: ECR Image Action.detail.image-digest" in lines[0]
     assert "s3-1: unsupported (source 'aws.s3', detail-type 'Object Created')" in lines[1]
     assert lines[2].endswith("good: recorded")
 
