@@ -721,7 +721,7 @@ def test_replay_goes_on_past_invalid_and_unknown_events_and_exits_1(stack: Stack
 
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
-    assert "bad: invalid: invalid EcrImageActionEvent: detail.image-digest" in lines[0]
+    assert "bad: invalid: invalid EcrImageActionEvent: ECR Image Action.detail.image-digest" in lines[0]
     assert "s3-1: unsupported (source 'aws.s3', detail-type 'Object Created')" in lines[1]
     assert lines[2].endswith("good: recorded")
 
@@ -1061,3 +1061,15 @@ def test_with_a_stack_the_policy_is_the_stacks_parameters(stack: Stack, tmp_path
     refused = tagwarden("check", f"{IMAGE}:main", "--stack-name", "strict")
     assert refused.exit_code == 1  # HIGH findings fail under the stack's FailSeverity, whatever the shell says
     assert "fail" in refused.output
+
+
+def test_replay_routes_pull_through_cache_and_replication_events_to_the_push_guard(stack: Stack) -> None:
+    samples = [EVENTS / "push_guard" / name for name in ("pull_through_cache_sync.json", "replication_success.json")]
+
+    result = tagwarden("replay", *map(str, samples), "--table", stack.table_name, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert [(e["function"], e["outcome"]) for e in json.loads(result.stdout)["events"]] == [
+        ("push-guard", "recorded"),
+        ("push-guard", "recorded"),
+    ]

@@ -44,7 +44,7 @@ MUTATIONS = st.lists(
     max_size=4,
 )
 DETAIL_KEYS = ["result", "action-type", "repository-name", "image-digest", "image-tag", "scan-status",
-               "image-tags", "finding-severity-counts"]  # fmt: skip
+               "image-tags", "finding-severity-counts", "sync-status", "failure-code", "source-account"]  # fmt: skip
 TOP_KEYS = ["id", "time", "account", "region", "source", "detail-type", "detail", "resources"]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -67,6 +67,18 @@ def assert_valid_or_rejected_cleanly(handler: Handler, stack: Stack, event: dict
         assert stack.items() == before, "a rejected event wrote something"
         return
     assert result["outcome"] in {"recorded", "late", "duplicate", "untagged", "ignored"}
+
+
+@SETTINGS
+@given(
+    sample=st.sampled_from(["push_guard/pull_through_cache_sync.json", "push_guard/replication_success.json"]),
+    mutations=MUTATIONS,
+    data=st.data(),
+)
+def test_push_guard_rejects_hostile_cache_and_replication_events_cleanly(
+    stack: Stack, push_guard: Handler, sample: str, mutations: list[tuple[str, str, Any]], data: st.DataObject
+) -> None:
+    assert_valid_or_rejected_cleanly(push_guard, stack, mutate(load_event(sample), mutations, data))
 
 
 @SETTINGS

@@ -6,8 +6,11 @@ import pytest
 from tagwarden.domain.images import (
     ImageName,
     InvalidReferenceError,
+    canonical_registry,
+    ecr_host_parts,
     ecr_registry,
     is_ecr_registry,
+    looks_like_ecr,
     parse_reference,
     validate_digest,
     validate_tag,
@@ -91,3 +94,76 @@ def test_image_name_validates_on_construction() -> None:
 def test_ecr_fips_hosts_name_the_same_registry() -> None:
     reference = parse_reference(f"111122223333.dkr.ecr-fips.us-east-1.amazonaws.com/shop/api@{DIGEST}")
     assert reference.name.registry == "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+
+
+# Every host kubernetes/cloud-provider-aws's ECR credential provider accepts in its tests (main_test.go),
+# with the canonical host the ledger's keys use for it.
+ECR_HOST_FORMS = [
+    ("123456789123.dkr.ecr.us-west-2.amazonaws.com", "123456789123.dkr.ecr.us-west-2.amazonaws.com"),
+    ("123456789123.dkr.ecr.cn-north-1.amazonaws.com.cn", "123456789123.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+    ("123456789123.dkr.ecr.us-gov-east-1.amazonaws.com", "123456789123.dkr.ecr.us-gov-east-1.amazonaws.com"),
+    ("123456789123.dkr.ecr.us-iso-east-1.c2s.ic.gov", "123456789123.dkr.ecr.us-iso-east-1.c2s.ic.gov"),
+    ("123456789123.dkr.ecr.eusc-de-east-1.amazonaws.eu", "123456789123.dkr.ecr.eusc-de-east-1.amazonaws.eu"),
+    ("123456789123.dkr-ecr.us-west-2.on.aws", "123456789123.dkr.ecr.us-west-2.amazonaws.com"),
+    ("123456789123.dkr-ecr-fips.us-west-2.on.aws", "123456789123.dkr.ecr.us-west-2.amazonaws.com"),
+    ("123456789123.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn", "123456789123.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+    ("123456789123.dkr-ecr.us-gov-east-1.on.aws", "123456789123.dkr.ecr.us-gov-east-1.amazonaws.com"),
+    ("123456789123.dkr-ecr-fips.us-gov-east-1.on.aws", "123456789123.dkr.ecr.us-gov-east-1.amazonaws.com"),
+    ("123456789012.dkr.ecr-fips.lala-land-1.amazonaws.com", "123456789012.dkr.ecr.lala-land-1.amazonaws.com"),
+    ("123456789012.dkr.ecr-fips.eusc-de-east-1.amazonaws.eu", "123456789012.dkr.ecr.eusc-de-east-1.amazonaws.eu"),
+    ("123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov", "123456789012.dkr.ecr.us-isob-east-1.sc2s.sgov.gov"),
+    ("123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk"),
+    ("123456789012.dkr.ecr.us-isof-east-1.csp.hci.ic.gov", "123456789012.dkr.ecr.us-isof-east-1.csp.hci.ic.gov"),
+    # An explicit HTTPS port and any letter case reach the same registry.
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com:443", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+    ("123456789012.DKR.ECR.EU-WEST-1.AMAZONAWS.COM", "123456789012.dkr.ecr.eu-west-1.amazonaws.com"),
+    ("123456789012.Dkr-Ecr-Fips.us-east-1.On.Aws:443", "123456789012.dkr.ecr.us-east-1.amazonaws.com"),
+]
+
+
+@pytest.mark.parametrize(("host", "canonical"), ECR_HOST_FORMS)
+def test_every_hostname_of_an_ecr_registry_is_the_same_registry(host: str, canonical: str) -> None:
+    reference = parse_reference(f"{host}/shop/api:1.4.0")
+
+    assert reference.name.registry == canonical
+    assert is_ecr_registry(host)
+    assert canonical_registry(host) == canonical
+    assert not looks_like_ecr(host)
+    account, region = ecr_host_parts(host)
+    assert account is not None and region is not None
+    # Events name a registry by account and region: both roads lead to the same ledger key.
+    assert ecr_registry(account, region) == canonical
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        # Rejected by the credential provider's tests: wrong account length, not digits, lookalike suffixes.
+        "1234567891234.dkr.ecr.us-west-2.amazonaws.com",
+        "12345678912.dkr.ecr.us-west-2.amazonaws.com",
+        "abcdefghijkl.dkr.ecr.us-west-2.amazonaws.com",
+        "123456789012.dkr.ecr.us-west-2.amazonaws.hacker.com",
+        "123456789012.dkr.ecr.us-west-2.amazonaws.lol",
+        "123456789012.dkr.ecr.us-iso-east-1.amazonaws.gov",
+        # A partition's suffix with another partition's region is no AWS endpoint.
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+        "123456789012.dkr-ecr.eusc-de-east-1.on.aws",
+    ],
+)
+def test_hosts_that_look_like_ecr_but_are_not_a_known_form_are_told_apart(host: str) -> None:
+    assert not is_ecr_registry(host)
+    assert looks_like_ecr(host)
+    assert canonical_registry(host) == host
+    assert ecr_host_parts(host) == (None, None)
+
+
+@pytest.mark.parametrize("host", ["docker.io", "ghcr.io", "public.ecr.aws", "ecr-public.aws.com", "dog.ecr", "dkr.cat"])
+def test_other_registries_are_neither_ecr_nor_lookalikes(host: str) -> None:
+    assert not is_ecr_registry(host)
+    assert not looks_like_ecr(host)
+
+
+def test_ecr_registry_uses_each_partitions_dns_suffix() -> None:
+    assert ecr_registry("877088126301", "eusc-de-east-1") == "877088126301.dkr.ecr.eusc-de-east-1.amazonaws.eu"
+    assert ecr_registry("111122223333", "us-isob-east-1").endswith(".sc2s.sgov.gov")
+    assert ecr_registry("013241004608", "us-gov-west-1") == "013241004608.dkr.ecr.us-gov-west-1.amazonaws.com"

@@ -73,3 +73,40 @@ def test_finding_counts_read_most_severe_first_everywhere() -> None:
 
     counts = {"LOW": 4, "UNDEFINED": 1, "CRITICAL": 1, "INFORMATIONAL": 7, "HIGH": 2, "MEDIUM": 3}
     assert severity_counts(counts) == "1 CRITICAL, 2 HIGH, 3 MEDIUM, 4 LOW, 7 INFORMATIONAL, 1 UNDEFINED"
+
+
+SIGNED = "97fc222cee7991b5b061d4d4afdb5f3428fcb0c9054e1690313786befa1e4e36"
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        # cosign's tag-based discovery (SIGNATURE_SPEC.md) and `cosign attach --type attestation|sbom`.
+        f"sha256-{SIGNED}.sig",
+        f"sha256-{SIGNED}.att",
+        f"sha256-{SIGNED}.sbom",
+        # With `--attachment-tag-prefix`.
+        f"signed-sha256-{SIGNED}.sig",
+        # The OCI 1.1 referrers fallback tag (distribution-spec "Referrers Tag Schema"), sha512 truncated to 64.
+        f"sha256-{SIGNED}",
+        f"sha512-{SIGNED}",
+    ],
+)
+def test_signature_and_attestation_tags_are_their_own_class(tag: str) -> None:
+    assert TagPolicy().classify(tag) is TagClass.SIGNATURE
+    # Even a catch-all protected pattern does not make a signature tag protected.
+    assert TagPolicy(protected=("*",)).classify(tag) is TagClass.SIGNATURE
+
+
+def test_signature_tags_move_at_most_at_low() -> None:
+    assert tag_move_severity(TagClass.SIGNATURE, True, False) is Severity.LOW
+    assert tag_move_severity(TagClass.SIGNATURE, False, True) is Severity.INFO
+
+
+def test_signature_patterns_are_configurable_and_can_be_switched_off() -> None:
+    base = {"LEDGER_TABLE_NAME": "ledger", "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:alerts"}
+    off = PushGuardConfig.from_env({**base, "SIGNATURE_TAG_PATTERNS": ""}).tag_policy
+    assert off.classify(f"sha256-{SIGNED}.sig") is TagClass.ORDINARY
+    custom = PushGuardConfig.from_env({**base, "SIGNATURE_TAG_PATTERNS": "*.sig"}).tag_policy
+    assert custom.classify("release.sig") is TagClass.SIGNATURE
+    assert custom.classify(f"sha256-{SIGNED}") is TagClass.ORDINARY

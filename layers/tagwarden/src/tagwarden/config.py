@@ -8,11 +8,13 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from tagwarden.domain.images import validate_registry
+from tagwarden.domain.images import canonical_registry, validate_registry
+from tagwarden.domain.registry_scope import RegistryScope, parse_image_prefix
 from tagwarden.domain.scans import FindingSeverity
 from tagwarden.domain.tag_policy import (
     DEFAULT_MUTABLE_TAG_PATTERNS,
     DEFAULT_PROTECTED_TAG_PATTERNS,
+    DEFAULT_SIGNATURE_TAG_PATTERNS,
     TagPolicy,
     split_patterns,
 )
@@ -32,11 +34,17 @@ class DetectionConfig(BaseModel):
 
     PROTECTED_TAG_PATTERNS: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
     MUTABLE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
+    # Tags that signatures and attestations (cosign, the OCI referrers fallback) move by design.
+    SIGNATURE_TAG_PATTERNS: tuple[str, ...] = DEFAULT_SIGNATURE_TAG_PATTERNS
     FAIL_SEVERITY: FindingSeverity = FindingSeverity.CRITICAL
     # Registries, besides every ECR private registry, whose images the audit watcher checks.
     EXTRA_MONITORED_REGISTRIES: frozenset[str] = frozenset()
+    # Registries or `registry/repository-prefix`es whose images are never judged (besides EKS add-ons').
+    EXCLUDED_IMAGE_PREFIXES: frozenset[str] = frozenset()
+    # Accounts whose ECR events reach Tagwarden; empty: unknown, and alerts say nothing about accounts.
+    MONITORED_ACCOUNTS: frozenset[str] = frozenset()
 
-    @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", mode="before")
+    @field_validator("PROTECTED_TAG_PATTERNS", "MUTABLE_TAG_PATTERNS", "SIGNATURE_TAG_PATTERNS", mode="before")
     @classmethod
     def _patterns(cls, value: object) -> object:
         return split_patterns(value) if isinstance(value, str) else value
@@ -50,13 +58,42 @@ class DetectionConfig(BaseModel):
     @classmethod
     def _registries(cls, value: object) -> object:
         if isinstance(value, str):
-            return frozenset(validate_registry(host) for host in split_patterns(value))
+            return frozenset(canonical_registry(validate_registry(host)) for host in split_patterns(value))
+        return value
+
+    @field_validator("EXCLUDED_IMAGE_PREFIXES", mode="before")
+    @classmethod
+    def _prefixes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(parse_image_prefix(prefix) for prefix in split_patterns(value))
+        return value
+
+    @field_validator("MONITORED_ACCOUNTS", mode="before")
+    @classmethod
+    def _accounts(cls, value: object) -> object:
+        if isinstance(value, str):
+            accounts = split_patterns(value)
+            bad = [
+                account for account in accounts if not (len(account) == 12 and account.isascii() and account.isdigit())
+            ]
+            if bad:
+                raise ValueError(f"must be comma-separated 12-digit AWS account ids, not {bad[0][:20]!r}")
+            return frozenset(accounts)
         return value
 
     @property
     def tag_policy(self) -> TagPolicy:
         """The tag policy these patterns describe."""
-        return TagPolicy(protected=self.PROTECTED_TAG_PATTERNS, mutable=self.MUTABLE_TAG_PATTERNS)
+        return TagPolicy(
+            protected=self.PROTECTED_TAG_PATTERNS,
+            mutable=self.MUTABLE_TAG_PATTERNS,
+            signature=self.SIGNATURE_TAG_PATTERNS,
+        )
+
+    @property
+    def registry_scope(self) -> RegistryScope:
+        """The registries judged, the exclusions, and the accounts whose events reach Tagwarden."""
+        return RegistryScope(self.EXTRA_MONITORED_REGISTRIES, self.EXCLUDED_IMAGE_PREFIXES, self.MONITORED_ACCOUNTS)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -103,4 +140,4 @@ class ScanRecorderConfig(LedgerConfig):
 
 
 class AuditWatcherConfig(LedgerConfig):
-    """The audit watcher also watches the EXTRA_MONITORED_REGISTRIES (shared)."""
+    """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""

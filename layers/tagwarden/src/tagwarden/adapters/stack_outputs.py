@@ -16,8 +16,10 @@ ALERTS_TOPIC_OUTPUT = "AlertsTopicArn"
 POLICY_PARAMETERS = {
     "ProtectedTagPatterns": "PROTECTED_TAG_PATTERNS",
     "MutableTagPatterns": "MUTABLE_TAG_PATTERNS",
+    "SignatureTagPatterns": "SIGNATURE_TAG_PATTERNS",
     "FailSeverity": "FAIL_SEVERITY",
     "ExtraMonitoredRegistries": "EXTRA_MONITORED_REGISTRIES",
+    "ExcludedImagePrefixes": "EXCLUDED_IMAGE_PREFIXES",
 }
 
 

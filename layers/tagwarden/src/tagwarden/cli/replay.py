@@ -143,7 +143,15 @@ def _audit_watcher(services: ReplayServices, event: Any) -> Handled:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("push-guard", _eventbridge(("aws.ecr", "ECR Image Action")), _push_guard),
+    Route(
+        "push-guard",
+        _eventbridge(
+            ("aws.ecr", "ECR Image Action"),
+            ("aws.ecr", "ECR Pull Through Cache Action"),
+            ("aws.ecr", "ECR Replication Action"),
+        ),
+        _push_guard,
+    ),
     Route(
         "scan-recorder",
         _eventbridge(("aws.ecr", "ECR Image Scan"), ("aws.inspector2", "Inspector2 Scan")),

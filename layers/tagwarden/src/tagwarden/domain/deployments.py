@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
 from tagwarden.domain.images import ImageName, ImageReference, ecr_host_parts
+from tagwarden.domain.registry_scope import RegistryScope
 from tagwarden.domain.rules import short_digest
 from tagwarden.domain.scans import FindingSeverity, ScanState, severity_counts
 from tagwarden.domain.severity import Severity
@@ -108,32 +109,43 @@ def _running_keys(observation: ImageRunning) -> set[DigestKey]:
     return {(name, digest) for name in names}
 
 
-def check(observation: Observation, view: DeploymentView, detected_at: datetime) -> Alert | None:
-    """The finding for one observation, if any (the README's table of deployment alerts)."""
+def check(
+    observation: Observation, view: DeploymentView, detected_at: datetime, scope: RegistryScope | None = None
+) -> Alert | None:
+    """The finding for one observation, if any (the README's table of deployment alerts).
+
+    `scope` knows which accounts' events reach Tagwarden: an unscanned image of another account's
+    registry says so, since no push or scan of it can ever be in the ledger.
+    """
+    scope = scope or RegistryScope()
     if isinstance(observation, ImageReferenced):
-        return _check_reference(observation, view, detected_at)
-    return _check_running(observation, view, detected_at)
+        return _check_reference(observation, view, detected_at, scope)
+    return _check_running(observation, view, detected_at, scope)
 
 
-def _check_reference(observation: ImageReferenced, view: DeploymentView, detected_at: datetime) -> Alert | None:
+def _check_reference(
+    observation: ImageReferenced, view: DeploymentView, detected_at: datetime, scope: RegistryScope
+) -> Alert | None:
     reference = observation.reference
     digest = reference.digest
     if digest is None and reference.tag is not None:
         pointer = view.pointers.get(TagRef(reference.name, reference.tag))
         if pointer is None or pointer.digest is None:
-            return _unscanned(observation.workload, reference, None, detected_at, observation.seen_at)
+            return _unscanned(observation.workload, reference, None, detected_at, observation.seen_at, scope)
         digest, scan = pointer.digest, pointer.scan
     else:
         assert digest is not None
         scan = view.scans.get((reference.name, digest))
     if scan is None or not scan.completed:
-        return _unscanned(observation.workload, reference, digest, detected_at, observation.seen_at)
+        return _unscanned(observation.workload, reference, digest, detected_at, observation.seen_at, scope)
     if not scan.passing:
         return _vulnerable(observation.workload, reference, digest, scan, detected_at, observation.seen_at)
     return None
 
 
-def _check_running(observation: ImageRunning, view: DeploymentView, detected_at: datetime) -> Alert | None:
+def _check_running(
+    observation: ImageRunning, view: DeploymentView, detected_at: datetime, scope: RegistryScope
+) -> Alert | None:
     running, origin = observation.running, observation.started_from
     digest = running.digest
     assert digest is not None
@@ -150,7 +162,7 @@ def _check_running(observation: ImageRunning, view: DeploymentView, detected_at:
         return _vulnerable(observation.workload, shown, digest, scan, detected_at, observation.seen_at)
     mark = pointer.scanned_mark() if pointer is not None else None
     if mark is None or mark.digest == digest:
-        return _unscanned(observation.workload, shown, digest, detected_at, observation.seen_at, running=True)
+        return _unscanned(observation.workload, shown, digest, detected_at, observation.seen_at, scope, running=True)
     return _alert(
         AlertType.DEPLOYED_DIGEST_MISMATCH,
         Severity.CRITICAL,
@@ -179,10 +191,17 @@ def _unscanned(
     digest: str | None,
     detected_at: datetime,
     seen_at: datetime,
+    scope: RegistryScope,
     *,
     running: bool = False,
 ) -> Alert:
-    if digest is None:
+    foreign = scope.unmonitored_account(reference.name.registry)
+    if foreign is not None:
+        state = (
+            f"it comes from account {foreign}, whose ECR events do not reach Tagwarden, so no push or scan "
+            "of it can be in the ledger"
+        )
+    elif digest is None:
         state = "the ledger has never seen this tag pushed (or it was deleted), so nothing shows it was scanned"
     else:
         state = f"{short_digest(digest)}, which has no completed scan"

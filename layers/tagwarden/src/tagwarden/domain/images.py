@@ -21,9 +21,28 @@ _DOMAIN_RE = re.compile(
 )
 _TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _DIGEST_RE = re.compile(r"(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
+# Every hostname of a private ECR registry, after kubernetes/cloud-provider-aws's ECR credential provider
+# (`ecrPrivateHostPattern`): `dkr.ecr` and `dkr.ecr-fips` under the partition's DNS suffix, dual-stack
+# `dkr-ecr` and `dkr-ecr-fips` under `on.aws` (China: `on.amazonwebservices.com.cn`). Matched on the
+# lower-cased host, after an explicit `:443` is dropped.
 _ECR_HOST_RE = re.compile(
-    r"(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"(?P<account>[0-9]{12})\.dkr(?P<sep>[.-])ecr(?P<fips>-fips)?\.(?P<region>[a-z0-9][a-z0-9-]*)\."
+    r"(?P<suffix>amazonaws\.com|amazonaws\.com\.cn|amazonaws\.eu|on\.aws|on\.amazonwebservices\.com\.cn"
+    r"|c2s\.ic\.gov|sc2s\.sgov\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)"
 )
+# What a host that means ECR but is written in a form not listed above still contains.
+_ECR_LOOKALIKE_RE = re.compile(r"dkr[.-]ecr", re.IGNORECASE)
+_REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-[0-9]+")
+# A region's partition, by its name: (standard DNS suffix, dual-stack suffix or None where there is none).
+_PARTITION_SUFFIXES: tuple[tuple[str, str, str | None], ...] = (
+    ("cn-", "amazonaws.com.cn", "on.amazonwebservices.com.cn"),
+    ("eusc-", "amazonaws.eu", None),
+    ("us-isob-", "sc2s.sgov.gov", None),
+    ("us-isof-", "csp.hci.ic.gov", None),
+    ("us-iso-", "c2s.ic.gov", None),
+    ("eu-isoe-", "cloud.adc-e.uk", None),
+)
+_COMMERCIAL_SUFFIXES = ("amazonaws.com", "on.aws")
 MAX_REFERENCE_LENGTH = 4096
 
 
@@ -59,28 +78,67 @@ def validate_registry(value: str) -> str:
     return value.lower()
 
 
+def _partition_suffixes(region: str) -> tuple[str, str | None]:
+    for prefix, standard, dual_stack in _PARTITION_SUFFIXES:
+        if region.startswith(prefix):
+            return standard, dual_stack
+    return _COMMERCIAL_SUFFIXES
+
+
 def ecr_registry(account: str, region: str) -> str:
-    """The registry host of an account's private ECR registry in a region."""
-    if not re.fullmatch(r"[0-9]{12}", account) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", region):
+    """The canonical registry host of an account's private ECR registry in a region.
+
+    One form per registry, `<account>.dkr.ecr.<region>.<partition DNS suffix>`, is what ledger keys use:
+    events name a registry by account and region, and every other hostname of it maps to this one.
+    """
+    if not re.fullmatch(r"[0-9]{12}", account) or not _REGION_RE.fullmatch(region):
         raise InvalidReferenceError(f"not an AWS account and region: {account[:20]!r} {region[:30]!r}")
-    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
-    return f"{account}.dkr.ecr.{region}{suffix}"
+    return f"{account}.dkr.ecr.{region}.{_partition_suffixes(region)[0]}"
+
+
+def _ecr_parts(registry: str) -> tuple[str, str] | None:
+    """Account and region of any hostname form of a private ECR registry, if it is one."""
+    host = registry.lower()
+    if host.endswith(":443"):
+        host = host[:-4]
+    match = _ECR_HOST_RE.fullmatch(host)
+    if match is None or not _REGION_RE.fullmatch(match["region"]):
+        return None
+    standard, dual_stack = _partition_suffixes(match["region"])
+    # `dkr.ecr` lives under the partition's suffix, `dkr-ecr` under its dual-stack one: any other pairing
+    # (a China region under amazonaws.com, dual-stack in a partition without it) is no AWS endpoint.
+    expected = standard if match["sep"] == "." else dual_stack
+    return (match["account"], match["region"]) if match["suffix"] == expected else None
 
 
 def is_ecr_registry(registry: str) -> bool:
-    """True for any account's and region's private ECR registry host."""
-    return _ECR_HOST_RE.fullmatch(registry) is not None
+    """True for any hostname (any form, any account and region) of a private ECR registry."""
+    return _ecr_parts(registry) is not None
+
+
+def looks_like_ecr(registry: str) -> bool:
+    """True for a host that names ECR's registry endpoint (`dkr.ecr`, `dkr-ecr`) in a form not recognised.
+
+    Such a reference is most likely an ECR image written in a hostname form this parser does not know
+    yet; the audit watcher reports it rather than treat it silently as another registry.
+    """
+    return _ecr_parts(registry) is None and _ECR_LOOKALIKE_RE.search(registry) is not None
 
 
 def canonical_registry(registry: str) -> str:
-    """ECR's FIPS endpoint serves the same registry as its standard host, which the ledger's keys use."""
-    return registry.replace(".dkr.ecr-fips.", ".dkr.ecr.", 1) if is_ecr_registry(registry) else registry
+    """The canonical host (`ecr_registry`) for every hostname of an ECR registry; other hosts unchanged.
+
+    FIPS, dual-stack, an explicit `:443` and upper-case letters all reach the same registry, whose
+    ledger keys use the canonical form.
+    """
+    parts = _ecr_parts(registry)
+    return ecr_registry(*parts) if parts is not None else registry
 
 
 def ecr_host_parts(registry: str) -> tuple[str | None, str | None]:
     """Account and region of an ECR registry host; (None, None) for other registries."""
-    match = _ECR_HOST_RE.fullmatch(registry)
-    return (match["account"], match["region"]) if match else (None, None)
+    parts = _ecr_parts(registry)
+    return parts if parts is not None else (None, None)
 
 
 @dataclass(frozen=True, slots=True)

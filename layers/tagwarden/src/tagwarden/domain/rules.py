@@ -8,7 +8,11 @@ Severity of a tag move (the README's table is this function):
 | protected | no                      | any                | TAG_OVERWRITTEN       | HIGH     |
 | other     | any                     | yes                | (either, as scanned)  | INFO     |
 | mutable   | any                     | no                 | (either, as scanned)  | LOW      |
+| signature | any                     | no                 | (either, as scanned)  | LOW      |
 | ordinary  | any                     | no                 | (either, as scanned)  | MEDIUM   |
+
+A tag workloads run from raises the severity one step, except a signature tag's (cosign `.sig`/`.att`/
+`.sbom`, OCI referrers fallback), which moves by design and stays at most LOW.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def tag_move_severity(tag_class: TagClass, previous_scanned: bool, current_passi
         return Severity.CRITICAL if previous_scanned else Severity.HIGH
     if current_passing:
         return Severity.INFO
-    if tag_class is TagClass.MUTABLE:
+    if tag_class in (TagClass.MUTABLE, TagClass.SIGNATURE):
         return Severity.LOW
     return Severity.MEDIUM
 
@@ -65,7 +69,7 @@ def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) ->
     current_passing = move.current_scan is not None and move.current_scan.passing
     alert_type = AlertType.TAG_MOVED_AFTER_SCAN if previous_scanned else AlertType.TAG_OVERWRITTEN
     severity = tag_move_severity(tag_class, previous_scanned, current_passing)
-    if move.in_use:
+    if move.in_use and tag_class is not TagClass.SIGNATURE:
         # A tag that workloads run from is one pull away from running the new content.
         severity = severity.raised()
     return Alert(
@@ -111,6 +115,8 @@ def _move_summary(move: MoveFacts, tag_class: TagClass, previous_scanned: bool) 
         text += " The tag was deleted and pushed again, a known way around tag immutability."
     if tag_class is TagClass.PROTECTED:
         text += " This tag is protected and must never move."
+    elif tag_class is TagClass.SIGNATURE:
+        text += " It is a signature or attestation tag, which moves by design when signatures are added."
     if move.in_use:
         shown = ", ".join(f"{s.cluster}/{s.namespace}/{s.workload}" for s in move.in_use[:3])
         more = f" and {len(move.in_use) - 3} more" if len(move.in_use) > 3 else ""

@@ -1,4 +1,10 @@
-"""Which tags must never move (protected) and which are expected to move (mutable)."""
+"""Which tags must never move (protected), which are expected to move (mutable), and which are metadata.
+
+Signature and attestation tags are not images anyone deploys: cosign stores signatures, attestations and
+SBOMs under `sha256-<digest>.sig|.att|.sbom` (optionally after an attachment-tag prefix), and clients of a
+registry without the OCI referrers API keep an index of referrers under `sha256-<digest>` (sha512-...
+likewise), re-pushed whenever a referrer is added. These tags move by design.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,16 @@ from enum import StrEnum
 
 DEFAULT_PROTECTED_TAG_PATTERNS: tuple[str, ...] = ("v[0-9]*.[0-9]*", "[0-9]*.[0-9]*")
 DEFAULT_MUTABLE_TAG_PATTERNS: tuple[str, ...] = ("latest",)
+DEFAULT_SIGNATURE_TAG_PATTERNS: tuple[str, ...] = (
+    "*sha256-*.sig",
+    "*sha256-*.att",
+    "*sha256-*.sbom",
+    "sha256-*",
+    "*sha512-*.sig",
+    "*sha512-*.att",
+    "*sha512-*.sbom",
+    "sha512-*",
+)
 
 
 class TagClass(StrEnum):
@@ -15,6 +31,7 @@ class TagClass(StrEnum):
 
     PROTECTED = "protected"
     MUTABLE = "mutable"
+    SIGNATURE = "signature"
     ORDINARY = "ordinary"
 
 
@@ -27,14 +44,19 @@ def split_patterns(value: str) -> tuple[str, ...]:
 class TagPolicy:
     """Shell-style glob patterns (case-sensitive, like tags) that classify tags.
 
-    A tag matching both lists is protected: when in doubt, the louder alert is the safer one.
+    A signature tag is classified as one first: its name is derived from a digest, and no protected
+    pattern is meant for it. A tag matching both the protected and the mutable lists is protected: when in
+    doubt, the louder alert is the safer one.
     """
 
     protected: tuple[str, ...] = DEFAULT_PROTECTED_TAG_PATTERNS
     mutable: tuple[str, ...] = DEFAULT_MUTABLE_TAG_PATTERNS
+    signature: tuple[str, ...] = DEFAULT_SIGNATURE_TAG_PATTERNS
 
     def classify(self, tag: str) -> TagClass:
         """Classify one tag."""
+        if any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.signature):
+            return TagClass.SIGNATURE
         if any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.protected):
             return TagClass.PROTECTED
         if any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.mutable):

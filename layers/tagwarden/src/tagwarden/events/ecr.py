@@ -1,13 +1,19 @@
-"""ECR `Image Action` events (EventBridge), turned into push and delete facts."""
+"""ECR events (EventBridge) that point a tag at content, turned into push and delete facts.
+
+`ECR Image Action` reports pushes and deletes. `ECR Pull Through Cache Action` reports that a cache
+repository synced a tag from its upstream registry, and `ECR Replication Action` that an image was
+replicated into this account and region: both make a tag name content, like a push, so the push guard
+records them as pushes (an upstream tag that moves is a move).
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.images import (
@@ -22,7 +28,8 @@ from tagwarden.domain.tags import ImageAction, TagAction
 
 _ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _EVENT_ID_RE = re.compile(r"[A-Za-z0-9-]{1,128}")
-_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
+# Four letters for the EU sovereign cloud (`eusc-de-east-1`).
+_REGION_RE = re.compile(r"[a-z]{2,4}(-[a-z]+)+-[0-9]+")
 _ACTED_ON = {"PUSH": TagAction.PUSH, "DELETE": TagAction.DELETE}
 
 
@@ -97,7 +104,7 @@ class EcrImageActionDetail(BaseModel):
         return _ACTED_ON.get(self.action_type) if self.result == "SUCCESS" else None
 
 
-class EcrImageActionEvent(EcrEventMixin, EventBridgeModel):
+class EcrImageAction(EcrEventMixin, EventBridgeModel):
     """An EventBridge event with `source: aws.ecr` and `detail-type: ECR Image Action`."""
 
     source: Literal["aws.ecr"]
@@ -119,3 +126,110 @@ class EcrImageActionEvent(EcrEventMixin, EventBridgeModel):
             tag=self.detail.image_tag,
             source=SourceEvent(self.id, self.time, self.account, self.region),
         )
+
+
+class _SyncedImageDetail(BaseModel):
+    """The image fields pull-through cache and replication events share with Image Action."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True)
+
+    repository_name: str = Field(alias="repository-name", max_length=256)
+    image_digest: str | None = Field(default=None, alias="image-digest", max_length=200)
+    image_tag: str | None = Field(default=None, alias="image-tag", max_length=300)
+
+    @field_validator("repository_name")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return validate_repository(value)
+
+    @field_validator("image_digest")
+    @classmethod
+    def _digest(cls, value: str | None) -> str | None:
+        return validate_digest(value) if value else None
+
+    @field_validator("image_tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return validate_tag(value) if value else None
+
+
+class EcrPullThroughCacheDetail(_SyncedImageDetail):
+    """`detail` of an ECR Pull Through Cache Action event.
+
+    `repository-name` is the cache repository's full name, which already starts with the rule's
+    `ecr-repository-prefix` (`docker-hub/alpine` for prefix `docker-hub`): it is what pods pull.
+    """
+
+    sync_status: str = Field(alias="sync-status", max_length=64)
+    ecr_repository_prefix: str | None = Field(default=None, alias="ecr-repository-prefix", max_length=256)
+    upstream_registry_url: str | None = Field(default=None, alias="upstream-registry-url", max_length=512)
+    failure_code: str | None = Field(default=None, alias="failure-code", max_length=256)
+    failure_reason: str | None = Field(default=None, alias="failure-reason", max_length=1024)
+
+
+class EcrPullThroughCacheAction(EcrEventMixin, EventBridgeModel):
+    """A pull-through cache rule synced an image from its upstream registry into a cache repository."""
+
+    source: Literal["aws.ecr"]
+    detail_type: Literal["ECR Pull Through Cache Action"] = Field(alias="detail-type")
+    detail: EcrPullThroughCacheDetail
+
+    def to_fact(self) -> ImageAction | IgnoredEvent:
+        """The synced tag as a push into the cache repository, or why the event is ignored."""
+        detail = self.detail
+        if detail.sync_status != "SUCCESS" or detail.image_digest is None:
+            # A failed sync changed nothing in the cache repository.
+            return IgnoredEvent(
+                self.id,
+                f"pull-through cache sync-status {detail.sync_status!r}, failure-code {detail.failure_code!r}",
+            )
+        return ImageAction(
+            action=TagAction.PUSH,
+            image=ImageName(ecr_registry(self.account, self.region), detail.repository_name),
+            digest=detail.image_digest,
+            tag=detail.image_tag,
+            source=SourceEvent(self.id, self.time, self.account, self.region),
+        )
+
+
+class EcrReplicationDetail(_SyncedImageDetail):
+    """`detail` of an ECR Replication Action event; `source-account`/`source-region` name the origin."""
+
+    result: str = Field(max_length=64)
+    action_type: str = Field(alias="action-type", max_length=64)
+    source_account: str | None = Field(default=None, alias="source-account", max_length=12)
+    source_region: str | None = Field(default=None, alias="source-region", max_length=64)
+
+
+class EcrReplicationAction(EcrEventMixin, EventBridgeModel):
+    """ECR replicated an image into this registry (the event arrives in the destination account and region)."""
+
+    source: Literal["aws.ecr"]
+    detail_type: Literal["ECR Replication Action"] = Field(alias="detail-type")
+    detail: EcrReplicationDetail
+
+    def to_fact(self) -> ImageAction | IgnoredEvent:
+        """The replicated tag as a push into the destination repository, or why the event is ignored."""
+        detail = self.detail
+        if detail.result != "SUCCESS" or detail.action_type != "REPLICATE" or detail.image_digest is None:
+            return IgnoredEvent(self.id, f"replication result {detail.result!r}, action-type {detail.action_type!r}")
+        # The envelope's account and region are the destination's: where the replica can be pulled from.
+        return ImageAction(
+            action=TagAction.PUSH,
+            image=ImageName(ecr_registry(self.account, self.region), detail.repository_name),
+            digest=detail.image_digest,
+            tag=detail.image_tag,
+            source=SourceEvent(self.id, self.time, self.account, self.region),
+        )
+
+
+class EcrImageActionEvent(
+    RootModel[
+        Annotated[EcrImageAction | EcrPullThroughCacheAction | EcrReplicationAction, Field(discriminator="detail_type")]
+    ]
+):
+    """Any ECR event that points a tag at content, told apart by `detail-type`: what the push guard reads."""
+
+    def to_fact(self) -> ImageAction | IgnoredEvent:
+        """The push or delete the event reports, or why it is ignored."""
+        return self.root.to_fact()

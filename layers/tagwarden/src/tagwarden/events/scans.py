@@ -3,22 +3,41 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, RootModel, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    NonNegativeInt,
+    PrivateAttr,
+    RootModel,
+    field_validator,
+    model_validator,
+)
 
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.images import ImageName, ecr_registry, validate_digest, validate_repository, validate_tag
+from tagwarden.domain.images import (
+    ImageName,
+    InvalidReferenceError,
+    ecr_registry,
+    validate_digest,
+    validate_repository,
+    validate_tag,
+)
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, ScanStatus, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.events.ecr import EcrEventMixin
+from tagwarden.observability import logger, metrics
 
 _REPOSITORY_ARN_RE = re.compile(
     r"arn:aws[a-z-]*:ecr:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):repository/(?P<name>.+)"
 )
 MAX_TAGS = 1000
 MAX_SEVERITY_LABELS = 20
+MAX_REPORTED_TAGS = 10
 
 SeverityCounts = Annotated[
     dict[Annotated[str, Field(max_length=32)], NonNegativeInt], Field(max_length=MAX_SEVERITY_LABELS)
@@ -38,10 +57,52 @@ class _ScanDetail(BaseModel):
     def _digest(cls, value: str | None) -> str | None:
         return validate_digest(value) if value else None
 
+    # Tags the ledger cannot store: ECR accepts tags of up to 300 characters, the OCI grammar 128.
+    _unstorable_tags: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _set_aside_unstorable_tags(cls, data: Any, handler: ModelWrapValidatorHandler[_ScanDetail]) -> _ScanDetail:
+        # A tag the ledger cannot key is skipped, not a reason to lose the scan: the digest's scan is
+        # recorded and reaches every tag the ledger does know through the digest.
+        unstorable: list[str] = []
+        if isinstance(data, dict) and isinstance(data.get("image-tags"), list):
+            kept = []
+            for tag in data["image-tags"]:
+                if isinstance(tag, str) and tag and not _storable(tag):
+                    unstorable.append(tag)
+                else:
+                    kept.append(tag)
+            data = {**data, "image-tags": kept}
+        detail = handler(data)
+        detail._unstorable_tags = tuple(unstorable)
+        return detail
+
     @field_validator("image_tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
         return [validate_tag(tag) for tag in value if tag]
+
+    def report_unstorable_tags(self, event_id: str) -> None:
+        """Warn about, and count, the tags of this scan event that the ledger cannot store."""
+        if self._unstorable_tags:
+            metrics.add_metric(name="UnstorableScanTags", unit="Count", value=len(self._unstorable_tags))
+            logger.warning(
+                "scan event tags skipped: not valid image tags (the ledger keys tags of up to 128 characters)",
+                extra={
+                    "event_id": event_id,
+                    "tags": [tag[:80] for tag in self._unstorable_tags[:MAX_REPORTED_TAGS]],
+                    "skipped": len(self._unstorable_tags),
+                },
+            )
+
+
+def _storable(tag: str) -> bool:
+    try:
+        validate_tag(tag)
+    except InvalidReferenceError:
+        return False
+    return True
 
 
 class EcrImageScanDetail(_ScanDetail):
@@ -89,6 +150,7 @@ class EcrImageScanEvent(EcrEventMixin, EventBridgeModel):
 
     def to_fact(self) -> ScanCompleted | IgnoredEvent:
         """The scan report, or why it is ignored."""
+        self.detail.report_unstorable_tags(self.id)
         status = _status(self.detail.scan_status)
         if status is None or self.detail.image_digest is None:
             return IgnoredEvent(self.id, f"scan-status {self.detail.scan_status!r} or no image-digest")
@@ -113,6 +175,7 @@ class InspectorScanEvent(EcrEventMixin, EventBridgeModel):
     def to_fact(self) -> ScanCompleted | IgnoredEvent:
         """The scan report of an ECR image, or why it is ignored."""
         detail = self.detail
+        detail.report_unstorable_tags(self.id)
         if detail.repository_name is None or detail.image_digest is None:
             return IgnoredEvent(self.id, "Inspector scan of a resource that is not an ECR image")
         status = _status(detail.scan_status)

@@ -14,7 +14,8 @@ from tagwarden.domain.deployments import (
     ledger_keys,
     uncovered_digests,
 )
-from tagwarden.domain.images import ImageName, is_ecr_registry
+from tagwarden.domain.images import ImageName, looks_like_ecr
+from tagwarden.domain.registry_scope import Judgement, RegistryScope
 from tagwarden.domain.tags import TagRef
 from tagwarden.domain.workloads import needs_refresh, stale_sites
 from tagwarden.events.audit import AuditBatch
@@ -30,22 +31,30 @@ class AuditWatcher:
         self,
         ledger: DeploymentLedger,
         delivery: AlertDelivery,
-        extra_registries: frozenset[str] = frozenset(),
+        scope: RegistryScope | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._ledger = ledger
         self._delivery = delivery
-        self._extra_registries = extra_registries
+        self._scope = scope or RegistryScope()
         self._clock = clock
 
     def handle(self, batch: AuditBatch) -> dict[str, object]:
         """Check one subscription delivery; every finding is published once, however often it is seen."""
         logger.set_correlation_id(batch.delivery_id)
         self._report_skipped(batch)
-        observations = [o for o in batch.observations if self._monitored(o)]
-        out_of_scope = len(batch.observations) - len(observations)
+        self._report_unrecognised_ecr(batch.observations)
+        verdicts = [self._scope.judge_any(_names(o)) for o in batch.observations]
+        observations = [
+            o for o, verdict in zip(batch.observations, verdicts, strict=True) if verdict is Judgement.JUDGED
+        ]
+        excluded = verdicts.count(Judgement.EXCLUDED)
+        out_of_scope = verdicts.count(Judgement.UNMONITORED)
         if out_of_scope:
             metrics.add_metric(name="UnmonitoredImages", unit="Count", value=out_of_scope)
+        if excluded:
+            # EKS add-on images and the operator's exclusions: never alerted, but visible.
+            metrics.add_metric(name="ExcludedImages", unit="Count", value=excluded)
         published: list[str] = []
         if observations:
             tags, digests = ledger_keys(observations)
@@ -56,7 +65,7 @@ class AuditWatcher:
             now = self._clock()
             findings: dict[str, Alert] = {}
             for observation in observations:
-                alert = check(observation, view, now)
+                alert = check(observation, view, now, self._scope)
                 if alert is not None:
                     findings.setdefault(alert.alert_id, alert)
             self._ledger.record_usage(_usage_updates(observations, view))
@@ -72,6 +81,7 @@ class AuditWatcher:
                 "lines": batch.lines,
                 "observations": len(observations),
                 "unmonitored": out_of_scope,
+                "excluded": excluded,
                 "alerts": published,
             },
         )
@@ -83,14 +93,6 @@ class AuditWatcher:
             "alerts": published,
         }
 
-    def _monitored(self, observation: Observation) -> bool:
-        if isinstance(observation, ImageReferenced):
-            names = [observation.reference.name]
-        else:
-            # The runtime may name another registry than the spec's (a mirror): either makes it ours.
-            names = [observation.running.name] + ([observation.started_from.name] if observation.started_from else [])
-        return any(is_ecr_registry(n.registry) or n.registry in self._extra_registries for n in names)
-
     def _publish_once(self, alert: Alert, recorded: RecordedAlerts | None) -> tuple[str, ...]:
         """A new finding is recorded and published; one seen before is only finished if it was not."""
         entry = FindingEntry(alert.alert_id)
@@ -101,6 +103,17 @@ class AuditWatcher:
         return self._delivery.redeliver(entry, recorded)
 
     @staticmethod
+    def _report_unrecognised_ecr(observations: Iterable[Observation]) -> None:
+        """ECR-looking hosts the parser does not know: judged as written, and reported so the form is added."""
+        odd = [n.registry for o in observations for n in _names(o) if looks_like_ecr(n.registry)]
+        if odd:
+            metrics.add_metric(name="UnrecognisedEcrReferences", unit="Count", value=len(odd))
+            logger.warning(
+                "image references name ECR in a hostname form Tagwarden does not recognise; judged as written",
+                extra={"registries": sorted(set(odd))[:10]},
+            )
+
+    @staticmethod
     def _report_skipped(batch: AuditBatch) -> None:
         skipped = sum(batch.skipped.values())
         if skipped:
@@ -109,6 +122,14 @@ class AuditWatcher:
         if batch.invalid_images:
             metrics.add_metric(name="InvalidImageReferences", unit="Count", value=len(batch.invalid_images))
             logger.warning("invalid image references skipped", extra={"images": batch.invalid_images[:10]})
+
+
+def _names(observation: Observation) -> list[ImageName]:
+    """The repositories an observation names: the spec's, and the runtime's when it reports another."""
+    if isinstance(observation, ImageReferenced):
+        return [observation.reference.name]
+    # The runtime may name another registry than the spec's (a mirror): either makes it ours.
+    return [observation.running.name] + ([observation.started_from.name] if observation.started_from else [])
 
 
 def _usage_updates(observations: Iterable[Observation], view: DeploymentView) -> list[UsageUpdate]:

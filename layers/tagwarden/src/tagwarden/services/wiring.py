@@ -52,7 +52,7 @@ def compose_audit_watcher(table: LedgerTable, delivery: AlertDelivery, config: D
     from tagwarden.adapters.dynamodb.deployment_ledger import DynamoDbDeploymentLedger
     from tagwarden.services.audit_watcher import AuditWatcher
 
-    return AuditWatcher(DynamoDbDeploymentLedger(table), delivery, config.EXTRA_MONITORED_REGISTRIES)
+    return AuditWatcher(DynamoDbDeploymentLedger(table), delivery, config.registry_scope)
 
 
 def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:

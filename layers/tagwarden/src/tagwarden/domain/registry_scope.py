@@ -1,0 +1,139 @@
+"""Which registries' images Tagwarden judges, and which it leaves alone on purpose.
+
+Every private ECR registry is judged, in any account, plus the operator's extra registries. Two kinds of
+images are never reported as unscanned: those of the AWS-owned registries that EKS add-ons pull from
+(nodes pull them, nobody pushes or scans them in the customer's account), and those the operator
+excludes by registry or repository prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tagwarden.domain.images import (
+    ImageName,
+    canonical_registry,
+    ecr_host_parts,
+    ecr_registry,
+    is_ecr_registry,
+    looks_like_ecr,
+    validate_registry,
+    validate_repository,
+)
+
+# The registries of Amazon EKS add-on images (VPC CNI, kube-proxy, CoreDNS, EBS CSI driver...), per
+# region, as AWS publishes them: "View Amazon container image registries for Amazon EKS add-ons",
+# https://docs.aws.amazon.com/eks/latest/userguide/add-ons-images.html (and its docs.amazonaws.cn mirror
+# for ap-southeast-5). The list grows with new regions: EXCLUDED_IMAGE_PREFIXES covers one AWS adds
+# before this table does.
+EKS_ADDON_REGISTRIES: tuple[tuple[str, str], ...] = (
+    ("af-south-1", "877085696533"),
+    ("ap-east-1", "800184023465"),
+    # AWS's table names this account with the hostname `...dkr.ecr.ap-east-1...` for ap-east-2, most
+    # likely a typo: both hosts are listed rather than guess which one nodes use.
+    ("ap-east-2", "533267051163"),
+    ("ap-east-1", "533267051163"),
+    ("ap-southeast-3", "296578399912"),
+    ("ap-south-2", "900889452093"),
+    ("ap-southeast-4", "491585149902"),
+    ("ap-southeast-5", "151610086707"),
+    ("ap-southeast-6", "333609536671"),
+    ("ap-south-1", "602401143452"),
+    ("ap-northeast-3", "602401143452"),
+    ("ap-northeast-2", "602401143452"),
+    ("ap-southeast-1", "602401143452"),
+    ("ap-southeast-2", "602401143452"),
+    ("ap-southeast-7", "121268973566"),
+    ("ap-northeast-1", "602401143452"),
+    ("cn-north-1", "918309763551"),
+    ("cn-northwest-1", "961992271922"),
+    ("eu-central-1", "602401143452"),
+    ("eu-west-1", "602401143452"),
+    ("eu-west-2", "602401143452"),
+    ("eu-south-1", "590381155156"),
+    ("eu-west-3", "602401143452"),
+    ("eu-south-2", "455263428931"),
+    ("eu-north-1", "602401143452"),
+    ("eu-central-2", "900612956339"),
+    ("il-central-1", "066635153087"),
+    ("mx-central-1", "730335286997"),
+    ("me-south-1", "558608220178"),
+    ("me-central-1", "759879836304"),
+    ("us-east-1", "602401143452"),
+    ("us-east-2", "602401143452"),
+    ("us-west-1", "602401143452"),
+    ("us-west-2", "602401143452"),
+    ("ca-central-1", "602401143452"),
+    ("ca-west-1", "761377655185"),
+    ("sa-east-1", "602401143452"),
+    ("us-gov-east-1", "151742754352"),
+    ("us-gov-west-1", "013241004608"),
+    ("eusc-de-east-1", "877088126301"),
+)
+EKS_ADDON_REGISTRY_HOSTS: frozenset[str] = frozenset(
+    ecr_registry(account, region) for region, account in EKS_ADDON_REGISTRIES
+)
+
+
+class Judgement(StrEnum):
+    """What the audit watcher does with an image name."""
+
+    JUDGED = "judged"
+    # An AWS-owned EKS add-on registry, or an operator's exclusion: counted, never alerted.
+    EXCLUDED = "excluded"
+    # Another registry (Docker Hub, ghcr.io...) that the operator did not ask to watch.
+    UNMONITORED = "unmonitored"
+
+
+def parse_image_prefix(text: str) -> str:
+    """Validate an exclusion: a registry host, or `registry/repository-prefix`; ECR hosts made canonical."""
+    registry, _, repository = text.strip().partition("/")
+    host = canonical_registry(validate_registry(registry))
+    return f"{host}/{validate_repository(repository)}" if repository else host
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryScope:
+    """The registries judged, the images excluded, and the accounts whose ECR events reach Tagwarden."""
+
+    extra_registries: frozenset[str] = frozenset()
+    # Canonical registry hosts, or `registry/repository-prefix` matched on whole path components.
+    excluded_prefixes: frozenset[str] = frozenset()
+    # Empty: unknown (no statement about accounts is made).
+    monitored_accounts: frozenset[str] = frozenset()
+
+    def judgement(self, name: ImageName) -> Judgement:
+        """Whether images of this repository are judged, excluded on purpose, or out of scope."""
+        if name.registry in EKS_ADDON_REGISTRY_HOSTS or self._excluded(name):
+            return Judgement.EXCLUDED
+        # A host that looks like ECR but is written in a form the parser does not know is judged too:
+        # silence would hide an ECR image, an UNSCANNED alert naming the odd host does not.
+        if is_ecr_registry(name.registry) or looks_like_ecr(name.registry) or name.registry in self.extra_registries:
+            return Judgement.JUDGED
+        return Judgement.UNMONITORED
+
+    def judge_any(self, names: Iterable[ImageName]) -> Judgement:
+        """One verdict for an observation naming several repositories (spec and runtime may differ).
+
+        Judged when any name is judged; else excluded when any name is excluded; else out of scope.
+        """
+        verdicts = {self.judgement(name) for name in names}
+        for verdict in (Judgement.JUDGED, Judgement.EXCLUDED):
+            if verdict in verdicts:
+                return verdict
+        return Judgement.UNMONITORED
+
+    def unmonitored_account(self, registry: str) -> str | None:
+        """The account of an ECR registry whose events never reach Tagwarden, if known to be one."""
+        account, _ = ecr_host_parts(registry)
+        if account is None or not self.monitored_accounts or account in self.monitored_accounts:
+            return None
+        return account
+
+    def _excluded(self, name: ImageName) -> bool:
+        if name.registry in self.excluded_prefixes:
+            return True
+        path = f"{name.registry}/{name.repository}"
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.excluded_prefixes)
