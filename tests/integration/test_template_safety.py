@@ -157,6 +157,8 @@ def test_every_eventbridge_rule_alarms_when_it_cannot_dead_letter() -> None:
 
     assert rules == {
         "PushGuardFunctionEcrImageAction",
+        "PushGuardFunctionEcrPullThroughCacheAction",
+        "PushGuardFunctionEcrReplicationAction",
         "ScanRecorderFunctionEcrImageScan",
         "ScanRecorderFunctionInspectorScan",
     }
