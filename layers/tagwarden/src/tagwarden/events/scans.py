@@ -1,4 +1,5 @@
-"""Scan completion events: ECR basic scanning (`ECR Image Scan`) and Amazon Inspector (`Inspector2 Scan`)."""
+"""Scan events: ECR basic scanning (`ECR Image Scan`) and Amazon Inspector (`Inspector2 Scan` summaries and,
+in `events.findings`, `Inspector2 Finding`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ import re
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, RootModel, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, NonNegativeInt, RootModel, Tag, field_validator
 
 from tagwarden.domain.facts import IgnoredEvent
+from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.images import ImageName, ecr_registry, validate_digest, validate_repository, validate_tag
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, ScanStatus, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.events.ecr import EcrEventMixin
+from tagwarden.events.findings import InspectorFindingEvent
 
 _REPOSITORY_ARN_RE = re.compile(
     r"arn:aws[a-z-]*:ecr:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):repository/(?P<name>.+)"
@@ -134,9 +137,26 @@ class InspectorScanEvent(EcrEventMixin, EventBridgeModel):
         )
 
 
-class ScanEvent(RootModel[Annotated[EcrImageScanEvent | InspectorScanEvent, Field(discriminator="source")]]):
-    """Either scanner's event, told apart by `source`."""
+def _scan_event_kind(event: object) -> str | None:
+    # Both Inspector events share `source`: the detail-type tells a scan summary from a finding.
+    if isinstance(event, dict):
+        kind = event.get("detail-type")
+        return kind if isinstance(kind, str) else None
+    return getattr(event, "detail_type", None)
 
-    def to_fact(self) -> ScanCompleted | IgnoredEvent:
-        """The scan report, or why it is ignored."""
+
+class ScanEvent(
+    RootModel[
+        Annotated[
+            Annotated[EcrImageScanEvent, Tag("ECR Image Scan")]
+            | Annotated[InspectorScanEvent, Tag("Inspector2 Scan")]
+            | Annotated[InspectorFindingEvent, Tag("Inspector2 Finding")],
+            Discriminator(_scan_event_kind),
+        ]
+    ]
+):
+    """Either scanner's event (ECR's scan, Inspector's scan summary or one of its findings), by detail-type."""
+
+    def to_fact(self) -> ScanCompleted | FindingReported | IgnoredEvent:
+        """The scan report or finding, or why it is ignored."""
         return self.root.to_fact()
