@@ -11,16 +11,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from tagwarden.cli.main import app
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 from tagwarden.events.parsing import InvalidEventError
+from tagwarden.ports import AlertDeliveryError
 from typer.testing import CliRunner
 
 from tests.conftest import cold_start
 from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan, load_event
-from tests.support.handlers import FakeLambdaContext, Handler
+from tests.support.handlers import FakeLambdaContext, Handler, load_function_module
 from tests.support.inspector import inspector_finding, inspector_scan
 from tests.support.stack import ReceivedAlert, Stack
 
@@ -219,6 +221,39 @@ def test_inspector_findings_change_the_verdict_between_scans(
     (again,) = vulnerable(stack)
     assert again.alert.alert_id != alert.alert.alert_id
     audit_watcher(deployment())
+    assert stack.received_alerts() == []
+
+
+def test_a_finding_whose_alert_could_not_be_published_is_published_by_the_retry_once(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    recorder = load_function_module("scan_recorder", stack.environment())
+    push_guard(ecr_image_action(tag="latest", digest=A, time="2026-11-20T09:14:07Z"))
+    recorder.lambda_handler(load_event("scan_recorder/inspector_ecr_scan.json"), FakeLambdaContext())
+    audit_watcher(deployment())
+    sns = recorder.scan_recorder()._delivery._publisher._client
+    found = inspector_finding(digest=A, time="2026-11-25T06:00:00Z", severity="CRITICAL", finding=CRITICAL_CVE)
+
+    # When SNS refuses the alert of the finding that fails A
+    original = sns._make_api_call
+
+    def unavailable(name: str, params: dict[str, Any]) -> Any:
+        raise ClientError({"Error": {"Code": "InternalError", "Message": "SNS unavailable"}}, name)
+
+    sns._make_api_call = unavailable
+    try:
+        with pytest.raises(AlertDeliveryError):
+            recorder.lambda_handler(found, FakeLambdaContext())
+    finally:
+        sns._make_api_call = original
+    assert stack.received_alerts() == []
+
+    # Then Lambda's retry of the same event publishes it, once
+    retried = recorder.lambda_handler(found, FakeLambdaContext())
+    assert retried["outcome"] == "duplicate"
+    (alert,) = vulnerable(stack)
+    assert retried["alerts"] == [alert.alert.alert_id]
+    assert recorder.lambda_handler(found, FakeLambdaContext())["alerts"] == []
     assert stack.received_alerts() == []
 
 

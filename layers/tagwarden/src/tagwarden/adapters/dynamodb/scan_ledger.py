@@ -67,8 +67,10 @@ class DynamoDbScanLedger:
         if known.event_key != report.source.key or revision is None:
             return FindingReading(snapshot, known)
         # A repeated delivery of the event that changed the state: its alerts may still be undelivered.
+        # A batch of one, not GetItem: the function's role reads the ledger with BatchGetItem only.
         entry = ScanEntry(report.image, report.digest, revision)
-        recorded = self._table.get(key(image_pk(report.image, report.digest), scan_sk(revision)), "GetItem entry")
+        entry_key = key(image_pk(report.image, report.digest), scan_sk(revision))
+        recorded = self._table.batch_get([entry_key]).get(key_text(entry_key))
         return FindingReading(snapshot, known, entry, recorded_alerts(recorded) if recorded else None)
 
     def _read_digest(
