@@ -65,9 +65,11 @@ class ScanRecorder:
                 "finding_counts": recorded.state.finding_counts,
                 "pointers_updated": sorted(recorded.pointer_updates),
                 "moved_tags": sorted(recorded.moved_tags),
+                "workloads_alerted": len(recorded.findings),
             },
         )
         metrics.add_metric(name="ScansRecorded", unit="Count", value=1)
+        _count_in_use_alerts(recorded)
         return Result(Outcome.RECORDED, self._delivery.deliver(entry, recorded.alerts))
 
     def _record(self, scan: ScanCompleted) -> ScanDecision | RecordedAlerts:
@@ -113,6 +115,7 @@ class ScanRecorder:
         )
         if scan is None:
             return Result(Outcome.RECORDED)
+        _count_in_use_alerts(scan)
         entry = ScanEntry(report.image, report.digest, scan.state.event_key or report.source.key)
         return Result(Outcome.RECORDED, self._delivery.deliver(entry, scan.alerts))
 
@@ -124,3 +127,10 @@ class ScanRecorder:
             return reading
         self._ledger.apply_finding(report, decision, reading, self._delivery.lease_until())
         return decision
+
+
+def _count_in_use_alerts(decision: ScanDecision) -> None:
+    """Operations see how often a verdict turning to fail reaches running workloads."""
+    if decision.findings:
+        metrics.add_metric(name="InUseDigestsFailed", unit="Count", value=1)
+        metrics.add_metric(name="InUseWorkloadsAlerted", unit="Count", value=len(decision.findings))
