@@ -161,6 +161,7 @@ def test_every_eventbridge_rule_alarms_when_it_cannot_dead_letter() -> None:
         "PushGuardFunctionEcrReplicationAction",
         "ScanRecorderFunctionEcrImageScan",
         "ScanRecorderFunctionInspectorScan",
+        "ScanRecorderFunctionInspectorFinding",
     }
     assert set(watched) == rules
     assert all(properties["AlarmActions"] == OPERATIONS for properties in watched.values())

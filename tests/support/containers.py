@@ -19,7 +19,12 @@ from tests.support.stack import Stack
 from tests.support.template import REPO_ROOT
 
 LAMBDA_RETRIES = 3
-_FUNCTIONS = {"ECR Image Action": "push_guard", "ECR Image Scan": "scan_recorder"}
+_FUNCTIONS = {
+    "ECR Image Action": "push_guard",
+    "ECR Image Scan": "scan_recorder",
+    "Inspector2 Scan": "scan_recorder",
+    "Inspector2 Finding": "scan_recorder",
+}
 
 
 @contextlib.contextmanager
@@ -53,7 +58,8 @@ def local_services() -> Iterator[None]:
 def _container(environment: dict[str, str], events: list[dict[str, Any]], barrier: Any, results: Any) -> None:
     """One container per function: cold start, wait for the others, then deliver; failures are retried."""
     quiet = {**environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL"}
-    handlers = {kind: load_function_module(name, quiet).lambda_handler for kind, name in _FUNCTIONS.items()}
+    functions = {name: load_function_module(name, quiet).lambda_handler for name in set(_FUNCTIONS.values())}
+    handlers = {kind: functions[name] for kind, name in _FUNCTIONS.items()}
     outcomes: list[str] = []
     barrier.wait()
     with contextlib.redirect_stdout(open(os.devnull, "w")):

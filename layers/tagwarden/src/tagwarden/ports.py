@@ -26,10 +26,11 @@ from typing import Protocol
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView
+from tagwarden.domain.findings import FindingReported, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.rules import Neighbours, TagDecision
-from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
+from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
 
@@ -203,6 +204,37 @@ class ScanLedger(Protocol):
         Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
         """
         ...
+
+    def read_for_finding(self, report: FindingReported) -> FindingReading:
+        """The finding as last recorded, and the digest's record and pointers as for a scan of it."""
+        ...
+
+    def apply_finding(
+        self,
+        report: FindingReported,
+        decision: FindingDecision,
+        reading: FindingReading,
+        lease_until: datetime,
+    ) -> None:
+        """Write the finding, the digest's tally and (with a new state) its scan entry with alerts, the
+        state on the digest and its pointers, and the deployment findings, atomically, provided the finding,
+        tally and state are still the ones read.
+
+        Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FindingReading:
+    """What the ledger holds for one Inspector finding event, read before deciding."""
+
+    snapshot: ScanSnapshot
+    # The finding as its newest applied event left it (None: never seen).
+    known: KnownFinding | None
+    # For a repeated delivery of the event that made `known`: where its alerts are, and what they are.
+    entry: ScanEntry | None = None
+    existing: RecordedAlerts | None = None
 
 
 class DeploymentLedger(Protocol):

@@ -136,6 +136,9 @@ def _verdict_cell(scan: ScanState | None) -> str:
     if scan.verdict is Verdict.PASS:
         return "[green]pass[/green]"
     counts = severity_counts(scan.finding_counts)
+    if scan.verdict is Verdict.UNDECIDED:
+        # Not a pass either: the scanner's counts could not decide under the fail severity.
+        return f"[yellow]undecided[/yellow]: {counts}" if counts else "[yellow]undecided[/yellow]"
     return f"[red]fail[/red]: {counts}" if counts else "[red]fail[/red]"
 
 

@@ -154,7 +154,11 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "scan-recorder",
-        _eventbridge(("aws.ecr", "ECR Image Scan"), ("aws.inspector2", "Inspector2 Scan")),
+        _eventbridge(
+            ("aws.ecr", "ECR Image Scan"),
+            ("aws.inspector2", "Inspector2 Scan"),
+            ("aws.inspector2", "Inspector2 Finding"),
+        ),
         _scan_recorder,
     ),
     Route("audit-watcher", _audit_delivery, _audit_watcher),

@@ -6,12 +6,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, derive_alert_id
+from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, UsageSite, derive_alert_id
 from tagwarden.domain.images import ImageName, ImageReference, ecr_host_parts
 from tagwarden.domain.registry_scope import RegistryScope
 from tagwarden.domain.rules import short_digest
-from tagwarden.domain.scans import FindingSeverity, ScanState, severity_counts
+from tagwarden.domain.scans import FindingSeverity, ScanState, Verdict, severity_counts
 from tagwarden.domain.severity import Severity
+from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.domain.workloads import Workload
 
@@ -226,20 +227,86 @@ def _vulnerable(
     detected_at: datetime,
     seen_at: datetime,
 ) -> Alert:
-    critical = scan.finding_counts.get(FindingSeverity.CRITICAL.value, 0) > 0
-    counts = severity_counts(scan.finding_counts)
+    if scan.verdict is Verdict.UNDECIDED:
+        verdict = f"whose scan could not decide its verdict: {_counts(scan)} and findings of unknown severity"
+    else:
+        verdict = f"which failed its scan: {_counts(scan)}"
     return _alert(
         AlertType.VULNERABLE_IMAGE_DEPLOYED,
-        Severity.CRITICAL if critical else Severity.HIGH,
+        vulnerable_severity(scan),
         workload,
         reference,
         digest,
         detected_at,
         seen_at,
-        summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), which failed its scan: {counts}.",
+        summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), {verdict}.",
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
+        episode=scan.failing_since,
     )
+
+
+def vulnerable_severity(scan: ScanState) -> Severity:
+    """CRITICAL when the scan has CRITICAL findings, else HIGH (the README's severities)."""
+    return Severity.CRITICAL if scan.finding_counts.get(FindingSeverity.CRITICAL.value, 0) > 0 else Severity.HIGH
+
+
+def vulnerable_alert_id(location: str, image: ImageName, digest: str, scan: ScanState) -> str:
+    """The id of "this workload uses this failing content": one per workload, content and failing episode.
+
+    The audit watcher and the scan recorder both raise it, so each finding reaches subscribers once.
+    """
+    episode = (scan.failing_since,) if scan.failing_since else ()
+    return derive_alert_id(AlertType.VULNERABLE_IMAGE_DEPLOYED, location, str(image), digest, *episode)
+
+
+def vulnerable_in_use(
+    image: ImageName,
+    digest: str,
+    scan: ScanState,
+    sites: Iterable[tuple[UsageSite, str | None]],
+    source: SourceEvent,
+    detected_at: datetime,
+) -> tuple[Alert, ...]:
+    """VULNERABLE_IMAGE_DEPLOYED for each workload seen using a digest whose verdict just turned to fail.
+
+    `sites` are the workloads with the tag they use the digest through (None: by digest). No audit event
+    is behind these findings, so `kubernetes` is empty and the workload is the alert's one `in_use` site.
+    """
+    account, region = ecr_host_parts(image.registry)
+    alerts = []
+    for site, tag in sites:
+        location = f"{site.cluster}/{site.namespace}/{site.workload}"
+        shown = f"{image}:{tag}" if tag else f"{image}@{digest}"
+        alerts.append(
+            Alert(
+                alert_id=vulnerable_alert_id(location, image, digest, scan),
+                type=AlertType.VULNERABLE_IMAGE_DEPLOYED,
+                severity=vulnerable_severity(scan),
+                summary=(
+                    f"Workload {site.namespace}/{site.workload} in cluster {site.cluster} uses {shown} "
+                    f"({short_digest(digest)}), whose verdict turned to fail: {_counts(scan)}."
+                ),
+                detected_at=detected_at,
+                event_time=source.event_time,
+                account=account,
+                region=region,
+                registry=image.registry,
+                repository=image.repository,
+                tag=tag,
+                current_digest=digest,
+                scanned_digest=digest,
+                scanned_at=scan.scanned_at,
+                in_use=(site,),
+                evidence=(source.event_id,),
+                runbook=RUNBOOKS[AlertType.VULNERABLE_IMAGE_DEPLOYED],
+            )
+        )
+    return tuple(alerts)
+
+
+def _counts(scan: ScanState) -> str:
+    return severity_counts(scan.finding_counts) or "no rated findings"
 
 
 def _alert(
@@ -255,11 +322,16 @@ def _alert(
     previous_digest: str | None = None,
     scanned_digest: str | None = None,
     scanned_at: datetime | None = None,
+    episode: str | None = None,
 ) -> Alert:
     account, region = ecr_host_parts(reference.name.registry)
+    # One finding per workload and content (and failing episode): replicas, retries and duplicate
+    # deliveries share the id.
+    episode_part = (episode,) if episode else ()
     return Alert(
-        # One finding per workload and content: replicas, retries and duplicate deliveries share the id.
-        alert_id=derive_alert_id(alert_type, workload.location, str(reference.name), digest or reference.tag),
+        alert_id=derive_alert_id(
+            alert_type, workload.location, str(reference.name), digest or reference.tag, *episode_part
+        ),
         type=alert_type,
         severity=severity,
         summary=summary,

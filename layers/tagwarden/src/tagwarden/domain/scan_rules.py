@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Alert, UsageSite
+from tagwarden.domain.deployments import vulnerable_in_use
+from tagwarden.domain.findings import INSPECTOR_SCANNER, FindingReported, FindingTally, KnownFinding, revision_key
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import MoveFacts, tag_move_alert
-from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState
+from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus
+from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import TagPointer, TagRef
-from tagwarden.domain.workloads import recent_sites
+from tagwarden.domain.workloads import MAX_SITES_KEPT, recent_sites
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,10 @@ class ScanSnapshot:
     current: ScanState | None
     known_tags: frozenset[str]
     pointers: Mapping[str, TagPointer | None]
+    # Where the digest itself (by digest reference) was seen in use.
+    in_use: Mapping[str, datetime] = field(default_factory=dict)
+    # What Inspector's finding events told about the digest (None: no finding event yet).
+    findings: FindingTally | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,11 @@ class ScanDecision:
     # named was scanned after all (so the kubelet running the new content is a digest mismatch).
     moved_tags: Mapping[str, TagPointer]
     alerts: tuple[Alert, ...]
+    # Deployment findings among `alerts`, recorded as findings too so the audit watcher does not raise
+    # them again when it next sees the workload.
+    findings: tuple[Alert, ...] = ()
+    # The digest's finding tally after this report, when it changes it.
+    tally: FindingTally | None = None
 
 
 def decide_scan(
@@ -90,3 +103,131 @@ def decide_scan(
         moved_tags=moved,
         alerts=tuple(alerts),
     )
+
+
+def with_deployed_findings(
+    decision: ScanDecision, scan: ScanCompleted, snapshot: ScanSnapshot, detected_at: datetime
+) -> ScanDecision:
+    """The decision plus VULNERABLE_IMAGE_DEPLOYED for the workloads using the digest, when the scan turns
+    the digest's verdict to `fail` (see `deployed_vulnerable`)."""
+    findings = deployed_vulnerable(scan.image, scan.digest, decision, snapshot, scan.source, detected_at)
+    return replace(decision, alerts=decision.alerts + findings, findings=findings) if findings else decision
+
+
+def deployed_vulnerable(
+    image: ImageName,
+    digest: str,
+    decision: ScanDecision,
+    snapshot: ScanSnapshot,
+    source: SourceEvent,
+    detected_at: datetime,
+) -> tuple[Alert, ...]:
+    """One alert per workload in use of the digest when the decision changes its verdict to `fail`.
+
+    Once per change of verdict: a rescan that still fails raises nothing; pass -> fail raises, and
+    fail -> pass -> fail raises again (a new failing episode, hence new alert ids). A report that does
+    not replace the digest's state (an older one, delivered late) changes no verdict. Workloads are those
+    seen in the last 30 days using the digest by digest, or through a tag that names it now.
+    """
+    if not (decision.replaces_current and decision.state.turned_failing(snapshot.current)):
+        return ()
+    sites: dict[str, tuple[UsageSite, str | None]] = {}
+    for site in recent_sites(snapshot.in_use, detected_at):
+        sites[_location(site)] = (site, None)
+    for tag_name, pointer in sorted(snapshot.pointers.items()):
+        if pointer is None or pointer.digest != digest:
+            continue
+        for site in recent_sites(pointer.in_use, detected_at):
+            known = sites.get(_location(site))
+            if known is None or known[0].last_seen < site.last_seen:
+                sites[_location(site)] = (site, tag_name)
+    # Bounded like the usage the ledger keeps: the most recently seen first; the audit watcher raises the
+    # same finding for any other workload when it next sees it.
+    chosen = sorted(sites.values(), key=lambda entry: entry[0].last_seen, reverse=True)[:MAX_SITES_KEPT]
+    return vulnerable_in_use(image, digest, decision.state, chosen, source, detected_at)
+
+
+def _location(site: UsageSite) -> str:
+    return f"{site.cluster}/{site.namespace}/{site.workload}"
+
+
+def scan_state_with_findings(
+    scan: ScanCompleted, snapshot: ScanSnapshot, fail_severity: FindingSeverity
+) -> tuple[ScanState, FindingTally | None]:
+    """The state a scan report gives its digest, as the successor of the digest's current state.
+
+    An Inspector summary also becomes the digest's finding tally's summary, and the counts are the
+    tally's: finding events that arrived before the summary still count (see `domain.findings`).
+    """
+    state = scan.state(fail_severity)
+    tally = None
+    if scan.scanner == INSPECTOR_SCANNER and state.completed:
+        tally = (snapshot.findings or FindingTally()).with_summary(scan.finding_counts, scan.unrated)
+        state = replace(state, finding_counts=tally.counts(), verdict=tally.verdict(fail_severity))
+    return state.following(snapshot.current), tally
+
+
+@dataclass(frozen=True, slots=True)
+class FindingDecision:
+    """What one Inspector finding event changes: the finding, the digest's tally, and maybe its state.
+
+    `scan` is None when the digest's verdict stays as it was (the event repeated what was known, or only
+    refreshed the finding's times), or when the ledger has no summary to judge the digest by yet.
+    """
+
+    finding: KnownFinding
+    tally: FindingTally
+    scan: ScanDecision | None
+
+
+def decide_finding(
+    report: FindingReported,
+    known: KnownFinding | None,
+    snapshot: ScanSnapshot,
+    fail_severity: FindingSeverity,
+    detected_at: datetime,
+) -> FindingDecision | None:
+    """Apply one finding event to the digest; None when an equal or newer event of the finding was applied.
+
+    Without an Inspector summary the tally falls back on the digest's completed scan (ECR's or the
+    backfill's counts); without either, findings are kept but judge nothing: a handful of finding events
+    cannot show that an image passes. With a new state, the pointers naming the digest carry it, and the
+    workloads using the digest are alerted if its verdict turned to `fail`.
+    """
+    after = report.known
+    if not after.newer_than(known):
+        return None
+    current = snapshot.current
+    before = snapshot.findings
+    if before is None:
+        baseline = current.finding_counts if current is not None and current.completed else None
+        before = FindingTally(summary=dict(baseline) if baseline is not None else None)
+    tally = before.with_finding(known, after)
+    counts, verdict = tally.counts(), tally.verdict(fail_severity)
+    unchanged = (
+        current is not None
+        and current.completed
+        and (current.finding_counts, current.verdict)
+        == (
+            counts,
+            verdict,
+        )
+    )
+    if tally.summary is None or unchanged:
+        return FindingDecision(after, tally, None)
+    state = ScanState(
+        status=ScanStatus.COMPLETE,
+        scanned_at=report.source.event_time,
+        scanner=INSPECTOR_SCANNER,
+        verdict=verdict,
+        finding_counts=counts,
+        event_key=revision_key(report.source, current.event_key if current is not None else None),
+    ).following(current)
+    updates = {
+        tag_name: replace(pointer, scan=state, version=pointer.version + 1)
+        for tag_name, pointer in sorted(snapshot.pointers.items())
+        if pointer is not None and (pointer.digest or pointer.last_digest) == report.digest
+    }
+    decision = ScanDecision(state, replaces_current=True, pointer_updates=updates, moved_tags={}, alerts=())
+    found = deployed_vulnerable(report.image, report.digest, decision, snapshot, report.source, detected_at)
+    return FindingDecision(after, tally, replace(decision, alerts=found, findings=found, tally=tally))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,10 +19,16 @@ class ScanStatus(StrEnum):
 
 
 class Verdict(StrEnum):
-    """`fail` when any finding is at or above the configured fail severity."""
+    """`fail` when any finding is at or above the configured fail severity.
+
+    `undecided` when the report cannot tell: Inspector's scan summary breaks out CRITICAL, HIGH and MEDIUM
+    only, so with a fail severity of LOW or INFORMATIONAL the rest of its TOTAL may or may not fail. An
+    undecided digest is not passing (check, pin and the audit watcher treat it like a failing one).
+    """
 
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     FAIL = "fail"
+    UNDECIDED = "undecided"
 
 
 class FindingSeverity(StrEnum):
@@ -79,11 +85,20 @@ def normalise_counts(counts: Mapping[str, int]) -> dict[str, int]:
     return normalised
 
 
-def verdict_for(counts: Mapping[str, int], fail_severity: FindingSeverity) -> Verdict:
-    """`fail` when any finding is at or above `fail_severity` (UNDEFINED findings never count)."""
+def verdict_for(counts: Mapping[str, int], fail_severity: FindingSeverity, unrated: int = 0) -> Verdict:
+    """`fail` when any finding is at or above `fail_severity` (UNDEFINED findings never count).
+
+    `unrated` findings were counted without a severity (Inspector's TOTAL beyond CRITICAL, HIGH and MEDIUM,
+    so LOW, INFORMATIONAL or UNTRIAGED): they decide nothing when the fail severity is MEDIUM or above, and
+    leave the verdict `undecided` below that, unless a rated finding already fails it.
+    """
     threshold = _RANKED.index(fail_severity) if fail_severity in _RANKED else 0
     failing = {severity.value for severity in _RANKED[threshold:]}
-    return Verdict.FAIL if any(counts.get(name, 0) > 0 for name in failing) else Verdict.PASS
+    if any(counts.get(name, 0) > 0 for name in failing):
+        return Verdict.FAIL
+    if unrated > 0 and threshold <= _RANKED.index(FindingSeverity.LOW):
+        return Verdict.UNDECIDED
+    return Verdict.PASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,9 @@ class ScanState:
     verdict: Verdict | None = None
     finding_counts: dict[str, int] = field(default_factory=dict)
     event_key: str | None = None
+    # The event key of the scan that turned the verdict to `fail`, kept while later scans still fail: one
+    # failing episode of the digest, so its deployment findings are raised once per change of verdict.
+    failing_since: str | None = None
 
     @property
     def completed(self) -> bool:
@@ -119,6 +137,20 @@ class ScanState:
         if self.completed:
             return not other.completed or newer
         return not other.completed and newer
+
+    def following(self, previous: ScanState | None) -> ScanState:
+        """This state as the successor of the digest's `previous` one: a failing verdict continues the
+        previous failing episode, or starts one at this scan."""
+        if self.verdict is not Verdict.FAIL:
+            return replace(self, failing_since=None)
+        if previous is not None and previous.verdict is Verdict.FAIL:
+            # A state recorded before episodes existed has none: its findings keep their ids.
+            return replace(self, failing_since=previous.failing_since)
+        return replace(self, failing_since=self.event_key)
+
+    def turned_failing(self, previous: ScanState | None) -> bool:
+        """Whether this state, replacing `previous`, changes the digest's verdict to `fail`."""
+        return self.verdict is Verdict.FAIL and (previous is None or previous.verdict is not Verdict.FAIL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +179,22 @@ class ScanCompleted:
         for tag in self.tags:
             validate_tag(tag)
 
+    @property
+    def unrated(self) -> int:
+        """Findings the report counted without a severity: a reported total beyond the rated counts."""
+        if self.reported_total is None:
+            return 0
+        return max(0, self.reported_total - sum(self.finding_counts.values()))
+
     def state(self, fail_severity: FindingSeverity) -> ScanState:
         """The scan state this report gives the digest."""
         return ScanState(
             status=self.status,
             scanned_at=self.source.event_time,
             scanner=self.scanner,
-            verdict=verdict_for(self.finding_counts, fail_severity) if self.status is ScanStatus.COMPLETE else None,
+            verdict=verdict_for(self.finding_counts, fail_severity, self.unrated)
+            if self.status is ScanStatus.COMPLETE
+            else None,
             finding_counts=dict(self.finding_counts),
             event_key=self.source.key,
         )

@@ -1,4 +1,5 @@
-"""Scan completion events: ECR basic scanning (`ECR Image Scan`) and Amazon Inspector (`Inspector2 Scan`)."""
+"""Scan events: ECR basic scanning (`ECR Image Scan`) and Amazon Inspector (`Inspector2 Scan` summaries and,
+in `events.findings`, `Inspector2 Finding`)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     ModelWrapValidatorHandler,
     NonNegativeInt,
     PrivateAttr,
     RootModel,
+    Tag,
     field_validator,
     model_validator,
 )
 
 from tagwarden.domain.facts import IgnoredEvent
+from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.images import (
     ImageName,
     InvalidReferenceError,
@@ -30,6 +34,7 @@ from tagwarden.domain.images import (
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, ScanStatus, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.events.ecr import EcrEventMixin
+from tagwarden.events.findings import InspectorFindingEvent
 from tagwarden.observability import logger, metrics
 
 _REPOSITORY_ARN_RE = re.compile(
@@ -197,9 +202,26 @@ class InspectorScanEvent(EcrEventMixin, EventBridgeModel):
         )
 
 
-class ScanEvent(RootModel[Annotated[EcrImageScanEvent | InspectorScanEvent, Field(discriminator="source")]]):
-    """Either scanner's event, told apart by `source`."""
+def _scan_event_kind(event: object) -> str | None:
+    # Both Inspector events share `source`: the detail-type tells a scan summary from a finding.
+    if isinstance(event, dict):
+        kind = event.get("detail-type")
+        return kind if isinstance(kind, str) else None
+    return getattr(event, "detail_type", None)
 
-    def to_fact(self) -> ScanCompleted | IgnoredEvent:
-        """The scan report, or why it is ignored."""
+
+class ScanEvent(
+    RootModel[
+        Annotated[
+            Annotated[EcrImageScanEvent, Tag("ECR Image Scan")]
+            | Annotated[InspectorScanEvent, Tag("Inspector2 Scan")]
+            | Annotated[InspectorFindingEvent, Tag("Inspector2 Finding")],
+            Discriminator(_scan_event_kind),
+        ]
+    ]
+):
+    """Either scanner's event (ECR's scan, Inspector's scan summary or one of its findings), by detail-type."""
+
+    def to_fact(self) -> ScanCompleted | FindingReported | IgnoredEvent:
+        """The scan report or finding, or why it is ignored."""
         return self.root.to_fact()

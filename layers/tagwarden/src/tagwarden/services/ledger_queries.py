@@ -15,6 +15,7 @@ completed scan, and is it still the content that was scanned? The answer is a ta
 | any       | the digest has no scan at all                            | UNSCANNED        |
 | any       | the digest's only scans FAILED (checked nothing)         | SCAN_FAILED      |
 | any       | the completed scan has findings at the fail severity     | FAILING_VERDICT  |
+| any       | the scan's counts cannot decide under the fail severity  | UNDECIDED_VERDICT|
 | any       | otherwise                                                | (passes)         |
 """
 
@@ -50,6 +51,7 @@ class Refusal(StrEnum):
     UNSCANNED = "unscanned"
     SCAN_FAILED = "failed scan"
     FAILING_VERDICT = "failing verdict"
+    UNDECIDED_VERDICT = "undecided verdict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,16 @@ def judge_digest(reference: ImageReference, digest: str, scan: ScanState | None)
             scan,
             Refusal.SCAN_FAILED,
             f"failed scan: the {scan.scanner} scan of {content} FAILED at {_when(scan)}Z and checked nothing",
+        )
+    if scan.verdict is Verdict.UNDECIDED:
+        return ImageCheck(
+            reference,
+            digest,
+            scan,
+            Refusal.UNDECIDED_VERDICT,
+            f"undecided verdict: the {scan.scanner} scan of {content} at {_when(scan)}Z found "
+            f"{_counts(scan) if scan.finding_counts else 'no rated findings'} and findings of unreported severity "
+            "that the fail severity could count",
         )
     if scan.verdict is not Verdict.PASS:
         return ImageCheck(

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.items import optional_scan
+from tagwarden.adapters.dynamodb.items import optional_scan, tally_values
 from tagwarden.adapters.dynamodb.keys import digest_key, key_text
 from tagwarden.adapters.dynamodb.table import LedgerTable, iso, to_item
+from tagwarden.domain.findings import FindingTally
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import ImageAction, TagAction
@@ -60,6 +61,28 @@ def unchanged_scan(update: dict[str, Any], seen: ScanState | None) -> dict[str, 
     else:
         update["ConditionExpression"] = "#scan.event_key = :seen_scan"
         update["ExpressionAttributeValues"].update(to_item({":seen_scan": seen.event_key or ""}))
+    return update
+
+
+def replace_tally(image: ImageName, digest: str, seen: datetime, now: datetime, tally: FindingTally) -> dict[str, Any]:
+    """An UpdateItem that sets a digest record's Inspector finding tally (creating the record if needed)."""
+    update = digest_record_update(
+        image, digest, seen, now, assignments=["#findings = :tally"], values={":tally": tally_values(tally)}
+    )
+    update.setdefault("ExpressionAttributeNames", {})["#findings"] = "findings"
+    return update
+
+
+def unchanged_tally(update: dict[str, Any], seen: FindingTally | None) -> dict[str, Any]:
+    """Also condition a digest record's update on its finding tally still being `seen` (none: still none)."""
+    update.setdefault("ExpressionAttributeNames", {})["#findings"] = "findings"
+    if seen is None:
+        condition = "attribute_not_exists(#findings)"
+    else:
+        condition = "#findings.version = :seen_tally"
+        update["ExpressionAttributeValues"].update(to_item({":seen_tally": seen.version}))
+    existing = update.get("ConditionExpression")
+    update["ConditionExpression"] = f"({existing}) AND {condition}" if existing else condition
     return update
 
 

@@ -10,10 +10,20 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.keys import FINDING_SK, POINTER_SK, finding_pk, image_pk, move_sk, scan_sk, tag_pk
+from tagwarden.adapters.dynamodb.keys import (
+    FINDING_SK,
+    POINTER_SK,
+    finding_pk,
+    finding_sk,
+    image_pk,
+    move_sk,
+    scan_sk,
+    tag_pk,
+)
 from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
 from tagwarden.domain.alerts import Alert
-from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
+from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
+from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
 
@@ -30,6 +40,8 @@ def scan_values(scan: ScanState) -> Values:
         values["verdict"] = scan.verdict.value
     if scan.event_key is not None:
         values["event_key"] = scan.event_key
+    if scan.failing_since is not None:
+        values["failing_since"] = scan.failing_since
     return values
 
 
@@ -42,6 +54,7 @@ def stored_scan(values: Mapping[str, Any]) -> ScanState:
         verdict=Verdict(values["verdict"]) if "verdict" in values else None,
         finding_counts={name: int(count) for name, count in values.get("finding_counts", {}).items()},
         event_key=values.get("event_key"),
+        failing_since=values.get("failing_since"),
     )
 
 
@@ -160,6 +173,77 @@ def scan_entry_values(scan: ScanCompleted, state: ScanState, now: datetime) -> V
         "tags_reported": list(scan.tags),
         "recorded_at": iso(now),
         "reported_total": scan.reported_total,
+    }
+
+
+def tally_values(tally: FindingTally) -> Values:
+    """A digest's Inspector finding tally as stored (the `findings` map of its digest record)."""
+    values: Values = {
+        "active": dict(tally.active),
+        "closed": dict(tally.closed),
+        "unrated": tally.unrated,
+        "version": tally.version,
+    }
+    if tally.summary is not None:
+        values["summary"] = dict(tally.summary)
+    return values
+
+
+def stored_tally(item: Mapping[str, Any]) -> FindingTally | None:
+    """The `findings` map of a digest record, if it has one."""
+    values = item.get("findings")
+    if values is None:
+        return None
+    summary = values.get("summary")
+    return FindingTally(
+        active={name: int(count) for name, count in values.get("active", {}).items()},
+        closed={name: int(count) for name, count in values.get("closed", {}).items()},
+        summary={name: int(count) for name, count in summary.items()} if summary is not None else None,
+        unrated=int(values.get("unrated", 0)),
+        version=int(values.get("version", 0)),
+    )
+
+
+def known_finding_values(report: FindingReported, revision: str | None, now: datetime) -> Values:
+    """One Inspector finding of a digest, as its newest event left it."""
+    known = report.known
+    return {
+        "pk": image_pk(report.image, report.digest),
+        "sk": finding_sk(report.finding_id),
+        "kind": "inspector_finding",
+        "finding_arn": report.finding_arn,
+        "title": report.title or None,
+        "severity": known.severity.value,
+        "status": known.status.value,
+        "event_key": known.event_key,
+        "event_id": report.source.event_id,
+        # The scan history entry this event wrote (its alerts, for a repeated delivery), if it changed the state.
+        "revision": revision,
+        "recorded_at": iso(now),
+    }
+
+
+def stored_finding(item: Mapping[str, Any]) -> KnownFinding:
+    """Inverse of `known_finding_values` (what decides the next event)."""
+    return KnownFinding(FindingSeverity(item["severity"]), FindingStatus(item["status"]), item["event_key"])
+
+
+def finding_entry_values(report: FindingReported, state: ScanState, now: datetime) -> Values:
+    """A scan history entry for a finding event that changed the digest's scan state (at the state's key)."""
+    assert state.event_key is not None
+    return {
+        "pk": image_pk(report.image, report.digest),
+        "sk": scan_sk(state.event_key),
+        "kind": "scan",
+        "digest": report.digest,
+        "event_id": report.source.event_id,
+        "event_time": iso(report.source.event_time),
+        "scan": scan_values(state),
+        "tags_reported": list(report.tags),
+        "recorded_at": iso(now),
+        "finding_arn": report.finding_arn,
+        "finding_status": report.status.value,
+        "finding_severity": report.severity.value,
     }
 
 

@@ -6,6 +6,7 @@
 | tag history    | `TAG#{registry}/{repository}:{tag}`      | `MOVE#{time}#{event}` |
 | digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`               |
 | scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
+| image finding  | `IMAGE#{registry}/{repository}@{digest}` | `VULN#{finding id}`   |
 | finding        | `FINDING#{alert_id}`                     | `FINDING`             |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
@@ -29,6 +30,8 @@ MOVE_UPPER_BOUND = "MOVE$"
 IMAGE_SK = "IMAGE"
 SCAN_PREFIX = "SCAN#"
 FINDING_SK = "FINDING"
+# Inspector's findings of one digest (the finding id is a hex digest of its ARN, safe in a key).
+VULN_PREFIX = "VULN#"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -54,6 +57,11 @@ def move_sk(event_key: str) -> str:
 def scan_sk(event_key: str) -> str:
     """Sort key of a scan history entry."""
     return f"{SCAN_PREFIX}{event_key}"
+
+
+def finding_sk(finding_id: str) -> str:
+    """Sort key of one Inspector finding of a digest."""
+    return f"{VULN_PREFIX}{finding_id}"
 
 
 def key(pk: str, sk: str) -> Item:

@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.digests import digest_record_update, unchanged_scan
+from tagwarden.adapters.dynamodb.digests import digest_record_update, replace_tally, unchanged_scan, unchanged_tally
 from tagwarden.adapters.dynamodb.items import (
+    finding_entry_values,
+    finding_values,
+    known_finding_values,
     mark_values,
     optional_scan,
     scan_entry_values,
     scan_values,
+    stored_finding,
     stored_pointer,
+    stored_tally,
+    stored_usage,
+    tally_values,
 )
-from tagwarden.adapters.dynamodb.keys import digest_key, image_pk, key, key_text, pointer_key, scan_sk
+from tagwarden.adapters.dynamodb.keys import (
+    Item,
+    digest_key,
+    finding_sk,
+    image_pk,
+    key,
+    key_text,
+    pointer_key,
+    scan_sk,
+)
 from tagwarden.adapters.dynamodb.outbox import outbox_values, recorded_alerts
-from tagwarden.adapters.dynamodb.table import MAX_TRANSACTION_ITEMS, LedgerTable, to_item
-from tagwarden.domain.scan_rules import ScanDecision, ScanSnapshot
+from tagwarden.adapters.dynamodb.table import MAX_TRANSACTION_ITEMS, LedgerTable, Values, to_item
+from tagwarden.domain.alerts import Alert
+from tagwarden.domain.findings import FindingReported
+from tagwarden.domain.images import ImageName
+from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted
 from tagwarden.domain.tags import TagPointer, TagRef
-from tagwarden.ports import ScanReading
+from tagwarden.ports import FindingReading, ScanEntry, ScanReading
 
 
 class DynamoDbScanLedger:
@@ -30,27 +50,56 @@ class DynamoDbScanLedger:
 
     def read_for_scan(self, scan: ScanCompleted) -> ScanReading:
         """Digest record, this scan's entry and the reported tags' pointers; then pointers of other known tags."""
-        image_key = digest_key(scan.image, scan.digest)
         entry_key = key(image_pk(scan.image, scan.digest), scan_sk(scan.source.key))
-        pointer_keys = {tag: pointer_key(TagRef(scan.image, tag)) for tag in scan.tags}
-        items = self._table.batch_get([image_key, entry_key, *pointer_keys.values()])
-        image = items.get(key_text(image_key))
-        known = frozenset(image.get("tags", ())) if image else frozenset()
-        extra = {tag: pointer_key(TagRef(scan.image, tag)) for tag in known - set(scan.tags)}
+        snapshot, items = self._read_digest(scan.image, scan.digest, scan.tags, [entry_key])
+        entry = items.get(key_text(entry_key))
+        return ScanReading(snapshot, recorded_alerts(entry) if entry else None)
+
+    def read_for_finding(self, report: FindingReported) -> FindingReading:
+        """As for a scan of the digest, with the finding's own item in the same first batch."""
+        item_key = key(image_pk(report.image, report.digest), finding_sk(report.finding_id))
+        snapshot, items = self._read_digest(report.image, report.digest, report.tags, [item_key])
+        item = items.get(key_text(item_key))
+        if item is None:
+            return FindingReading(snapshot, None)
+        known = stored_finding(item)
+        revision = item.get("revision")
+        if known.event_key != report.source.key or revision is None:
+            return FindingReading(snapshot, known)
+        # A repeated delivery of the event that changed the state: its alerts may still be undelivered.
+        # A batch of one, not GetItem: the function's role reads the ledger with BatchGetItem only.
+        entry = ScanEntry(report.image, report.digest, revision)
+        entry_key = key(image_pk(report.image, report.digest), scan_sk(revision))
+        recorded = self._table.batch_get([entry_key]).get(key_text(entry_key))
+        return FindingReading(snapshot, known, entry, recorded_alerts(recorded) if recorded else None)
+
+    def _read_digest(
+        self, image: ImageName, digest: str, tags: Iterable[str], more: list[Item]
+    ) -> tuple[ScanSnapshot, dict[str, Values]]:
+        """The digest record, `more` items and the named tags' pointers in one batch; then pointers of the
+        digest's other known tags."""
+        image_key = digest_key(image, digest)
+        pointer_keys = {tag: pointer_key(TagRef(image, tag)) for tag in tags}
+        items = self._table.batch_get([image_key, *more, *pointer_keys.values()])
+        record = items.get(key_text(image_key))
+        known = frozenset(record.get("tags", ())) if record else frozenset()
+        extra = {tag: pointer_key(TagRef(image, tag)) for tag in known - set(tags)}
         if extra:
             items.update(self._table.batch_get(list(extra.values())))
             pointer_keys.update(extra)
         pointers = {
             tag: stored_pointer(items[key_text(k)]) if key_text(k) in items else None for tag, k in pointer_keys.items()
         }
-        entry = items.get(key_text(entry_key))
-        current = optional_scan(image) if image else None
-        return ScanReading(ScanSnapshot(current, known, pointers), recorded_alerts(entry) if entry else None)
+        current = optional_scan(record) if record else None
+        usage = stored_usage(record) if record else {}
+        tally = stored_tally(record) if record else None
+        return ScanSnapshot(current, known, pointers, in_use=usage, findings=tally), items
 
     def apply_scan(
         self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, lease_until: datetime
     ) -> None:
-        """TransactWriteItems: scan entry with its alerts, digest record, carrying and moved tags' pointers.
+        """TransactWriteItems: scan entry with its alerts, digest record, carrying and moved tags' pointers,
+        and the deployment findings the scan raised.
 
         A transaction holds at most 100 items: the pointers of a digest with very many tags are written
         first, in transactions of their own (each pointer conditioned on its version, so a retry after a
@@ -60,14 +109,50 @@ class DynamoDbScanLedger:
         entry = {**scan_entry_values(scan, decision.state, now), **outbox_values(decision.alerts, lease_until)}
         record: list[dict[str, Any]] = [
             {"Put": {"Item": to_item(entry), "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Update": _digest_scan_update(scan, decision, snapshot, now)},
+            {"Update": _digest_scan_update(scan.image, scan.digest, scan.source.event_time, decision, snapshot, now)},
         ]
+        self._write(scan.image, decision, record, now)
+
+    def apply_finding(
+        self,
+        report: FindingReported,
+        decision: FindingDecision,
+        reading: FindingReading,
+        lease_until: datetime,
+    ) -> None:
+        """TransactWriteItems: the finding (conditioned on the event read), the digest's tally and, with a
+        new state, its scan entry with alerts, pointers and deployment findings."""
+        now = self._table.clock()
+        scan = decision.scan
+        revision = scan.state.event_key if scan is not None else None
+        finding = to_item(known_finding_values(report, revision, now))
+        if reading.known is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "event_key = :read",
+                "ExpressionAttributeValues": to_item({":read": reading.known.event_key}),
+            }
+        record: list[dict[str, Any]] = [{"Put": {"Item": finding, **condition}}]
+        if scan is None:
+            tally_only = replace_tally(report.image, report.digest, report.source.event_time, now, decision.tally)
+            record.append({"Update": unchanged_tally(tally_only, reading.snapshot.findings)})
+            self._table.transact("TransactWriteItems finding", record)
+            return
+        entry = {**finding_entry_values(report, scan.state, now), **outbox_values(scan.alerts, lease_until)}
+        record.append({"Put": {"Item": to_item(entry), "ConditionExpression": "attribute_not_exists(pk)"}})
+        digest = _digest_scan_update(report.image, report.digest, report.source.event_time, scan, reading.snapshot, now)
+        record.append({"Update": digest})
+        self._write(report.image, scan, record, now)
+
+    def _write(self, image: ImageName, decision: ScanDecision, record: list[dict[str, Any]], now: datetime) -> None:
+        record = record + [{"Update": deployment_finding_update(alert, now)} for alert in decision.findings]
         pointers: list[dict[str, Any]] = [
-            {"Update": _pointer_update(scan, tag_name, pointer, carried=True)}
+            {"Update": _pointer_update(image, tag_name, pointer, carried=True)}
             for tag_name, pointer in decision.pointer_updates.items()
         ]
         pointers += [
-            {"Update": _pointer_update(scan, tag_name, pointer, carried=False)}
+            {"Update": _pointer_update(image, tag_name, pointer, carried=False)}
             for tag_name, pointer in decision.moved_tags.items()
         ]
         room = MAX_TRANSACTION_ITEMS - len(record)
@@ -79,23 +164,28 @@ class DynamoDbScanLedger:
 
 
 def _digest_scan_update(
-    scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, now: datetime
+    image: ImageName,
+    digest: str,
+    seen: datetime,
+    decision: ScanDecision,
+    snapshot: ScanSnapshot,
+    now: datetime,
 ) -> dict[str, Any]:
-    """Create the digest record if needed; replace its scan state only with a superseding scan."""
+    """Create the digest record if needed; replace its scan state only with a superseding scan, and its
+    finding tally when the report changed it."""
     replaces = decision.replaces_current
-    update = digest_record_update(
-        scan.image,
-        scan.digest,
-        scan.source.event_time,
-        now,
-        assignments=["#scan = :scan"] if replaces else [],
-        values={":scan": scan_values(decision.state)} if replaces else None,
-    )
-    # The decision relied on the scan state read: it must still be the one there.
-    return unchanged_scan(update, snapshot.current)
+    assignments = ["#scan = :scan"] if replaces else []
+    values: dict[str, Any] = {":scan": scan_values(decision.state)} if replaces else {}
+    if decision.tally is not None:
+        assignments.append("#findings = :tally")
+        values[":tally"] = tally_values(decision.tally)
+    update = digest_record_update(image, digest, seen, now, assignments=assignments, values=values or None)
+    # The decision relied on the scan state (and tally) read: they must still be the ones there.
+    update = unchanged_scan(update, snapshot.current)
+    return unchanged_tally(update, snapshot.findings) if decision.tally is not None else update
 
 
-def _pointer_update(scan: ScanCompleted, tag_name: str, pointer: TagPointer, *, carried: bool) -> dict[str, Any]:
+def _pointer_update(image: ImageName, tag_name: str, pointer: TagPointer, *, carried: bool) -> dict[str, Any]:
     """A pointer that names the scanned digest carries its scan (`carried`); one that moved away from it
     during the scan learns that the digest it named was scanned (`last_scanned`). Either way the version
     read pins the pointer: still naming (or, deleted, last naming) what the decision saw."""
@@ -106,7 +196,7 @@ def _pointer_update(scan: ScanCompleted, tag_name: str, pointer: TagPointer, *, 
         assert pointer.last_scanned is not None
         assignment, value = "last_scanned = :value", mark_values(pointer.last_scanned)
     update: dict[str, Any] = {
-        "Key": pointer_key(TagRef(scan.image, tag_name)),
+        "Key": pointer_key(TagRef(image, tag_name)),
         "UpdateExpression": f"SET {assignment}, version = :version",
         "ConditionExpression": "version = :expected",
         "ExpressionAttributeValues": to_item(
@@ -116,3 +206,20 @@ def _pointer_update(scan: ScanCompleted, tag_name: str, pointer: TagPointer, *, 
     if carried:
         update["ExpressionAttributeNames"] = {"#scan": "scan"}
     return update
+
+
+def deployment_finding_update(alert: Alert, now: datetime) -> dict[str, Any]:
+    """Record a deployment finding the scan recorder raised (its alert is on the scan entry): the audit
+    watcher finds it recorded and does not raise it again. Unconditional and idempotent: the ids carry the
+    failing episode, which starts with this very write."""
+    values = finding_values(alert, now)
+    item_key = key(values.pop("pk"), values.pop("sk"))
+    kept = ("first_seen_at", "recorded_at")
+    assignments = [
+        f"{name} = if_not_exists({name}, :{name})" if name in kept else f"{name} = :{name}" for name in values
+    ]
+    return {
+        "Key": item_key,
+        "UpdateExpression": "SET " + ", ".join(assignments),
+        "ExpressionAttributeValues": to_item({f":{name}": value for name, value in values.items()}),
+    }
