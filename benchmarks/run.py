@@ -2,7 +2,7 @@
 
 Prints figures; the only verdict is the request budget of the common push path, which fails the run
 (exit status 1) when exceeded. A case that does not take the path it is named after, or a handler that
-does not import, fails it too (status 2).
+does not import or handle its sample event, fails it too (status 2).
 """
 
 from __future__ import annotations
@@ -52,21 +52,22 @@ def requests_section() -> bool:
 
 
 def cold_start_section() -> bool:
-    """Figure 2; True when every handler imported."""
-    print(heading("2. Cold start: import time in a fresh interpreter (startup excluded)"))
+    """Figure 2; True when every handler imported and handled its sample event."""
+    print(heading("2. Cold start as users pay it: a fresh process, import + first invocation (moto server)"))
+    print("Each function's app.py, with the template's environment, handles its sample event from events/ on a")
+    print("fresh ledger table. Baseline: a minimal handler that imports boto3, creates the same clients and sends")
+    print("the same requests. Times in ms from process start, medians; ratio: total over baseline total. CPU: the")
+    print("process's user + system time to the end of the first invocation (moto's time is not in it; steadier")
+    print("than wall time on a busy machine).\n")
     measured = cold_start.measure()
     print(cold_start.render(measured))
-    goal = cold_start.PRODUCT_GOAL
-    above = cold_start.above_goal(measured)
+    print(f"\nInterpreter start-up, part of every total: {cold_start.startup_ms(measured):.1f} ms (median).")
+    traced = ", ".join(f"{f.name}: {'yes' if f.traced else 'no'}" for f in measured if f.error is None)
+    print(f"Tracing as in Lambda (Tracing: Active), X-Ray patched botocore: {traced}.")
+    print("No X-Ray daemon listens: segments go over UDP to nobody, so their delivery is not measured.")
     failed = cold_start.failed(measured)
-    verdict = f"Above it: {', '.join(t.label for t in above)}." if above else "No measured handler above it."
-    print(f"\nProduct goal: handler import <= {goal}x boto3's. {verdict}")
     if failed:
-        print(f"Not measured (import failed): {', '.join(t.label for t in failed)}.")
-    print(
-        "Import only: the first invocation, which creates the AWS clients (and imports boto3 where the import"
-        "\ndid not), is not included."
-    )
+        print(f"Not measured (failed): {', '.join(f.name for f in failed)}.")
     return not failed
 
 
@@ -101,7 +102,7 @@ def timed() -> Iterator[None]:
 
 
 def main() -> int:
-    """Run the three figures; the exit status reflects the budget and the benchmark's own soundness."""
+    """Run the five figures; the exit status reflects the budget and the benchmark's own soundness."""
     started = time.perf_counter()
     print(
         f"Tagwarden benchmarks: Python {platform.python_version()}, boto3 {version('boto3')}, "
@@ -114,7 +115,7 @@ def main() -> int:
         print(f"\nbenchmark scenario broken: {error}", file=sys.stderr)
         return 2
     with timed():
-        imported = cold_start_section()
+        cold_started = cold_start_section()
     with timed():
         throughput_section()
     with timed():
@@ -122,8 +123,8 @@ def main() -> int:
     with timed():
         loaded_soundly = load_section()
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
-    if not imported:
-        print("a handler module failed to import (see figure 2)", file=sys.stderr)
+    if not cold_started:
+        print("a handler failed to import or to handle its sample event (see figure 2)", file=sys.stderr)
         return 2
     return 0 if within_budget and loaded_soundly else 1
 

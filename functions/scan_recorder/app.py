@@ -5,27 +5,31 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tagwarden.config import ScanRecorderConfig
 from tagwarden.events.parsing import parse_event
 from tagwarden.events.scans import ScanEvent
-from tagwarden.observability import capture_lambda_handler, logger, metrics
+from tagwarden.observability import logger, metrics
 from tagwarden.services.scan_recorder import ScanRecorder
 from tagwarden.services.wiring import build_scan_recorder
 
 CONFIG = ScanRecorderConfig.from_env()
 
+# Created at import, as Powertools documents it: deferring it to the first invocation made cold start no faster.
+tracer = Tracer(service="tagwarden")
+
 
 @cache
 def scan_recorder() -> ScanRecorder:
-    """Built on first use, so the import stays cheap and clients are reused across invocations."""
+    """Built once per container, at the first invocation, and reused (its clients too)."""
     return build_scan_recorder(CONFIG)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@capture_lambda_handler
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Record one completed scan."""
     return scan_recorder().handle(parse_event(event, ScanEvent).to_fact()).as_dict()
