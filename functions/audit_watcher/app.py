@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Tracer
@@ -12,19 +11,13 @@ from tagwarden.config import AuditWatcherConfig
 from tagwarden.events.audit import read_batch
 from tagwarden.events.parsing import parse_event
 from tagwarden.observability import logger, metrics
-from tagwarden.services.audit_watcher import AuditWatcher
 from tagwarden.services.wiring import build_audit_watcher
-
-CONFIG = AuditWatcherConfig.from_env()
 
 # Created at import, as Powertools documents it: deferring it to the first invocation made cold start no faster.
 tracer = Tracer(service="tagwarden")
 
-
-@cache
-def audit_watcher() -> AuditWatcher:
-    """Built once per container, at the first invocation, and reused (its clients too)."""
-    return build_audit_watcher(CONFIG)
+# Built once per container, at import (the configuration read and checked then); its clients are reused.
+AUDIT_WATCHER = build_audit_watcher(AuditWatcherConfig.from_env())
 
 
 @logger.inject_lambda_context
@@ -32,4 +25,4 @@ def audit_watcher() -> AuditWatcher:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Check one CloudWatch Logs delivery of audit events."""
-    return audit_watcher().handle(read_batch(parse_event(event, CloudWatchLogsModel)))
+    return AUDIT_WATCHER.handle(read_batch(parse_event(event, CloudWatchLogsModel)))

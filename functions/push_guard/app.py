@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Tracer
@@ -12,19 +11,13 @@ from tagwarden.config import PushGuardConfig
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import parse_event
 from tagwarden.observability import logger, metrics
-from tagwarden.services.push_guard import PushGuard
 from tagwarden.services.wiring import build_push_guard
-
-CONFIG = PushGuardConfig.from_env()
 
 # Created at import, as Powertools documents it: deferring it to the first invocation made cold start no faster.
 tracer = Tracer(service="tagwarden")
 
-
-@cache
-def push_guard() -> PushGuard:
-    """Built once per container, at the first invocation, and reused (its clients too)."""
-    return build_push_guard(CONFIG)
+# Built once per container, at import (the configuration read and checked then); its clients are reused.
+PUSH_GUARD = build_push_guard(PushGuardConfig.from_env())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
@@ -32,4 +25,4 @@ def push_guard() -> PushGuard:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Record one ECR push or delete."""
-    return push_guard().handle(parse_event(event, EcrImageActionEvent).to_fact()).as_dict()
+    return PUSH_GUARD.handle(parse_event(event, EcrImageActionEvent).to_fact()).as_dict()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Tracer
@@ -12,19 +11,13 @@ from tagwarden.config import ScanRecorderConfig
 from tagwarden.events.parsing import parse_event
 from tagwarden.events.scans import ScanEvent
 from tagwarden.observability import logger, metrics
-from tagwarden.services.scan_recorder import ScanRecorder
 from tagwarden.services.wiring import build_scan_recorder
-
-CONFIG = ScanRecorderConfig.from_env()
 
 # Created at import, as Powertools documents it: deferring it to the first invocation made cold start no faster.
 tracer = Tracer(service="tagwarden")
 
-
-@cache
-def scan_recorder() -> ScanRecorder:
-    """Built once per container, at the first invocation, and reused (its clients too)."""
-    return build_scan_recorder(CONFIG)
+# Built once per container, at import (the configuration read and checked then); its clients are reused.
+SCAN_RECORDER = build_scan_recorder(ScanRecorderConfig.from_env())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
@@ -32,4 +25,4 @@ def scan_recorder() -> ScanRecorder:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, object]:
     """Record one completed scan."""
-    return scan_recorder().handle(parse_event(event, ScanEvent).to_fact()).as_dict()
+    return SCAN_RECORDER.handle(parse_event(event, ScanEvent).to_fact()).as_dict()

@@ -61,7 +61,7 @@ def invoke(module: ModuleType, event: dict[str, Any]) -> Any:
 
 
 def clients(module: ModuleType) -> tuple[Any, Any]:
-    service = module.push_guard()
+    service = module.PUSH_GUARD
     return service._ledger._table.client, service._delivery._publisher._client
 
 
@@ -150,7 +150,7 @@ def test_an_entry_whose_publish_failed_part_way_does_not_repeat_the_alerts_sns_a
         guard.lambda_handler(ecr_image_action(tag=tag, digest=B, time="2026-11-20T10:00:20Z"), FakeLambdaContext())
     stack.received_alerts()
     scan = ecr_scan(digest=A, tags=[], time="2026-11-20T10:00:45Z")
-    client = recorder.scan_recorder()._delivery._publisher._client
+    client = recorder.SCAN_RECORDER._delivery._publisher._client
     original = client._make_api_call
     calls: list[str] = []
 

@@ -231,7 +231,7 @@ def test_a_finding_whose_alert_could_not_be_published_is_published_by_the_retry_
     push_guard(ecr_image_action(tag="latest", digest=A, time="2026-11-20T09:14:07Z"))
     recorder.lambda_handler(load_event("scan_recorder/inspector_ecr_scan.json"), FakeLambdaContext())
     audit_watcher(deployment())
-    sns = recorder.scan_recorder()._delivery._publisher._client
+    sns = recorder.SCAN_RECORDER._delivery._publisher._client
     found = inspector_finding(digest=A, time="2026-11-25T06:00:00Z", severity="CRITICAL", finding=CRITICAL_CVE)
 
     # When SNS refuses the alert of the finding that fails A
