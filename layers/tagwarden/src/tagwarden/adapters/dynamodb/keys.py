@@ -7,6 +7,7 @@
 | digest record  | `IMAGE#{registry}/{repository}@{digest}` | `IMAGE`               |
 | scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
 | finding        | `FINDING#{alert_id}`                     | `FINDING`             |
+| rollouts       | `WORKLOAD#{cluster}/{namespace}/{name}`  | `ROLLOUTS`            |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
 """
@@ -29,6 +30,7 @@ MOVE_UPPER_BOUND = "MOVE$"
 IMAGE_SK = "IMAGE"
 SCAN_PREFIX = "SCAN#"
 FINDING_SK = "FINDING"
+ROLLOUTS_SK = "ROLLOUTS"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -44,6 +46,16 @@ def image_pk(image: ImageName, digest: str) -> str:
 def finding_pk(alert_id: str) -> str:
     """Partition of one deployment finding (alert ids are hex digests, safe in a key)."""
     return f"FINDING#{alert_id}"
+
+
+def workload_pk(location: str) -> str:
+    """Partition of one workload (its location is `cluster/namespace/workload`)."""
+    return f"WORKLOAD#{location}"
+
+
+def rollouts_key(location: str) -> Item:
+    """The key of a workload's rollouts."""
+    return key(workload_pk(location), ROLLOUTS_SK)
 
 
 def move_sk(event_key: str) -> str:
