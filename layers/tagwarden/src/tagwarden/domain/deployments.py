@@ -144,26 +144,24 @@ def history_digests(view: DeploymentView) -> set[DigestKey]:
     return missing
 
 
-def scanned_after_lines(observations: Iterable[Observation], view: DeploymentView) -> set[DigestKey]:
+def scanned_after_lines(observations: Iterable[Observation], contents: Iterable[Content]) -> set[DigestKey]:
     """Digests with a completed, passing scan dated after a line naming them: was an earlier scan complete?"""
     wanted: set[DigestKey] = set()
-    for observation in observations:
-        content = _content(observation, view)
+    for observation, content in zip(observations, contents, strict=True):
         scan = content.scan
         if scan is not None and scan.passing and scan.scanned_at > observation.seen_at and content.key is not None:
             wanted.add(content.key)
     return wanted
 
 
-def sighting(observation: Observation, view: DeploymentView) -> Sighting:
+def sighting(observation: Observation, content: Content) -> Sighting:
     """The content an observation shows at its workload, for grouping its findings by rollout."""
-    content = _content(observation, view)
     material = f"{content.shown.name}@{content.digest or content.shown.tag or ''}"
     return Sighting(material, observation.seen_at, introduces=isinstance(observation, ImageReferenced))
 
 
 def rollouts_of(
-    observations: Sequence[Observation], view: DeploymentView
+    observations: Sequence[Observation], contents: Sequence[Content], view: DeploymentView
 ) -> tuple[list[datetime], dict[str, tuple[Rollouts, dict[str, datetime]]]]:
     """The rollout start of each observation, and the workloads whose rollouts changed (read -> new).
 
@@ -176,7 +174,7 @@ def rollouts_of(
     changed: dict[str, tuple[Rollouts, dict[str, datetime]]] = {}
     for location, indexes in by_location.items():
         known = view.rollouts.get(location, Rollouts())
-        found, after = rollout_starts(known.starts, [sighting(observations[n], view) for n in indexes])
+        found, after = rollout_starts(known.starts, [sighting(observations[n], contents[n]) for n in indexes])
         for index, start in zip(indexes, found, strict=True):
             starts[index] = start
         if after != dict(known.starts):
@@ -236,8 +234,8 @@ def _running_keys(observation: ImageRunning) -> set[DigestKey]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Content:
-    """What an observation deployed or ran, as the ledger knew it at the line's time."""
+class Content:
+    """What an observation deployed or ran, as the ledger knew it at the line's time (see `content_of`)."""
 
     shown: ImageReference  # the name the workload used
     digest: str | None  # None: a tag that named nothing then
@@ -246,15 +244,19 @@ class _Content:
     pointer: TagPointer | None = None  # the start tag's pointer (kubelet observations)
 
 
-def _content(observation: Observation, view: DeploymentView) -> _Content:
+def content_of(observation: Observation, view: DeploymentView) -> Content:
+    """What the observation deployed or ran: the digest a tag named at the line's time, and its scan.
+
+    Computed once per observation, after the view holds the histories and digests the batch needs.
+    """
     if isinstance(observation, ImageReferenced):
         reference = observation.reference
         if reference.digest is None and reference.tag is not None:
             digest, scan = view.tag_at(TagRef(reference.name, reference.tag), observation.seen_at)
-            return _Content(reference, digest, scan, (reference.name, digest) if digest is not None else None)
+            return Content(reference, digest, scan, (reference.name, digest) if digest is not None else None)
         assert reference.digest is not None
         key = (reference.name, reference.digest)
-        return _Content(reference, reference.digest, view.scans.get(key), key)
+        return Content(reference, reference.digest, view.scans.get(key), key)
     digest = observation.running.digest
     assert digest is not None
     origin_tag = _origin_tag(observation)
@@ -262,15 +264,15 @@ def _content(observation: Observation, view: DeploymentView) -> _Content:
     shown = observation.started_from or observation.running
     if pointer is not None and pointer.digest == digest:
         assert origin_tag is not None
-        return _Content(shown, digest, pointer.scan, (origin_tag.image, digest), pointer)
+        return Content(shown, digest, pointer.scan, (origin_tag.image, digest), pointer)
     for key in sorted(_running_keys(observation), key=str):
         scan = view.scans.get(key)
         if scan is not None and scan.completed:
-            return _Content(shown, digest, scan, key, pointer)
-    return _Content(shown, digest, None, None, pointer)
+            return Content(shown, digest, scan, key, pointer)
+    return Content(shown, digest, None, None, pointer)
 
 
-def _scanned_then(content: _Content, view: DeploymentView, moment: datetime) -> bool:
+def _scanned_then(content: Content, view: DeploymentView, moment: datetime) -> bool:
     """Whether the content had a completed scan at `moment` (its latest scan may be a later rescan)."""
     scan = content.scan
     if scan is None or not scan.completed:
@@ -281,13 +283,14 @@ def _scanned_then(content: _Content, view: DeploymentView, moment: datetime) -> 
     return first is not None and first <= moment
 
 
-def check(observation: Observation, view: DeploymentView, detected_at: datetime, since: datetime) -> Alert | None:
+def check(
+    observation: Observation, content: Content, view: DeploymentView, detected_at: datetime, since: datetime
+) -> Alert | None:
     """The finding for one observation, if any (the README's table of deployment alerts).
 
-    `since` is the start of the rollout the observation belongs to at its workload (`rollout_starts`):
-    the same finding in another rollout is another alert.
+    `content` is the observation's `content_of`; `since` the start of the rollout the observation belongs
+    to at its workload (`rollouts_of`): the same finding in another rollout is another alert.
     """
-    content = _content(observation, view)
     if isinstance(observation, ImageReferenced):
         return _check_reference(observation, content, view, _Moment(detected_at, observation.seen_at, since))
     return _check_running(observation, content, view, _Moment(detected_at, observation.seen_at, since))
@@ -301,7 +304,7 @@ class _Moment:
 
 
 def _check_reference(
-    observation: ImageReferenced, content: _Content, view: DeploymentView, moment: _Moment
+    observation: ImageReferenced, content: Content, view: DeploymentView, moment: _Moment
 ) -> Alert | None:
     reference, digest, scan = observation.reference, content.digest, content.scan
     if digest is None:
@@ -315,7 +318,7 @@ def _check_reference(
     return None
 
 
-def _check_running(observation: ImageRunning, content: _Content, view: DeploymentView, moment: _Moment) -> Alert | None:
+def _check_running(observation: ImageRunning, content: Content, view: DeploymentView, moment: _Moment) -> Alert | None:
     shown, digest, scan, pointer = content.shown, content.digest, content.scan, content.pointer
     assert digest is not None
     if scan is not None and scan.completed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ _CRONJOB_JOB = re.compile(r"(?P<owner>.+)-[0-9]{8,}")
 _REPLICASET = re.compile(r"(?P<owner>.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}")
 
 
+@functools.lru_cache(maxsize=4096)
 def workload_of_pod(pod_name: str) -> str:
     """The workload a pod most likely belongs to, from Kubernetes' naming of generated pods.
 

@@ -7,10 +7,12 @@ from datetime import datetime
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import (
+    Content,
     DeploymentView,
     ImageReferenced,
     Observation,
     check,
+    content_of,
     history_digests,
     ledger_keys,
     rollouts_of,
@@ -52,12 +54,12 @@ class AuditWatcher:
             metrics.add_metric(name="UnmonitoredImages", unit="Count", value=out_of_scope)
         published: list[str] = []
         if observations:
-            view = self._read_view(observations)
+            view, contents = self._read_view(observations)
             now = self._clock()
-            starts, rollouts = rollouts_of(observations, view)
+            starts, rollouts = rollouts_of(observations, contents, view)
             findings: dict[str, Alert] = {}
-            for observation, since in zip(observations, starts, strict=True):
-                alert = check(observation, view, now, since)
+            for observation, content, since in zip(observations, contents, starts, strict=True):
+                alert = check(observation, content, view, now, since)
                 if alert is not None:
                     findings.setdefault(alert.alert_id, alert)
             if rollouts:
@@ -87,7 +89,7 @@ class AuditWatcher:
             "alerts": published,
         }
 
-    def _read_view(self, observations: list[Observation]) -> DeploymentView:
+    def _read_view(self, observations: list[Observation]) -> tuple[DeploymentView, list[Content]]:
         """The ledger as the batch's lines need it: one batched read in the common case.
 
         More only where lines need it: digests their tags' pointers do not cover, the history of tags named
@@ -105,10 +107,11 @@ class AuditWatcher:
         missing = uncovered_digests(observations, view) | history_digests(view)
         if missing:
             view = view.merged(self._ledger.read_deployment_view((), missing))
-        rescanned = scanned_after_lines(observations, view)
+        contents = [content_of(observation, view) for observation in observations]
+        rescanned = scanned_after_lines(observations, contents)
         if rescanned:
             view = view.merged(DeploymentView({}, {}, first_scans=self._ledger.first_completed_scans(rescanned)))
-        return view
+        return view, contents
 
     def _monitored(self, observation: Observation) -> bool:
         if isinstance(observation, ImageReferenced):
