@@ -2,8 +2,9 @@
 
 The floor is what any consumer of the same deliveries must do: base64-decode, gunzip and `json.loads` the
 delivery, then `json.loads` every line. The batch is mostly relevant lines (the subscription filter already
-dropped the rest): pod and workload creations and kubelet status updates over a few hundred images, most of
-them pushed and scanned beforehand, some not.
+dropped the rest): workload writes, pod creations and kubelet status updates of a few hundred workloads,
+each running its own image, most of them pushed and scanned beforehand, some not. A full CloudWatch Logs
+delivery of one cluster: 3,000 lines over 200 workloads.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.requests import ApiCall, dynamodb_operations
 
-LINES = 4000
-LINES_PER_DELIVERY = 500
-# A cluster runs a few dozen to a few hundred images; a delivery of one cluster's audit lines repeats them.
-IMAGES = 120
+LINES = 3000
+LINES_PER_DELIVERY = 3000
+# A cluster runs a few dozen to a few hundred workloads; a delivery of one cluster's audit lines repeats them.
+WORKLOADS = 200
 UNSCANNED_SHARE = 0.05
 SEED = 4
 GOAL = 0.5
+# The steady state is timed this many times; the best pass counts (the others measure the machine's noise).
+STEADY_PASSES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,30 +71,36 @@ def _digest(n: int) -> str:
 
 
 def _lines(rng: random.Random) -> tuple[list[list[dict[str, Any]]], list[int]]:
-    templates = ("deployment_create.json", "pod_create_request_response.json", "cronjob_create.json")
+    """Deliveries of lines about WORKLOADS workloads; workload n (Deployment `svc-n`) runs `bench/svc-n:v1`."""
     deliveries: list[list[dict[str, Any]]] = []
     distinct: list[int] = []
     for start in range(0, LINES, LINES_PER_DELIVERY):
         batch: list[dict[str, Any]] = []
-        images: set[int] = set()
+        workloads: set[int] = set()
         for number in range(start, min(start + LINES_PER_DELIVERY, LINES)):
-            image = rng.randrange(IMAGES)
-            images.add(image)
-            tag_ref = f"{ECR}/bench/svc-{image}:v1"
+            workload = rng.randrange(WORKLOADS)
+            workloads.add(workload)
+            tag_ref = f"{ECR}/bench/svc-{workload}:v1"
+            pod = f"svc-{workload}-7d9f8c6b5d-{number % 100_000:05d}"
             if number % 3 == 0:
-                pod = f"svc-{image}-7d9f8c6b5d-{number % 100_000:05d}"
-                batch.append(kubelet_status(pod, tag_ref, f"{ECR}/bench/svc-{image}@{_digest(image)}", f"a-{number}"))
+                running = f"{ECR}/bench/svc-{workload}@{_digest(workload)}"
+                batch.append(kubelet_status(pod, tag_ref, running, f"a-{number}"))
+                continue
+            if number % 3 == 1:
+                line = with_images(audit_line("deployment_create.json"), tag_ref)
+                line["objectRef"]["name"] = f"svc-{workload}"
             else:
-                line = with_images(audit_line(templates[number % len(templates)]), tag_ref)
-                line["auditID"] = f"a-{number}"
-                batch.append(line)
+                line = with_images(audit_line("pod_create_request_response.json"), tag_ref)
+                line["responseObject"]["metadata"]["name"] = pod
+            line["auditID"] = f"a-{number}"
+            batch.append(line)
         deliveries.append(batch)
-        distinct.append(len(images))
+        distinct.append(len(workloads))
     return deliveries, distinct
 
 
 def _prepare(deployment: Deployment, rng: random.Random) -> None:
-    for image in range(IMAGES):
+    for image in range(WORKLOADS):
         deployment.invoke(
             "push_guard",
             ecr_image_action(
@@ -142,7 +151,7 @@ def measure() -> AuditRun:
         deliveries, distinct = _lines(rng)
         encoded = [envelope(batch) for batch in deliveries]
         first = _pass(deployment, encoded)
-        steady = _pass(deployment, encoded)
+        steady = min((_pass(deployment, encoded) for _ in range(STEADY_PASSES)), key=lambda p: p.own_seconds)
         floor_seconds = min(_floor(encoded) for _ in range(3))
     return AuditRun(LINES, len(encoded), distinct, first, steady, floor_seconds)
 
@@ -174,7 +183,7 @@ def render(run: AuditRun) -> str:
             zip(run.distinct_images, run.first.requests, run.steady.requests, strict=True))
     ]  # fmt: skip
     per_batch = table(
-        ["delivery", "distinct images", "reads (first)", "writes (first)", "reads (steady)", "writes (steady)"],
+        ["delivery", "workloads", "reads (first)", "writes (first)", "reads (steady)", "writes (steady)"],
         requests,
     )
     return (
@@ -182,10 +191,12 @@ def render(run: AuditRun) -> str:
         f"rate / floor, steady state: {end_to_end:.2f} through moto; {own:.2f} for Tagwarden's own work "
         f"(goal: at least {GOAL}): {verdict}\n"
         f"{run.lines} lines in deliveries of {LINES_PER_DELIVERY}, {run.first.observations} image observations per "
-        f"pass over {IMAGES} images; {UNSCANNED_SHARE:.0%} of them were never scanned.\n"
+        f"pass over {WORKLOADS} workloads, each with its own image; {UNSCANNED_SHARE:.0%} of the images were never "
+        f"scanned. Steady state: the best of {STEADY_PASSES} passes.\n"
         "moto's response serializer costs about 1.5 ms per item read, so the moto figure measures moto.\n\n"
         f"{per_batch}\n"
-        "reads: BatchGetItem, one per 100 distinct images of a delivery (a running digest is read through its\n"
-        "tag's pointer), plus one for the findings. writes: usage, refreshed once per workload and image (then at\n"
-        "most hourly), and each finding, recorded once (a finding seen again is not written again)."
+        "reads: two rounds of BatchGetItem (one request per 100 keys): the delivery's tag pointers and workloads'\n"
+        "rollouts (a running digest is read through its tag's pointer), then the findings. writes: usage, refreshed\n"
+        "once per workload and image (then at most hourly), each workload's rollouts when new content is rolled\n"
+        "out, and each finding, recorded once (a finding seen again is not written again)."
     )

@@ -269,9 +269,9 @@ def test_ledger_reads_are_batched_over_distinct_images(
     lines = [with_images(audit_line("deployment_create.json"), f"{ECR}/shop/svc-{n}:v{n % 7}") for n in range(250)] * 2
     with requests.record() as calls:
         module.lambda_handler(envelope(lines), lambda_context)
-    # 250 distinct tags: 3 BatchGetItem; 250 findings: 3 BatchGetItem to see none was recorded before,
-    # then each is recorded and flagged delivered (2 writes).
-    assert dynamodb_operations(calls) == {"BatchGetItem": 3 + 3, "PutItem": 250, "UpdateItem": 250}
+    # 250 distinct tags and one workload: 3 BatchGetItem; 250 findings: 3 BatchGetItem to see none was recorded
+    # before, then each is recorded and flagged delivered (2 writes); the workload's rollouts are written once.
+    assert dynamodb_operations(calls) == {"BatchGetItem": 3 + 3, "PutItem": 250 + 1, "UpdateItem": 250}
 
 
 def test_a_timestamp_without_a_zone_is_read_as_utc(stack: Stack, audit_watcher: Handler) -> None:

@@ -44,8 +44,12 @@ def test_race_between_the_scanner_pull_and_the_deployment(
     push_guard(ecr_image_action(tag="1.4.0", digest=B, time="2026-11-20T10:00:20Z"))  # while A is scanned
     scan_recorder(ecr_scan(digest=A, tags=[], time="2026-11-20T10:00:45Z"))  # CI reads "the scan of 1.4.0"
     image = f"{ECR}/shop/api:1.4.0"
-    audit_watcher(envelope([with_images(audit_line("deployment_create.json"), image)]))
-    audit_watcher(envelope([kubelet_status("api-7d9f8c6b5d-x2k9p", image, f"{ECR}/shop/api@{B}")]))
+    deployment = with_images(audit_line("deployment_create.json"), image)
+    deployment["stageTimestamp"] = "2026-11-20T10:01:04.931085Z"  # CI deploys once the scan is reported
+    running = kubelet_status("api-7d9f8c6b5d-x2k9p", image, f"{ECR}/shop/api@{B}")
+    running["stageTimestamp"] = "2026-11-20T10:01:19.419012Z"
+    audit_watcher(envelope([deployment]))
+    audit_watcher(envelope([running]))
 
     received = [(r.alert.type, r.alert.severity) for r in stack.received_alerts()]
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.alerts import Alert
-from tagwarden.domain.deployments import DeploymentView
+from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
@@ -33,6 +33,7 @@ from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.workloads import Rollouts
 
 
 class TagwardenError(Exception):
@@ -240,8 +241,25 @@ class FindingReading:
 class DeploymentLedger(Protocol):
     """What the audit watcher reads and writes: tag pointers, digest scan states, usage and findings."""
 
-    def read_deployment_view(self, tags: Iterable[TagRef], digests: Iterable[tuple[ImageName, str]]) -> DeploymentView:
-        """Pointers and scan states of every tag and digest of a batch, in batched reads."""
+    def read_deployment_view(
+        self,
+        tags: Iterable[TagRef],
+        digests: Iterable[tuple[ImageName, str]],
+        locations: Iterable[str] = (),
+    ) -> DeploymentView:
+        """Pointers and scan states of every tag and digest of a batch, and its workloads' rollouts, batched."""
+        ...
+
+    def tag_history(self, tag: TagRef, earliest: datetime, latest: datetime) -> tuple[TagPosition, ...]:
+        """The tag's history entries at or before `latest`, newest first, down to the one in force at `earliest`."""
+        ...
+
+    def first_completed_scans(self, digests: Iterable[tuple[ImageName, str]]) -> dict[tuple[ImageName, str], datetime]:
+        """When each digest's first completed scan is dated (digests without one are left out)."""
+        ...
+
+    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Mapping[str, datetime]]]) -> None:
+        """Store each workload's new rollouts, provided its record is still the one read (else leave it)."""
         ...
 
     def record_usage(self, updates: Iterable[UsageUpdate]) -> None:

@@ -1,8 +1,15 @@
-"""What the audit log says workloads deploy and run, and the rules that check it against the ledger."""
+"""What the audit log says workloads deploy and run, and the rules that check it against the ledger.
+
+Every line is judged at the time it describes (its `stageTimestamp`), not when it is processed: CloudWatch
+delivers minutes late, and out of order. A tag named by a line older than the tag's last move is looked up
+in the tag's history at the line's time. A digest counts as scanned at that time when a completed scan of
+it is dated at or before the line; its verdict is the latest known (a digest found failing later is still
+reported as failing). One finding per workload, content and rollout (see `workloads.rollout_starts`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,9 +19,9 @@ from tagwarden.domain.registry_scope import RegistryScope
 from tagwarden.domain.rules import short_digest
 from tagwarden.domain.scans import FindingSeverity, ScanState, Verdict, severity_counts
 from tagwarden.domain.severity import Severity
-from tagwarden.domain.sources import SourceEvent
+from tagwarden.domain.sources import SourceEvent, ordering_key
 from tagwarden.domain.tags import TagPointer, TagRef
-from tagwarden.domain.workloads import Workload
+from tagwarden.domain.workloads import Rollouts, Sighting, Workload, rollout_starts
 
 DigestKey = tuple[ImageName, str]
 
@@ -42,21 +49,138 @@ Observation = ImageReferenced | ImageRunning
 
 
 @dataclass(frozen=True, slots=True)
+class TagPosition:
+    """One entry of a tag's history as the audit watcher reads it: from when (`event_key`), which content.
+
+    `digest` is None for a delete: from then on the tag named nothing.
+    """
+
+    event_key: str
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeploymentView:
-    """The ledger's state for every tag and digest a batch of observations mentions."""
+    """The ledger's state for every tag, digest and workload a batch of observations mentions."""
 
     pointers: Mapping[TagRef, TagPointer | None]
     scans: Mapping[DigestKey, ScanState]
     # Where each digest the ledger has a record of was seen in use (absent: no record).
     digest_usage: Mapping[DigestKey, Mapping[str, datetime]] = field(default_factory=dict)
+    # History entries, newest first, of tags named by lines older than the tag's last move.
+    histories: Mapping[TagRef, tuple[TagPosition, ...]] = field(default_factory=dict)
+    # When each digest whose scan is dated after a line naming it first completed a scan (None: never).
+    first_scans: Mapping[DigestKey, datetime | None] = field(default_factory=dict)
+    # Per workload location: each content recently rolled out there, and when its latest rollout began.
+    rollouts: Mapping[str, Rollouts] = field(default_factory=dict)
 
     def merged(self, more: DeploymentView) -> DeploymentView:
-        """This view with what a second read added."""
+        """This view with what a later read added."""
         return DeploymentView(
             {**self.pointers, **more.pointers},
             {**self.scans, **more.scans},
             {**self.digest_usage, **more.digest_usage},
+            {**self.histories, **more.histories},
+            {**self.first_scans, **more.first_scans},
+            {**self.rollouts, **more.rollouts},
         )
+
+    def tag_at(self, tag: TagRef, moment: datetime) -> tuple[str | None, ScanState | None]:
+        """The digest the tag named at `moment` (None: deleted, or not pushed yet) and that digest's scan."""
+        pointer = self.pointers.get(tag)
+        if pointer is None:
+            return None, None
+        history = self.histories.get(tag)
+        if history is None or pointer.event_key <= moment_key(moment):
+            return pointer.digest, pointer.scan
+        position = next((p for p in history if p.event_key <= moment_key(moment)), None)
+        if position is None or position.digest is None:
+            return None, None
+        if position.digest == pointer.digest:
+            return position.digest, pointer.scan
+        return position.digest, self.scans.get((tag.image, position.digest))
+
+
+def moment_key(moment: datetime) -> str:
+    """The history position just after every event at `moment`: entries at or before it sort lower.
+
+    Registry events have one-second times, so a move stamped in the same second as a line counts as
+    before it.
+    """
+    return ordering_key(moment, "\U0010ffff")
+
+
+def tags_named_before_their_move(
+    observations: Iterable[Observation], view: DeploymentView
+) -> dict[TagRef, tuple[datetime, datetime]]:
+    """Tags named by lines older than the tag's last move, with the earliest and latest such line's time.
+
+    Only these need their history read (the common case, a line newer than the move, reads none).
+    """
+    older: dict[TagRef, tuple[datetime, datetime]] = {}
+    for observation in observations:
+        if not isinstance(observation, ImageReferenced):
+            continue
+        reference = observation.reference
+        if reference.digest is not None or reference.tag is None:
+            continue
+        tag = TagRef(reference.name, reference.tag)
+        pointer = view.pointers.get(tag)
+        if pointer is not None and pointer.event_key > moment_key(observation.seen_at):
+            earliest, latest = older.get(tag, (observation.seen_at, observation.seen_at))
+            older[tag] = (min(earliest, observation.seen_at), max(latest, observation.seen_at))
+    return older
+
+
+def history_digests(view: DeploymentView) -> set[DigestKey]:
+    """Digests the read histories name whose scan state the view does not hold yet."""
+    missing: set[DigestKey] = set()
+    for tag, history in view.histories.items():
+        pointer = view.pointers.get(tag)
+        for position in history:
+            if position.digest is None or (pointer is not None and position.digest == pointer.digest):
+                continue
+            if (tag.image, position.digest) not in view.scans:
+                missing.add((tag.image, position.digest))
+    return missing
+
+
+def scanned_after_lines(observations: Iterable[Observation], contents: Iterable[Content]) -> set[DigestKey]:
+    """Digests with a completed, passing scan dated after a line naming them: was an earlier scan complete?"""
+    wanted: set[DigestKey] = set()
+    for observation, content in zip(observations, contents, strict=True):
+        scan = content.scan
+        if scan is not None and scan.passing and scan.scanned_at > observation.seen_at and content.key is not None:
+            wanted.add(content.key)
+    return wanted
+
+
+def sighting(observation: Observation, content: Content) -> Sighting:
+    """The content an observation shows at its workload, for grouping its findings by rollout."""
+    material = f"{content.shown.name}@{content.digest or content.shown.tag or ''}"
+    return Sighting(material, observation.seen_at, introduces=isinstance(observation, ImageReferenced))
+
+
+def rollouts_of(
+    observations: Sequence[Observation], contents: Sequence[Content], view: DeploymentView
+) -> tuple[list[datetime], dict[str, tuple[Rollouts, dict[str, datetime]]]]:
+    """The rollout start of each observation, and the workloads whose rollouts changed (read -> new).
+
+    A batch that only repeats known content at known workloads changes nothing, so nothing is written.
+    """
+    by_location: dict[str, list[int]] = {}
+    for index, observation in enumerate(observations):
+        by_location.setdefault(observation.workload.location, []).append(index)
+    starts: list[datetime] = [observation.seen_at for observation in observations]
+    changed: dict[str, tuple[Rollouts, dict[str, datetime]]] = {}
+    for location, indexes in by_location.items():
+        known = view.rollouts.get(location, Rollouts())
+        found, after = rollout_starts(known.starts, [sighting(observations[n], contents[n]) for n in indexes])
+        for index, start in zip(indexes, found, strict=True):
+            starts[index] = start
+        if after != dict(known.starts):
+            changed[location] = (known, after)
+    return starts, changed
 
 
 def ledger_keys(observations: Iterable[Observation]) -> tuple[set[TagRef], set[DigestKey]]:
@@ -110,68 +234,121 @@ def _running_keys(observation: ImageRunning) -> set[DigestKey]:
     return {(name, digest) for name in names}
 
 
-def check(
-    observation: Observation, view: DeploymentView, detected_at: datetime, scope: RegistryScope | None = None
-) -> Alert | None:
-    """The finding for one observation, if any (the README's table of deployment alerts).
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What an observation deployed or ran, as the ledger knew it at the line's time (see `content_of`)."""
 
-    `scope` knows which accounts' events reach Tagwarden: an unscanned image of another account's
-    registry says so, since no push or scan of it can ever be in the ledger.
+    shown: ImageReference  # the name the workload used
+    digest: str | None  # None: a tag that named nothing then
+    scan: ScanState | None  # the digest's latest scan
+    key: DigestKey | None  # where the digest's scan history lives
+    pointer: TagPointer | None = None  # the start tag's pointer (kubelet observations)
+
+
+def content_of(observation: Observation, view: DeploymentView) -> Content:
+    """What the observation deployed or ran: the digest a tag named at the line's time, and its scan.
+
+    Computed once per observation, after the view holds the histories and digests the batch needs.
     """
-    scope = scope or RegistryScope()
     if isinstance(observation, ImageReferenced):
-        return _check_reference(observation, view, detected_at, scope)
-    return _check_running(observation, view, detected_at, scope)
-
-
-def _check_reference(
-    observation: ImageReferenced, view: DeploymentView, detected_at: datetime, scope: RegistryScope
-) -> Alert | None:
-    reference = observation.reference
-    digest = reference.digest
-    if digest is None and reference.tag is not None:
-        pointer = view.pointers.get(TagRef(reference.name, reference.tag))
-        if pointer is None or pointer.digest is None:
-            return _unscanned(observation.workload, reference, None, detected_at, observation.seen_at, scope)
-        digest, scan = pointer.digest, pointer.scan
-    else:
-        assert digest is not None
-        scan = view.scans.get((reference.name, digest))
-    if scan is None or not scan.completed:
-        return _unscanned(observation.workload, reference, digest, detected_at, observation.seen_at, scope)
-    if not scan.passing:
-        return _vulnerable(observation.workload, reference, digest, scan, detected_at, observation.seen_at)
-    return None
-
-
-def _check_running(
-    observation: ImageRunning, view: DeploymentView, detected_at: datetime, scope: RegistryScope
-) -> Alert | None:
-    running, origin = observation.running, observation.started_from
-    digest = running.digest
+        reference = observation.reference
+        if reference.digest is None and reference.tag is not None:
+            digest, scan = view.tag_at(TagRef(reference.name, reference.tag), observation.seen_at)
+            return Content(reference, digest, scan, (reference.name, digest) if digest is not None else None)
+        assert reference.digest is not None
+        key = (reference.name, reference.digest)
+        return Content(reference, reference.digest, view.scans.get(key), key)
+    digest = observation.running.digest
     assert digest is not None
     origin_tag = _origin_tag(observation)
     pointer = view.pointers.get(origin_tag) if origin_tag is not None else None
+    shown = observation.started_from or observation.running
     if pointer is not None and pointer.digest == digest:
-        scan = pointer.scan
-    else:
-        scan = next((s for key in _running_keys(observation) if (s := view.scans.get(key)) and s.completed), None)
-    shown = origin or running
+        assert origin_tag is not None
+        return Content(shown, digest, pointer.scan, (origin_tag.image, digest), pointer)
+    for key in sorted(_running_keys(observation), key=str):
+        scan = view.scans.get(key)
+        if scan is not None and scan.completed:
+            return Content(shown, digest, scan, key, pointer)
+    return Content(shown, digest, None, None, pointer)
+
+
+def _scanned_then(content: Content, view: DeploymentView, moment: datetime) -> bool:
+    """Whether the content had a completed scan at `moment` (its latest scan may be a later rescan)."""
+    scan = content.scan
+    if scan is None or not scan.completed:
+        return False
+    if scan.scanned_at <= moment:
+        return True
+    first = view.first_scans.get(content.key) if content.key is not None else None
+    return first is not None and first <= moment
+
+
+def check(
+    observation: Observation,
+    content: Content,
+    view: DeploymentView,
+    detected_at: datetime,
+    since: datetime,
+    scope: RegistryScope | None = None,
+) -> Alert | None:
+    """The finding for one observation, if any (the README's table of deployment alerts).
+
+    `content` is the observation's `content_of`; `since` the start of the rollout the observation belongs
+    to at its workload (`rollouts_of`): the same unscanned or mismatched content in another rollout is
+    another alert. `scope` knows which accounts' events reach Tagwarden: an unscanned image of another
+    account's registry says so, since no push or scan of it can ever be in the ledger.
+    """
+    moment = _Moment(detected_at, observation.seen_at, since, scope or RegistryScope())
+    if isinstance(observation, ImageReferenced):
+        return _check_reference(observation, content, view, moment)
+    return _check_running(observation, content, view, moment)
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """When an observation is judged: detected now, seen at the line's time, in the rollout begun `since`."""
+
+    detected_at: datetime
+    seen_at: datetime
+    since: datetime
+    scope: RegistryScope
+
+
+def _check_reference(
+    observation: ImageReferenced, content: Content, view: DeploymentView, moment: _Moment
+) -> Alert | None:
+    reference, digest, scan = observation.reference, content.digest, content.scan
+    if digest is None:
+        return _unscanned(observation.workload, reference, None, moment)
+    if scan is None or not scan.completed:
+        return _unscanned(observation.workload, reference, digest, moment)
+    if not scan.passing:
+        return _vulnerable(observation.workload, reference, digest, scan, moment)
+    if not _scanned_then(content, view, observation.seen_at):
+        return _unscanned(observation.workload, reference, digest, moment, scanned_later=scan)
+    return None
+
+
+def _check_running(observation: ImageRunning, content: Content, view: DeploymentView, moment: _Moment) -> Alert | None:
+    shown, digest, scan, pointer = content.shown, content.digest, content.scan, content.pointer
+    assert digest is not None
     if scan is not None and scan.completed:
-        if scan.passing:
+        if not scan.passing:
+            return _vulnerable(observation.workload, shown, digest, scan, moment)
+        if _scanned_then(content, view, observation.seen_at):
             return None
-        return _vulnerable(observation.workload, shown, digest, scan, detected_at, observation.seen_at)
+        return _unscanned(observation.workload, shown, digest, moment, running=True, scanned_later=scan)
     mark = pointer.scanned_mark() if pointer is not None else None
     if mark is None or mark.digest == digest:
-        return _unscanned(observation.workload, shown, digest, detected_at, observation.seen_at, scope, running=True)
+        return _unscanned(observation.workload, shown, digest, moment, running=True)
     return _alert(
         AlertType.DEPLOYED_DIGEST_MISMATCH,
         Severity.CRITICAL,
         observation.workload,
         shown,
         digest,
-        detected_at,
-        observation.seen_at,
+        moment,
         summary=(
             f"{_where(observation.workload)} runs {short_digest(digest)} from {shown}, which has no completed "
             f"scan, while the tag named the scanned {short_digest(mark.digest)}: what was checked is not what runs."
@@ -190,20 +367,25 @@ def _unscanned(
     workload: Workload,
     reference: ImageReference,
     digest: str | None,
-    detected_at: datetime,
-    seen_at: datetime,
-    scope: RegistryScope,
+    moment: _Moment,
     *,
     running: bool = False,
+    scanned_later: ScanState | None = None,
 ) -> Alert:
-    foreign = scope.unmonitored_account(reference.name.registry)
+    at = f"{moment.seen_at:%Y-%m-%d %H:%M:%S}Z"
+    foreign = moment.scope.unmonitored_account(reference.name.registry)
     if foreign is not None:
         state = (
             f"it comes from account {foreign}, whose ECR events do not reach Tagwarden, so no push or scan "
             "of it can be in the ledger"
         )
     elif digest is None:
-        state = "the ledger has never seen this tag pushed (or it was deleted), so nothing shows it was scanned"
+        state = f"the ledger shows no push of this tag in force at {at} (never pushed then, or deleted)"
+    elif scanned_later is not None:
+        state = (
+            f"{short_digest(digest)}, which had no completed scan at {at} "
+            f"(its scan completed later, at {scanned_later.scanned_at:%Y-%m-%d %H:%M:%S}Z)"
+        )
     else:
         state = f"{short_digest(digest)}, which has no completed scan"
     verb = "runs" if running else "deploys"
@@ -213,8 +395,7 @@ def _unscanned(
         workload,
         reference,
         digest,
-        detected_at,
-        seen_at,
+        moment,
         summary=f"{_where(workload)} {verb} {reference}: {state}.",
     )
 
@@ -224,8 +405,7 @@ def _vulnerable(
     reference: ImageReference,
     digest: str,
     scan: ScanState,
-    detected_at: datetime,
-    seen_at: datetime,
+    moment: _Moment,
 ) -> Alert:
     if scan.verdict is Verdict.UNDECIDED:
         verdict = f"whose scan could not decide its verdict: {_counts(scan)} and findings of unknown severity"
@@ -237,8 +417,7 @@ def _vulnerable(
         workload,
         reference,
         digest,
-        detected_at,
-        seen_at,
+        moment,
         summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), {verdict}.",
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
@@ -315,8 +494,7 @@ def _alert(
     workload: Workload,
     reference: ImageReference,
     digest: str | None,
-    detected_at: datetime,
-    seen_at: datetime,
+    moment: _Moment,
     *,
     summary: str,
     previous_digest: str | None = None,
@@ -325,18 +503,20 @@ def _alert(
     episode: str | None = None,
 ) -> Alert:
     account, region = ecr_host_parts(reference.name.registry)
-    # One finding per workload and content (and failing episode): replicas, retries and duplicate
-    # deliveries share the id.
-    episode_part = (episode,) if episode else ()
+    # One finding per workload and content, and: for a failing digest, per failing episode (the scan recorder
+    # raises the same id when a verdict turns to fail); otherwise per rollout (a rollback to unscanned content
+    # alerts again). Replicas, retries and duplicate deliveries share the id.
+    if alert_type is AlertType.VULNERABLE_IMAGE_DEPLOYED:
+        period: tuple[str, ...] = (episode,) if episode else ()
+    else:
+        period = (moment.since.isoformat(),)
     return Alert(
-        alert_id=derive_alert_id(
-            alert_type, workload.location, str(reference.name), digest or reference.tag, *episode_part
-        ),
+        alert_id=derive_alert_id(alert_type, workload.location, str(reference.name), digest or reference.tag, *period),
         type=alert_type,
         severity=severity,
         summary=summary,
-        detected_at=detected_at,
-        event_time=seen_at,
+        detected_at=moment.detected_at,
+        event_time=moment.seen_at,
         account=account,
         region=region,
         registry=reference.name.registry,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tagwarden.domain.alerts import KubernetesContext, UsageSite
@@ -26,19 +27,35 @@ _DEPLOYMENT_POD = re.compile(r"(?P<owner>.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}
 _GENERATED_POD = re.compile(r"(?P<owner>.+)-[a-z0-9]{5}")
 _STATEFUL_POD = re.compile(r"(?P<owner>.+)-[0-9]{1,7}")
 _CRONJOB_JOB = re.compile(r"(?P<owner>.+)-[0-9]{8,}")
+_REPLICASET = re.compile(r"(?P<owner>.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}")
 
 
+@functools.lru_cache(maxsize=4096)
 def workload_of_pod(pod_name: str) -> str:
     """The workload a pod most likely belongs to, from Kubernetes' naming of generated pods.
 
     Audit events of kubelet status updates name only the pod, so this is what lets all replicas (and all
     runs of a CronJob) share one alert.
     """
+    if pod_name.endswith("-"):
+        return workload_of_generate_name(pod_name)
     for pattern in (_DEPLOYMENT_POD, _GENERATED_POD, _STATEFUL_POD):
         match = pattern.fullmatch(pod_name)
         if match:
             return workload_of_job(match["owner"])
     return pod_name
+
+
+def workload_of_generate_name(prefix: str) -> str:
+    """The workload of a pod known only by its `generateName` (a create logged at level Request).
+
+    Controllers name pods `<owner>-` plus a random suffix, so the prefix without its dash is the owner:
+    a ReplicaSet (`<deployment>-<pod-template-hash>`), a Job, a DaemonSet. The result is the same as for
+    the pod's generated name, so both lines share the workload's finding.
+    """
+    owner = prefix.rstrip("-")
+    match = _REPLICASET.fullmatch(owner)
+    return workload_of_job(match["owner"] if match else owner) if owner else prefix
 
 
 def workload_of_job(job_name: str) -> str:
@@ -119,3 +136,67 @@ def needs_refresh(in_use: Mapping[str, datetime], location: str, seen: datetime)
     """Whether the ledger's last-seen of a location is missing or older than USAGE_REFRESH."""
     last = in_use.get(location)
     return last is None or seen - last >= USAGE_REFRESH
+
+
+# A finding seen again this long after its rollout began is a new finding (alerted again).
+ROLLOUT_WINDOW = timedelta(hours=24)
+# At most this many contents are remembered per workload (the most recently rolled out).
+MAX_ROLLOUTS_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Rollouts:
+    """The contents recently rolled out at one workload (content -> start of its latest rollout).
+
+    `version` is the ledger's version of the record (0: none yet), so a write can be conditioned on it.
+    """
+
+    starts: Mapping[str, datetime] = field(default_factory=dict)
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Content (image name and digest, or tag when no digest is known) seen at a workload, and how.
+
+    `introduces` is true for spec writes (workload and pod creations, updates, patches): only they can
+    roll content out again. A kubelet reporting an old pod during a newer rollout does not.
+    """
+
+    content: str
+    seen_at: datetime
+    introduces: bool
+
+
+def rollout_starts(
+    known: Mapping[str, datetime], sightings: Sequence[Sighting]
+) -> tuple[list[datetime], dict[str, datetime]]:
+    """The start of the rollout each sighting belongs to, and the workload's rollouts afterwards.
+
+    `known` maps each content recently rolled out at the workload to the start of its latest rollout. A
+    sighting starts a new rollout of its content when the content is unknown, when its rollout began
+    ROLLOUT_WINDOW or more before, or when it is a spec write and other content was rolled out since (a
+    rollback: A, then B, then A again). Sightings are taken in time order, whatever order they came in; a
+    line older than its content's latest rollout belongs to that rollout (the ledger keeps no older ones).
+    """
+    state = dict(known)
+    starts: list[datetime | None] = [None] * len(sightings)
+    for index in sorted(range(len(sightings)), key=lambda n: sightings[n].seen_at):
+        sighting = sightings[index]
+        start = state.get(sighting.content)
+        if start is None or sighting.seen_at - start >= ROLLOUT_WINDOW or _rolled_back(state, sighting, start):
+            start = state[sighting.content] = sighting.seen_at
+        starts[index] = start
+    newest = max(state.values(), default=None)
+    kept = sorted(
+        ((start, content) for content, start in state.items() if newest is None or newest - start < ROLLOUT_WINDOW),
+        reverse=True,
+    )[:MAX_ROLLOUTS_KEPT]
+    return [start for start in starts if start is not None], {content: start for start, content in kept}
+
+
+def _rolled_back(state: Mapping[str, datetime], sighting: Sighting, start: datetime) -> bool:
+    """A spec write of content whose rollout was followed by another content's, before this line."""
+    if not sighting.introduces or sighting.seen_at <= start:
+        return False
+    return any(start < other <= sighting.seen_at for content, other in state.items() if content != sighting.content)

@@ -4,16 +4,29 @@ Each log event is parsed on its own: a line that is not an audit event (control 
 truncated or oversized JSON) is skipped and counted, never stopping the batch. Images come only from pod
 specs, pod templates and kubelet container statuses, never from annotations such as
 `kubectl.kubernetes.io/last-applied-configuration`.
+
+How real traffic is read:
+- Server-side dry runs (`?dryRun=All` in `requestURI`, the only marker the audit log has) are not deployments.
+- A workload write is read from the object as stored (`responseObject`, logged at RequestResponse); the
+  request body is read only when it is a whole object (create, update, or a server-side apply
+  configuration): a patch body is a diff, and a JSON patch is an array, which never costs the line.
+- What the ledger cannot store is cut, not the line: an over-long `auditID` is shortened with a hash of
+  the whole, JSON nested deeper than Python's parser allows is pruned below `MAX_JSON_DEPTH`.
+- A kubelet status whose `image` is a bare config id (`sha256:<hex>`, the image was pulled by digest)
+  names the image of the pod's spec when the same delivery carries the pod's creation, else no start
+  image at all (the alert then names the `imageID` repository), never `docker.io/library/sha256`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,9 +36,16 @@ from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse
 from tagwarden.domain.workloads import Workload
 
 MAX_LINE_BYTES = 1_048_576
+# Longer audit ids are kept as a prefix and a hash of the whole: they end up in findings and alerts.
+MAX_AUDIT_ID = 128
+# Objects nested deeper than this are replaced by null when a line is too deep for `json.loads`; pod
+# templates sit at depth 10 (Event > responseObject > spec > jobTemplate > ... > containers[] > image).
+MAX_JSON_DEPTH = 64
 _LOG_GROUP_RE = re.compile(r"/aws/eks/(?P<cluster>[^/]+)/cluster")
 _AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", None})
-_WORKLOAD_VERBS = frozenset({"create", "update", "patch"})
+_WORKLOAD_VERBS = frozenset({"create", "update", "patch", "apply"})
+# Verbs whose request body is the whole object (a patch or apply body is only what the writer changed).
+_WHOLE_OBJECT_VERBS = frozenset({"create", "update"})
 _STATUS_VERBS = frozenset({"patch", "update"})
 # Where each resource keeps its pod spec.
 _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -49,6 +69,10 @@ _KINDS = {
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 _STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 _IMAGE_ID_PREFIXES = ("docker-pullable://", "docker://", "containerd://")
+# A runtime reporting a container started from an image pulled by digest names its config id as `image`.
+_CONFIG_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
+# JSON strings (with escapes) and brackets: enough to track nesting without parsing.
+_JSON_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class _ObjectRef(BaseModel):
@@ -72,15 +96,25 @@ class AuditEvent(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     api_version: str | None = Field(default=None, alias="apiVersion")
-    audit_id: str | None = Field(default=None, alias="auditID", max_length=128)
+    audit_id: str | None = Field(default=None, alias="auditID")
     stage: str | None = None
     verb: str | None = None
+    request_uri: str | None = Field(default=None, alias="requestURI")
     user: _User = Field(default_factory=_User)
     object_ref: _ObjectRef = Field(default_factory=_ObjectRef, alias="objectRef")
     response_status: _ResponseStatus = Field(default_factory=_ResponseStatus, alias="responseStatus")
-    request_object: dict[str, Any] | None = Field(default=None, alias="requestObject")
-    response_object: dict[str, Any] | None = Field(default=None, alias="responseObject")
+    # Any JSON: a JSON patch body is an array, and a line must not be lost for the shape of its body.
+    request_object: Any = Field(default=None, alias="requestObject")
+    response_object: Any = Field(default=None, alias="responseObject")
     stage_timestamp: datetime | None = Field(default=None, alias="stageTimestamp")
+
+    @field_validator("audit_id")
+    @classmethod
+    def _storable_id(cls, value: str | None) -> str | None:
+        # Kept in findings and alerts: cut to a prefix plus a hash of the whole, so distinct ids stay distinct.
+        if value is None or len(value) <= MAX_AUDIT_ID:
+            return value
+        return f"{value[: MAX_AUDIT_ID - 33]}~{hashlib.sha256(value.encode()).hexdigest()[:32]}"
 
     @field_validator("stage_timestamp")
     @classmethod
@@ -94,6 +128,14 @@ class AuditEvent(BaseModel):
         code = self.response_status.code
         return self.stage == "ResponseComplete" and code is not None and 200 <= code < 300
 
+    @property
+    def dry_run(self) -> bool:
+        """A server-side dry run (`?dryRun=All`): audited like the real request, but nothing was stored."""
+        if not self.request_uri or "dryRun" not in self.request_uri:
+            return False
+        query = parse_qs(urlsplit(self.request_uri).query)
+        return "All" in query.get("dryRun", ())
+
 
 @dataclass
 class AuditBatch:
@@ -105,7 +147,14 @@ class AuditBatch:
     observations: list[Observation] = field(default_factory=list)
     lines: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
+    # Lines read after cutting what could not be read or stored (why -> count); they still count.
+    repaired: Counter[str] = field(default_factory=Counter)
     invalid_images: list[str] = field(default_factory=list)
+    # Images of pod specs in this delivery, by (namespace, pod, container): what a kubelet status that names
+    # only a config id was started from.
+    spec_images: dict[tuple[str | None, str, str], ImageReference] = field(default_factory=dict)
+    # Kubelet observations (index in `observations`, container key) whose start image was a config id.
+    unnamed_starts: list[tuple[int, tuple[str | None, str, str]]] = field(default_factory=list)
 
 
 def cluster_of(log_group: str) -> str:
@@ -130,7 +179,17 @@ def read_batch(envelope: CloudWatchLogsModel) -> AuditBatch:
         reason = _read_line(message, batch)
         if reason is not None:
             batch.skipped[reason] += 1
+    _name_config_id_starts(batch)
     return batch
+
+
+def _name_config_id_starts(batch: AuditBatch) -> None:
+    """Give kubelet observations started from a bare config id the image their pod's spec names, if known."""
+    for index, container in batch.unnamed_starts:
+        spec_image = batch.spec_images.get(container)
+        observation = batch.observations[index]
+        if spec_image is not None and isinstance(observation, ImageRunning):
+            batch.observations[index] = replace(observation, started_from=spec_image)
 
 
 def _read_line(message: str, batch: AuditBatch) -> str | None:
@@ -140,7 +199,11 @@ def _read_line(message: str, batch: AuditBatch) -> str | None:
     try:
         raw = json.loads(message)
     except RecursionError:
-        return "too_deeply_nested"
+        try:
+            raw = json.loads(_pruned(message, MAX_JSON_DEPTH))
+        except (RecursionError, ValueError):
+            return "too_deeply_nested"
+        batch.repaired["deep_nesting_pruned"] += 1
     except ValueError:
         return "truncated_json" if message.lstrip().startswith("{") else "not_json"
     if not isinstance(raw, dict) or raw.get("kind", "Event") != "Event":
@@ -153,8 +216,38 @@ def _read_line(message: str, batch: AuditBatch) -> str | None:
         return "invalid_audit_event"
     if not event.succeeded:
         return "not_completed"
+    if event.dry_run:
+        return "dry_run"
+    if event.audit_id is not None and event.audit_id != raw.get("auditID"):
+        batch.repaired["audit_id_shortened"] += 1
     found = _observations(event, batch)
     return None if found else "no_images"
+
+
+def _pruned(message: str, max_depth: int) -> str:
+    """The JSON text with every value nested deeper than `max_depth` replaced by null.
+
+    Only reached when `json.loads` gave up on the depth: junk that deep is never where images are.
+    """
+    parts: list[str] = []
+    depth = 0
+    copied_to = 0
+    cut_from: int | None = None
+    for token in _JSON_TOKEN_RE.finditer(message):
+        text = token.group()
+        if text[0] == '"':
+            continue
+        if text in "[{":
+            depth += 1
+            if depth == max_depth + 1:
+                cut_from = token.start()
+            continue
+        if depth == max_depth + 1 and cut_from is not None:
+            parts.extend((message[copied_to:cut_from], "null"))
+            copied_to, cut_from = token.end(), None
+        depth -= 1
+    parts.append(message[copied_to:])
+    return "".join(parts)
 
 
 def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
@@ -169,8 +262,7 @@ def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
     spec_write = ref.subresource is None or (resource == "pods" and ref.subresource == "ephemeralcontainers")
     if resource not in _POD_SPEC_PATHS or not spec_write or verb not in _WORKLOAD_VERBS:
         return False
-    # The response is the object as stored (after defaults and mutation); a patch request is only a diff.
-    obj = event.response_object if event.response_object is not None else event.request_object
+    obj = _stored_object(event)
     if obj is None:
         return False
     spec = _path(obj, _POD_SPEC_PATHS[resource])
@@ -183,21 +275,49 @@ def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
         if reference is not None:
             batch.observations.append(ImageReferenced(reference, workload, seen_at))
             found = True
+            if resource == "pods" and isinstance(name := container.get("name"), str):
+                batch.spec_images[(workload.namespace, workload.name, name)] = reference
     return found
 
 
+def _stored_object(event: AuditEvent) -> dict[str, Any] | None:
+    """The object as stored: the response (after defaults, mutation and the patch), else a whole request body.
+
+    A patch or apply request body is only what its writer changed; a server-side apply configuration
+    names its kind and carries every field its manager owns, so it still says which images are deployed.
+    """
+    if isinstance(event.response_object, dict):
+        return event.response_object
+    body = event.request_object
+    if not isinstance(body, dict):
+        return None
+    if event.verb in _WHOLE_OBJECT_VERBS or ("kind" in body and "apiVersion" in body):
+        return body
+    return None
+
+
 def _kubelet_statuses(event: AuditEvent, batch: AuditBatch, seen_at: datetime) -> bool:
-    obj = event.request_object if event.request_object is not None else event.response_object
-    status = _path(obj, ("status",)) if obj is not None else None
+    # At level Request (EKS's policy for kubelet status writes) only the patch body is logged.
+    obj = event.request_object if isinstance(event.request_object, dict) else event.response_object
+    if not isinstance(obj, dict):
+        return False
+    status = _path(obj, ("status",))
     if status is None:
         return False
-    workload = _workload(event, batch.cluster, "Pod", obj or {})
+    workload = _workload(event, batch.cluster, "Pod", obj)
     found = False
     for container in _containers(status, _STATUS_LISTS):
         running = _image_id(container.get("imageID"), batch)
         if running is None:
             continue
-        started_from = _reference(container.get("image"), batch)
+        image = container.get("image")
+        started_from = None
+        if isinstance(image, str) and _CONFIG_ID_RE.fullmatch(image):
+            # Not a name (`sha256:<config>` would parse as docker.io/library/sha256): look for the pod's spec.
+            if isinstance(name := container.get("name"), str):
+                batch.unnamed_starts.append((len(batch.observations), (workload.namespace, workload.name, name)))
+        else:
+            started_from = _reference(image, batch)
         batch.observations.append(ImageRunning(running, started_from, workload, seen_at))
         found = True
     return found

@@ -7,11 +7,17 @@ from datetime import datetime
 
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import (
+    Content,
     DeploymentView,
     ImageReferenced,
     Observation,
     check,
+    content_of,
+    history_digests,
     ledger_keys,
+    rollouts_of,
+    scanned_after_lines,
+    tags_named_before_their_move,
     uncovered_digests,
 )
 from tagwarden.domain.images import ImageName, looks_like_ecr
@@ -57,17 +63,16 @@ class AuditWatcher:
             metrics.add_metric(name="ExcludedImages", unit="Count", value=excluded)
         published: list[str] = []
         if observations:
-            tags, digests = ledger_keys(observations)
-            view = self._ledger.read_deployment_view(tags, digests)
-            uncovered = uncovered_digests(observations, view)
-            if uncovered:
-                view = view.merged(self._ledger.read_deployment_view((), uncovered))
+            view, contents = self._read_view(observations)
             now = self._clock()
+            starts, rollouts = rollouts_of(observations, contents, view)
             findings: dict[str, Alert] = {}
-            for observation in observations:
-                alert = check(observation, view, now, self._scope)
+            for observation, content, since in zip(observations, contents, starts, strict=True):
+                alert = check(observation, content, view, now, since, self._scope)
                 if alert is not None:
                     findings.setdefault(alert.alert_id, alert)
+            if rollouts:
+                self._ledger.record_rollouts(rollouts)
             self._ledger.record_usage(_usage_updates(observations, view))
             recorded = self._ledger.recorded_findings(findings) if findings else {}
             for alert_id, alert in findings.items():
@@ -90,8 +95,33 @@ class AuditWatcher:
             "lines": batch.lines,
             "observations": len(observations),
             "skipped": dict(batch.skipped),
+            "repaired": dict(batch.repaired),
             "alerts": published,
         }
+
+    def _read_view(self, observations: list[Observation]) -> tuple[DeploymentView, list[Content]]:
+        """The ledger as the batch's lines need it: one batched read in the common case.
+
+        More only where lines need it: digests their tags' pointers do not cover, the history of tags named
+        by lines older than the tag's last move (one Query per tag), the scan history of digests scanned
+        after a line naming them (one Query per digest).
+        """
+        tags, digests = ledger_keys(observations)
+        locations = {observation.workload.location for observation in observations}
+        view = self._ledger.read_deployment_view(tags, digests, locations)
+        older = tags_named_before_their_move(observations, view)
+        if older:
+            histories = {tag: self._ledger.tag_history(tag, *times) for tag, times in older.items()}
+            view = view.merged(DeploymentView({}, {}, histories=histories))
+            metrics.add_metric(name="LateAuditTagReads", unit="Count", value=len(older))
+        missing = uncovered_digests(observations, view) | history_digests(view)
+        if missing:
+            view = view.merged(self._ledger.read_deployment_view((), missing))
+        contents = [content_of(observation, view) for observation in observations]
+        rescanned = scanned_after_lines(observations, contents)
+        if rescanned:
+            view = view.merged(DeploymentView({}, {}, first_scans=self._ledger.first_completed_scans(rescanned)))
+        return view, contents
 
     def _publish_once(self, alert: Alert, recorded: RecordedAlerts | None) -> tuple[str, ...]:
         """A new finding is recorded and published; one seen before is only finished if it was not."""
@@ -119,6 +149,11 @@ class AuditWatcher:
         if skipped:
             metrics.add_metric(name="SkippedAuditLines", unit="Count", value=skipped)
             logger.warning("audit lines skipped", extra={"cluster": batch.cluster, "reasons": dict(batch.skipped)})
+        repaired = sum(batch.repaired.values())
+        if repaired:
+            metrics.add_metric(name="RepairedAuditLines", unit="Count", value=repaired)
+            reasons = dict(batch.repaired)
+            logger.warning("audit lines read after cutting", extra={"cluster": batch.cluster, "reasons": reasons})
         if batch.invalid_images:
             metrics.add_metric(name="InvalidImageReferences", unit="Count", value=len(batch.invalid_images))
             logger.warning("invalid image references skipped", extra={"images": batch.invalid_images[:10]})

@@ -1,20 +1,46 @@
-"""The audit watcher's ledger: batched reads of a batch's images, usage on pointers and digests, findings."""
+"""The audit watcher's ledger: batched reads of a batch's images, usage on pointers and digests, findings,
+and, only for lines older than what they name, tag histories and scan histories."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.items import finding_values, optional_scan, stored_pointer, stored_usage
-from tagwarden.adapters.dynamodb.keys import FINDING_SK, digest_key, finding_pk, key, key_text, pointer_key
+from tagwarden.adapters.dynamodb.items import (
+    finding_values,
+    optional_scan,
+    rollouts_values,
+    stored_pointer,
+    stored_rollouts,
+    stored_scan,
+    stored_usage,
+)
+from tagwarden.adapters.dynamodb.keys import (
+    FINDING_SK,
+    MOVE_PREFIX,
+    SCAN_PREFIX,
+    digest_key,
+    finding_pk,
+    image_pk,
+    key,
+    key_text,
+    move_sk,
+    pointer_key,
+    rollouts_key,
+    tag_pk,
+)
 from tagwarden.adapters.dynamodb.outbox import outbox_values, recorded_alerts
-from tagwarden.adapters.dynamodb.table import LedgerTable, iso, to_item
+from tagwarden.adapters.dynamodb.table import LedgerTable, from_item, iso, ledger_errors, to_item
 from tagwarden.domain.alerts import Alert
-from tagwarden.domain.deployments import DeploymentView, DigestKey
+from tagwarden.domain.deployments import DeploymentView, DigestKey, TagPosition, moment_key
 from tagwarden.domain.scans import ScanState
-from tagwarden.domain.tags import TagPointer, TagRef
+from tagwarden.domain.tags import TagAction, TagPointer, TagRef
+from tagwarden.domain.workloads import Rollouts
 from tagwarden.ports import ConcurrentUpdateError, RecordedAlerts, UsageUpdate
+
+# History entries per Query page: one page covers the lines of a delivery unless the tag moved that often.
+HISTORY_PAGE = 4
 
 
 class DynamoDbDeploymentLedger:
@@ -23,12 +49,15 @@ class DynamoDbDeploymentLedger:
     def __init__(self, table: LedgerTable) -> None:
         self._table = table
 
-    def read_deployment_view(self, tags: Iterable[TagRef], digests: Iterable[DigestKey]) -> DeploymentView:
-        """One consistent BatchGetItem per 100 distinct tags and digests. Nothing is cached across calls:
-        tags move, and a cache keyed by tag is exactly the hole Tagwarden closes."""
+    def read_deployment_view(
+        self, tags: Iterable[TagRef], digests: Iterable[DigestKey], locations: Iterable[str] = ()
+    ) -> DeploymentView:
+        """One consistent BatchGetItem per 100 distinct tags, digests and workloads. Nothing is cached across
+        calls: tags move, and a cache keyed by tag is exactly the hole Tagwarden closes."""
         tag_keys = {tag: pointer_key(tag) for tag in tags}
         digest_keys = {digest: digest_key(*digest) for digest in digests}
-        items = self._table.batch_get([*tag_keys.values(), *digest_keys.values()])
+        location_keys = {location: rollouts_key(location) for location in locations}
+        items = self._table.batch_get([*tag_keys.values(), *digest_keys.values(), *location_keys.values()])
         pointers: dict[TagRef, TagPointer | None] = {}
         for tag, item_key in tag_keys.items():
             pointer = items.get(key_text(item_key))
@@ -43,7 +72,71 @@ class DynamoDbDeploymentLedger:
             scan = optional_scan(image)
             if scan is not None:
                 scans[digest] = scan
-        return DeploymentView(pointers, scans, usage)
+        rollouts = {
+            location: stored_rollouts(item) if (item := items.get(key_text(item_key))) else Rollouts()
+            for location, item_key in location_keys.items()
+        }
+        return DeploymentView(pointers, scans, usage, rollouts=rollouts)
+
+    def tag_history(self, tag: TagRef, earliest: datetime, latest: datetime) -> tuple[TagPosition, ...]:
+        """History entries at or before `latest`, newest first, until the one in force at `earliest`.
+
+        A Query backwards from `latest`, a few entries per page: one request unless the tag moved several
+        times between the lines of one delivery.
+        """
+        floor = moment_key(earliest)
+        positions: list[TagPosition] = []
+        request: dict[str, Any] = {
+            "TableName": self._table.name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": to_item(
+                {":pk": tag_pk(tag), ":low": MOVE_PREFIX, ":high": move_sk(moment_key(latest))}
+            ),
+            "ProjectionExpression": "sk, #action, digest",
+            "ExpressionAttributeNames": {"#action": "action"},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            "Limit": HISTORY_PAGE,
+        }
+        while True:
+            with ledger_errors("Query tag history"):
+                page = self._table.client.query(**request)
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                deleted = item.get("action") == TagAction.DELETE.value
+                positions.append(TagPosition(item["sk"][len(MOVE_PREFIX) :], None if deleted else item.get("digest")))
+            if (positions and positions[-1].event_key <= floor) or "LastEvaluatedKey" not in page:
+                return tuple(positions)
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def first_completed_scans(self, digests: Iterable[DigestKey]) -> dict[DigestKey, datetime]:
+        """When each digest first completed a scan, from its scan history (one Query per digest)."""
+        first: dict[DigestKey, datetime] = {}
+        for image, digest in digests:
+            entries = self._table.query_prefix(image_pk(image, digest), SCAN_PREFIX, "Query scan history")
+            completed = [scan.scanned_at for e in entries if "scan" in e and (scan := stored_scan(e["scan"])).completed]
+            if completed:
+                first[(image, digest)] = min(completed)
+        return first
+
+    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Mapping[str, datetime]]]) -> None:
+        """Put each workload's rollouts, provided nobody wrote them since they were read.
+
+        A lost race leaves the other writer's rollouts: at worst one finding is alerted once more.
+        """
+        now = self._table.clock()
+        for location, (read, starts) in changes.items():
+            item = rollouts_values(location, starts, read.version + 1, now)
+            request: dict[str, Any] = {"Item": to_item(item)}
+            if read.version:
+                request["ConditionExpression"] = "version = :read"
+                request["ExpressionAttributeValues"] = to_item({":read": read.version})
+            else:
+                request["ConditionExpression"] = "attribute_not_exists(pk)"
+            try:
+                self._table.put("PutItem rollouts", **request)
+            except ConcurrentUpdateError:
+                continue
 
     def record_usage(self, updates: Iterable[UsageUpdate]) -> None:
         """Set `in_use[location]` on existing pointers and digest records, forgetting stale locations.

@@ -13,12 +13,14 @@ from typing import Any
 from tagwarden.adapters.dynamodb.keys import (
     FINDING_SK,
     POINTER_SK,
+    ROLLOUTS_SK,
     finding_pk,
     finding_sk,
     image_pk,
     move_sk,
     scan_sk,
     tag_pk,
+    workload_pk,
 )
 from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
 from tagwarden.domain.alerts import Alert
@@ -26,6 +28,7 @@ from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTal
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
+from tagwarden.domain.workloads import Rollouts
 
 
 def scan_values(scan: ScanState) -> Values:
@@ -245,6 +248,25 @@ def finding_entry_values(report: FindingReported, state: ScanState, now: datetim
         "finding_status": report.status.value,
         "finding_severity": report.severity.value,
     }
+
+
+def rollouts_values(location: str, starts: Mapping[str, datetime], version: int, now: datetime) -> Values:
+    """A workload's rollouts: each content recently rolled out there and when its latest rollout began."""
+    return {
+        "pk": workload_pk(location),
+        "sk": ROLLOUTS_SK,
+        "kind": "workload_rollouts",
+        "location": location,
+        "contents": {content: iso(start) for content, start in starts.items()},
+        "version": version,
+        "updated_at": iso(now),
+    }
+
+
+def stored_rollouts(item: Mapping[str, Any]) -> Rollouts:
+    """Inverse of `rollouts_values`."""
+    starts = {content: parse_iso(start) for content, start in item.get("contents", {}).items()}
+    return Rollouts(starts, int(item.get("version", 0)))
 
 
 def finding_values(alert: Alert, now: datetime) -> Values:

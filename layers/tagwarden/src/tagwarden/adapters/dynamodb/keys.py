@@ -8,6 +8,7 @@
 | scan history   | `IMAGE#{registry}/{repository}@{digest}` | `SCAN#{time}#{event}` |
 | image finding  | `IMAGE#{registry}/{repository}@{digest}` | `VULN#{finding id}`   |
 | finding        | `FINDING#{alert_id}`                     | `FINDING`             |
+| rollouts       | `WORKLOAD#{cluster}/{namespace}/{name}`  | `ROLLOUTS`            |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
 """
@@ -32,6 +33,7 @@ SCAN_PREFIX = "SCAN#"
 FINDING_SK = "FINDING"
 # Inspector's findings of one digest (the finding id is a hex digest of its ARN, safe in a key).
 VULN_PREFIX = "VULN#"
+ROLLOUTS_SK = "ROLLOUTS"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -47,6 +49,16 @@ def image_pk(image: ImageName, digest: str) -> str:
 def finding_pk(alert_id: str) -> str:
     """Partition of one deployment finding (alert ids are hex digests, safe in a key)."""
     return f"FINDING#{alert_id}"
+
+
+def workload_pk(location: str) -> str:
+    """Partition of one workload (its location is `cluster/namespace/workload`)."""
+    return f"WORKLOAD#{location}"
+
+
+def rollouts_key(location: str) -> Item:
+    """The key of a workload's rollouts."""
+    return key(workload_pk(location), ROLLOUTS_SK)
 
 
 def move_sk(event_key: str) -> str:
