@@ -13,7 +13,7 @@ from typing import Any
 from tagwarden.domain.alerts import Alert, AlertType
 from tagwarden.domain.workloads import ROLLOUT_WINDOW
 
-from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
+from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import FakeLambdaContext, Handler, load_function_module
 from tests.support.requests import RequestLog, dynamodb_operations
@@ -24,13 +24,6 @@ B = "sha256:0dd98d59f9f1e66f1115f07b99063d6f3c6de7f1f2cd85dec2783d3f5d7efbfa"
 C = "sha256:a4e55cef664c9bd4a21187ba3e2c7a0db0a1264d5ae831932e816ac509aa5916"
 LATEST = f"{ECR}/shop/api:latest"
 PASSING = {"LOW": 1}
-
-
-def at(line: dict[str, Any], moment: str) -> dict[str, Any]:
-    """The line, as kube-apiserver would have logged it at `moment` (HH:MM:SS on the sample day)."""
-    line["requestReceivedTimestamp"] = f"2026-11-20T{moment}.100000Z"
-    line["stageTimestamp"] = f"2026-11-20T{moment}.120000Z"
-    return line
 
 
 def rollout(image: str, moment: str, audit_id: str) -> dict[str, Any]:

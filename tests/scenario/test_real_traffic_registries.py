@@ -14,7 +14,7 @@ from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 
 from tests.conftest import cold_start
-from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
+from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan, load_event
 from tests.support.handlers import FakeLambdaContext, Handler
 from tests.support.stack import Stack
@@ -233,7 +233,7 @@ def test_without_monitored_accounts_a_foreign_image_is_an_ordinary_unscanned_fin
     audit_watcher(envelope([line]))
     (received,) = stack.received_alerts()
     assert received.alert.type is AlertType.UNSCANNED_IMAGE_DEPLOYED
-    assert "never seen this tag pushed" in received.alert.summary
+    assert "no push of this tag in force" in received.alert.summary
 
 
 # --- Pull-through cache and replication ---------------------------------------------------------------
@@ -249,7 +249,8 @@ def test_a_pull_through_cache_sync_is_recorded_and_an_upstream_move_is_a_move(
     assert pointer is not None and pointer["digest"]["S"] == UPSTREAM
 
     # When a pod runs it before and after its scan, Then it is judged like a pushed image
-    deploy = with_images(audit_line("deployment_create.json"), f"{CACHED_ALPINE}:3.17.2")
+    # (at 11:30, after the 11:20:31 sync: lines are judged at their own time)
+    deploy = at(with_images(audit_line("deployment_create.json"), f"{CACHED_ALPINE}:3.17.2"), "11:30:00")
     audit_watcher(envelope([deploy]))
     (unscanned,) = stack.received_alerts()
     assert unscanned.alert.type is AlertType.UNSCANNED_IMAGE_DEPLOYED
@@ -302,7 +303,8 @@ def test_a_replicated_image_is_recorded_in_the_destination_registry(
     assert pointer is not None and pointer["digest"]["S"] == UPSTREAM
     assert not [i for i in stack.items() if "us-west-2" in i["pk"]["S"]]
     # and a pod of the replica is judged against it (recorded, not yet scanned)
-    audit_watcher(envelope([with_images(audit_line("deployment_create.json"), f"{CACHED_ALPINE}:3.17.2")]))
+    deploy = at(with_images(audit_line("deployment_create.json"), f"{CACHED_ALPINE}:3.17.2"), "11:40:00")
+    audit_watcher(envelope([deploy]))
     (received,) = stack.received_alerts()
     assert received.alert.current_digest == UPSTREAM
 

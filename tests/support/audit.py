@@ -43,6 +43,13 @@ def with_images(line: dict[str, Any], image: str, image_id: str | None = None) -
     return changed
 
 
+def at(line: dict[str, Any], moment: str) -> dict[str, Any]:
+    """The line, as kube-apiserver would have logged it at `moment` (HH:MM:SS on the sample day)."""
+    line["requestReceivedTimestamp"] = f"2026-11-20T{moment}.100000Z"
+    line["stageTimestamp"] = f"2026-11-20T{moment}.120000Z"
+    return line
+
+
 def kubelet_status(pod: str, image: str, image_id: str, audit_id: str = "a1") -> dict[str, Any]:
     """A kubelet status patch of `pod` reporting `image_id` for a container started from `image`."""
     line = with_images(audit_line("pod_status_patch_plain.json"), image, image_id)
