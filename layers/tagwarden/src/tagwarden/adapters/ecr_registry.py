@@ -156,7 +156,6 @@ class EcrRegistry:
         findings: Mapping[str, Any] = response.get("imageScanFindings", {})
         return _scan(status, findings, image.pushed_at)
 
-
     def index_of(self, image: ImageName, digest: str) -> ImageIndex | None:
         """The entries of the image index `digest` (BatchGetImage); None when ECR no longer holds it."""
         found = self._batch_get_image(image, {"imageDigest": digest})

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.scan_rules import ScanDecision, decide_scan
+from tagwarden.domain.scan_rules import ScanDecision, decide_parents, decide_scan
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.observability import logger, metrics
@@ -65,5 +65,7 @@ class ScanRecorder:
             return reading.existing
         now = self._clock()
         decision = decide_scan(scan, scan.state(self._fail_severity), reading.snapshot, self._policy, now)
+        # A platform manifest's scan also counts for the image indexes that hold it.
+        decision = decide_parents(scan, decision, reading.snapshot, self._policy, now)
         self._ledger.apply_scan(scan, decision, reading.snapshot, self._delivery.lease_until())
         return decision

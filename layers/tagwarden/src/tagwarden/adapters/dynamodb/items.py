@@ -13,6 +13,7 @@ from typing import Any
 from tagwarden.adapters.dynamodb.keys import FINDING_SK, POINTER_SK, finding_pk, image_pk, move_sk, scan_sk, tag_pk
 from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
 from tagwarden.domain.alerts import Alert
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
@@ -160,6 +161,25 @@ def scan_entry_values(scan: ScanCompleted, state: ScanState, now: datetime) -> V
         "tags_reported": list(scan.tags),
         "recorded_at": iso(now),
         "reported_total": scan.reported_total,
+    }
+
+
+def derived_entry_values(image: ImageName, index: str, state: ScanState, source: SourceEvent, now: datetime) -> Values:
+    """An image index's scan history entry: the state derived from its platforms' scans when the event
+    `source` (a scan of one of them, or the index's push) changed it. Keyed by the derived state's own event
+    key (its latest platform scan's), so a re-derivation from the same scans replaces it."""
+    assert state.event_key is not None
+    return {
+        "pk": image_pk(image, index),
+        "sk": scan_sk(state.event_key),
+        "kind": "scan",
+        "digest": index,
+        "event_id": source.event_id,
+        "event_time": iso(source.event_time),
+        "scan": scan_values(state),
+        "derived": True,
+        "tags_reported": [],
+        "recorded_at": iso(now),
     }
 
 

@@ -16,6 +16,7 @@ from tagwarden.adapters.dynamodb.digests import (
     unchanged_scan,
 )
 from tagwarden.adapters.dynamodb.items import (
+    derived_entry_values,
     move_values,
     optional_scan,
     pointer_values,
@@ -139,6 +140,9 @@ def _index_writes(action: ImageAction, pushed: IndexPush, now: datetime) -> list
         values[":scan"] = scan_values(pushed.derived)
     record["ExpressionAttributeValues"].update(to_item(values))
     writes: list[dict[str, Any]] = [{"Update": derivation_update(record, pushed.derivation)}]
+    if pushed.derived is not None:
+        entry = derived_entry_values(action.image, action.digest, pushed.derived, action.source, now)
+        writes.append({"Put": {"Item": to_item(entry)}})
     for child in dict.fromkeys(c.digest for c in pushed.index.children):
         update = parent_update(action.image, child, action.digest, pushed.child_scans.get(child), now)
         writes.append({"Update": update})

@@ -1,0 +1,175 @@
+"""Multi-platform images through the real push guard and scan recorder, on moto's ECR holding real manifests.
+
+ECR emits one PUSH per manifest: untagged platform and attestation manifests, and the tagged index
+(research 1.3); scanners scan the platform manifests only (2.4). The index's scan state is derived.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+import pytest
+from tagwarden.domain.alerts import AlertType
+from tagwarden.domain.severity import Severity
+
+from tests.support.events import ecr_scan, load_event
+from tests.support.handlers import Handler, load_function_module
+from tests.support.multiarch import Build, build, build_pushes, put_build, sample_build
+from tests.support.stack import REGION, Stack
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
+REGISTRY = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+@pytest.fixture
+def ecr(stack: Stack) -> ECRClient:
+    """moto's ECR (inside the stack's mock) with the sample repository."""
+    client = boto3.client("ecr", region_name=REGION)
+    client.create_repository(repositoryName="shop/api")
+    return client
+
+
+def item(stack: Stack, pk: str, sk: str) -> dict[str, object] | None:
+    return next((i for i in stack.items() if i["pk"]["S"] == pk and i["sk"]["S"] == sk), None)
+
+
+def digest_record(stack: Stack, digest: str) -> dict[str, object]:
+    found = item(stack, f"IMAGE#{REGISTRY}/shop/api@{digest}", "IMAGE")
+    assert found is not None
+    return found
+
+
+def pointer(stack: Stack, tag: str) -> dict[str, object]:
+    found = item(stack, f"TAG#{REGISTRY}/shop/api:{tag}", "POINTER")
+    assert found is not None
+    return found
+
+
+def scan_status(record: dict[str, object]) -> tuple[str, str | None] | None:
+    scan = record.get("scan")
+    if scan is None:
+        return None
+    values = scan["M"]  # type: ignore[index]
+    return values["status"]["S"], values["verdict"]["S"] if "verdict" in values else None
+
+
+def platform_scans(scan_recorder: Handler, pushed: Build, time: str, counts: dict[str, dict[str, int]]) -> None:
+    for platform in pushed.platforms:
+        scan_recorder(ecr_scan(digest=pushed.digest(platform), tags=[], time=time, counts=counts.get(platform, {})))
+
+
+def test_a_tagged_index_push_records_its_platforms_and_attestations(
+    stack: Stack, ecr: ECRClient, push_guard: Handler
+) -> None:
+    sample = sample_build()
+    put_build(ecr, "shop/api", sample, tag="2.0.0")
+    event = load_event("push_guard/push_index_tagged.json")
+    assert event["detail"]["image-digest"] == sample.index_digest  # the sample event names the stored index
+
+    assert push_guard(event) == {"outcome": "recorded", "alerts": []}
+
+    children = digest_record(stack, sample.index_digest)["children"]["L"]  # type: ignore[index]
+    assert [(c["M"]["platform"]["S"], c["M"]["attestation"]["BOOL"]) for c in children] == [
+        ("linux/amd64", False),
+        ("linux/arm64", False),
+        ("unknown/unknown", True),
+        ("unknown/unknown", True),
+    ]
+    for platform in sample.platforms:
+        parents = digest_record(stack, sample.digest(platform))["parents"]["SS"]  # type: ignore[index]
+        assert parents == [sample.index_digest]
+    # Not every platform is scanned: the tag names unscanned content.
+    assert scan_status(pointer(stack, "2.0.0")) is None
+
+
+def test_platform_scans_after_the_index_push_make_the_index_and_its_tag_scanned(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    pushed = build("api 2.1.0")
+    put_build(ecr, "shop/api", pushed, tag="2.1.0")
+    for event in build_pushes(pushed, "2.1.0", "2026-11-20T13:00:00Z"):
+        push_guard(event)
+
+    scan_recorder(ecr_scan(digest=pushed.digest("linux/amd64"), tags=[], time="2026-11-20T13:00:30Z", counts={}))
+    assert scan_status(pointer(stack, "2.1.0")) is None  # arm64 still unscanned
+    scan_recorder(
+        ecr_scan(digest=pushed.digest("linux/arm64"), tags=[], time="2026-11-20T13:00:41Z", counts={"HIGH": 2})
+    )
+
+    assert scan_status(digest_record(stack, pushed.index_digest)) == ("COMPLETE", "pass")
+    assert scan_status(pointer(stack, "2.1.0")) == ("COMPLETE", "pass")
+    assert stack.received_alerts() == []
+
+
+def test_platform_scans_before_the_index_push_are_derived_at_the_push(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    pushed = build("api 2.2.0")
+    put_build(ecr, "shop/api", pushed, tag="2.2.0")
+    *children, index_push = build_pushes(pushed, "2.2.0", "2026-11-20T13:00:00Z")
+    for event in children:
+        push_guard(event)
+    platform_scans(scan_recorder, pushed, "2026-11-20T13:00:02Z", {"linux/arm64": {"CRITICAL": 1}})
+
+    push_guard(index_push)
+
+    # The worst platform decides: arm64 has a CRITICAL finding.
+    assert scan_status(pointer(stack, "2.2.0")) == ("COMPLETE", "fail")
+    assert stack.received_alerts() == []
+
+
+def test_moving_a_protected_tag_to_another_index_after_its_scan_is_critical(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    release, other = build("api 3.0.0"), build("api 3.0.0 rebuilt")
+    put_build(ecr, "shop/api", release, tag="3.0.0")
+    for event in build_pushes(release, "3.0.0", "2026-11-20T13:00:00Z"):
+        push_guard(event)
+    platform_scans(scan_recorder, release, "2026-11-20T13:00:20Z", {})
+    put_build(ecr, "shop/api", other, tag="3.0.0")
+    for event in build_pushes(other, "3.0.0", "2026-11-20T15:00:00Z"):
+        push_guard(event)
+
+    (received,) = stack.received_alerts()
+    alert = received.alert
+    assert (alert.type, alert.severity) == (AlertType.TAG_MOVED_AFTER_SCAN, Severity.CRITICAL)
+    assert (alert.previous_digest, alert.current_digest) == (release.index_digest, other.index_digest)
+    assert alert.scanned_digest == release.index_digest
+
+
+def test_a_tag_moved_off_an_index_while_its_platforms_were_scanned_is_alerted_when_the_scan_completes(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    release, attacker = build("api 4.0.0"), build("api 4.0.0 evil")
+    put_build(ecr, "shop/api", release, tag="4.0.0")
+    for event in build_pushes(release, "4.0.0", "2026-11-20T13:00:00Z"):
+        push_guard(event)
+    put_build(ecr, "shop/api", attacker, tag="4.0.0")
+    for event in build_pushes(attacker, "4.0.0", "2026-11-20T13:00:10Z"):
+        push_guard(event)
+    assert [r.alert.type for r in stack.received_alerts()] == [AlertType.TAG_OVERWRITTEN]
+
+    platform_scans(scan_recorder, release, "2026-11-20T13:00:40Z", {})
+
+    (received,) = stack.received_alerts()
+    assert (received.alert.type, received.alert.severity) == (AlertType.TAG_MOVED_AFTER_SCAN, Severity.CRITICAL)
+    assert received.alert.scanned_digest == release.index_digest
+
+
+def test_the_index_push_still_makes_two_ledger_requests(stack: Stack, ecr: ECRClient) -> None:
+    from tests.support.handlers import FakeLambdaContext
+    from tests.support.requests import RequestLog, dynamodb_operations
+
+    pushed = build("api 5.0.0")
+    put_build(ecr, "shop/api", pushed, tag="5.0.0")
+    requests = RequestLog()
+    requests.attach()
+    module = load_function_module("push_guard", stack.environment())
+    *_, index_push = build_pushes(pushed, "5.0.0", "2026-11-20T13:00:00Z")
+    with requests.record() as calls:
+        assert module.lambda_handler(index_push, FakeLambdaContext())["outcome"] == "recorded"
+    # The index's children are read in the same batch as the pointer, and written in the same transaction.
+    assert dynamodb_operations(calls) == {"BatchGetItem": 1, "TransactWriteItems": 1}
