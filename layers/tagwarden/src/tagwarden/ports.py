@@ -275,6 +275,10 @@ class LedgerReader(Protocol):
         """Every scan recorded for the digest, oldest first."""
         ...
 
+    def indexes(self, image: ImageName, digests: Iterable[str]) -> dict[str, ImageIndex]:
+        """The image indexes among these digests, with their platform and attestation manifests."""
+        ...
+
 
 class ManifestSource(Protocol):
     """What the registry holds now: the entries of an image index, and where a tag points."""
