@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 from tagwarden.domain.alerts import AlertType
+from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.severity import Severity
 
 from tests.support.events import ecr_scan, load_event
@@ -173,3 +174,71 @@ def test_the_index_push_still_makes_two_ledger_requests(stack: Stack, ecr: ECRCl
         assert module.lambda_handler(index_push, FakeLambdaContext())["outcome"] == "recorded"
     # The index's children are read in the same batch as the pointer, and written in the same transaction.
     assert dynamodb_operations(calls) == {"BatchGetItem": 1, "TransactWriteItems": 1}
+
+
+def test_a_platform_scan_racing_the_index_push_reads_again(stack: Stack, ecr: ECRClient, push_guard: Handler) -> None:
+    """The scan recorder read the platform before the index push linked it to its index: its write must fail
+    (and be retried), or the index would never learn of the scan."""
+    from tagwarden.adapters.dynamodb.scan_ledger import DynamoDbScanLedger
+    from tagwarden.adapters.dynamodb.table import LedgerTable
+    from tagwarden.domain.scan_rules import decide_scan
+    from tagwarden.domain.scans import FindingSeverity
+    from tagwarden.domain.tag_policy import TagPolicy
+    from tagwarden.events.parsing import parse_event
+    from tagwarden.events.scans import EcrImageScanEvent
+    from tagwarden.ports import ConcurrentUpdateError
+
+    pushed = build("api 8.0.0")
+    put_build(ecr, "shop/api", pushed, tag="8.0.0")
+    ledger = DynamoDbScanLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    event = ecr_scan(digest=pushed.digest("linux/amd64"), tags=[], time="2026-11-20T13:00:01Z", counts={})
+    scan = parse_event(event, EcrImageScanEvent).to_fact()
+    assert not isinstance(scan, IgnoredEvent)
+    reading = ledger.read_for_scan(scan)  # before the index push: no parents
+    assert reading.snapshot.parents == {}
+
+    for push in build_pushes(pushed, "8.0.0", "2026-11-20T13:00:00Z"):
+        push_guard(push)
+
+    state = scan.state(FindingSeverity.CRITICAL)
+    decision = decide_scan(scan, state, reading.snapshot, TagPolicy(), state.scanned_at)
+    with pytest.raises(ConcurrentUpdateError):
+        ledger.apply_scan(scan, decision, reading.snapshot, state.scanned_at)
+    assert ledger.read_for_scan(scan).snapshot.parents.keys() == {pushed.index_digest}
+
+
+def test_two_platform_scans_deriving_the_index_at_once_cannot_both_win(
+    stack: Stack, ecr: ECRClient, push_guard: Handler
+) -> None:
+    """Each read the other platform unscanned: the second write must read again, or the index stays unscanned."""
+    from tagwarden.adapters.dynamodb.scan_ledger import DynamoDbScanLedger
+    from tagwarden.adapters.dynamodb.table import LedgerTable
+    from tagwarden.domain.scan_rules import decide_parents, decide_scan
+    from tagwarden.domain.scans import FindingSeverity
+    from tagwarden.domain.tag_policy import TagPolicy
+    from tagwarden.events.parsing import parse_event
+    from tagwarden.events.scans import EcrImageScanEvent
+    from tagwarden.ports import ConcurrentUpdateError
+
+    pushed = build("api 9.0.0")
+    put_build(ecr, "shop/api", pushed, tag="9.0.0")
+    for push in build_pushes(pushed, "9.0.0", "2026-11-20T13:00:00Z"):
+        push_guard(push)
+    ledger = DynamoDbScanLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    attempts = []
+    for platform in pushed.platforms:
+        event = ecr_scan(digest=pushed.digest(platform), tags=[], time="2026-11-20T13:00:30Z", counts={})
+        scan = parse_event(event, EcrImageScanEvent).to_fact()
+        assert not isinstance(scan, IgnoredEvent)
+        attempts.append((scan, ledger.read_for_scan(scan)))  # both read before either writes
+
+    for n, (scan, reading) in enumerate(attempts):
+        state = scan.state(FindingSeverity.CRITICAL)
+        decision = decide_scan(scan, state, reading.snapshot, TagPolicy(), state.scanned_at)
+        decision = decide_parents(scan, decision, reading.snapshot, TagPolicy(), state.scanned_at)
+        assert decision.parents[0].state is None  # each saw the other platform unscanned
+        if n == 0:
+            ledger.apply_scan(scan, decision, reading.snapshot, state.scanned_at)
+        else:
+            with pytest.raises(ConcurrentUpdateError):
+                ledger.apply_scan(scan, decision, reading.snapshot, state.scanned_at)
