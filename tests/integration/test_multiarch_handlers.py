@@ -16,7 +16,7 @@ from tagwarden.domain.severity import Severity
 
 from tests.support.events import ecr_scan, load_event
 from tests.support.handlers import Handler, load_function_module
-from tests.support.multiarch import Build, build, build_pushes, put_build, sample_build
+from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build, sample_build
 from tests.support.stack import REGION, Stack
 
 if TYPE_CHECKING:
@@ -242,3 +242,48 @@ def test_two_platform_scans_deriving_the_index_at_once_cannot_both_win(
         else:
             with pytest.raises(ConcurrentUpdateError):
                 ledger.apply_scan(scan, decision, reading.snapshot, state.scanned_at)
+
+
+def test_an_index_with_malformed_entries_keeps_the_good_ones_and_is_recorded(
+    stack: Stack, ecr: ECRClient, push_guard: Handler
+) -> None:
+    import json
+
+    from tests.support.multiarch import OCI_INDEX, sha256
+
+    good = build("api 10.0.0")
+    entries = json.loads(good.index)["manifests"]
+    entries.insert(1, {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:nothex"})
+    entries.insert(2, "not an object")
+    data = json.dumps({"mediaType": OCI_INDEX, "schemaVersion": 2, "manifests": entries})
+    ecr.put_image(
+        repositoryName="shop/api", imageManifest=data, imageManifestMediaType=OCI_INDEX, imageTag="10.0.0",
+        imageDigest=sha256(data.encode()),
+    )  # fmt: skip
+
+    event = manifest_push(digest=sha256(data.encode()), time="2026-11-20T13:00:00Z", tag="10.0.0", index=True)
+    assert push_guard(event)["outcome"] == "recorded"
+
+    children = digest_record(stack, sha256(data.encode()))["children"]["L"]  # type: ignore[index]
+    assert len(children) == 4  # the two platforms and two attestations; the malformed entries skipped
+
+
+def test_an_index_ecr_no_longer_holds_or_will_not_show_is_recorded_as_unscanned(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagwarden.adapters.ecr_registry import EcrRegistry
+    from tagwarden.ports import ManifestUnreadableError
+
+    gone = build("api 11.0.0")  # never stored: deleted before the event arrived
+    assert push_guard(manifest_push(digest=gone.index_digest, time="2026-11-20T13:00:00Z", tag="11.0.0", index=True))
+    assert "children" not in digest_record(stack, gone.index_digest)
+
+    def refuse(*_: object) -> None:
+        raise ManifestUnreadableError("BatchGetImage refused: AccessDeniedException")
+
+    monkeypatch.setattr(EcrRegistry, "index_of", refuse)
+    other = build("api 11.0.1")
+    put_build(ecr, "shop/api", other, tag="11.0.1")
+    result = push_guard(manifest_push(digest=other.index_digest, time="2026-11-20T13:01:00Z", tag="11.0.1", index=True))
+    assert result["outcome"] == "recorded"
+    assert scan_status(pointer(stack, "11.0.1")) is None

@@ -29,7 +29,7 @@ from tagwarden.domain.indexes import (
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.scans import ScanStatus
 from tagwarden.domain.tags import TagRef
-from tagwarden.observability import logger
+from tagwarden.observability import logger, metrics
 from tagwarden.ports import ManifestUnreadableError, TagwardenError
 
 if TYPE_CHECKING:
@@ -219,6 +219,8 @@ def _children(digest: str, entries: object) -> tuple[IndexChild, ...]:
     children: list[IndexChild] = []
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
+            metrics.add_metric(name="MalformedIndexEntries", unit="Count", value=1)
+            logger.warning("image index entry skipped", extra={"index": digest, "entry": str(entry)[:80]})
             continue
         platform = _mapping(entry.get("platform"))
         annotations = _mapping(entry.get("annotations"))
@@ -234,6 +236,7 @@ def _children(digest: str, entries: object) -> tuple[IndexChild, ...]:
                 )
             )
         except InvalidReferenceError:
+            metrics.add_metric(name="MalformedIndexEntries", unit="Count", value=1)
             logger.warning("image index entry skipped", extra={"index": digest, "entry_digest": entry.get("digest")})
     return tuple(children)
 

@@ -127,6 +127,10 @@ class PushGuard:
             return None
         if index is None:
             logger.warning("image index no longer in the registry", extra={"digest": fact.digest})
+        elif not index.platform_digests:
+            # Malformed or empty: nothing can ever scan it, so its tags stay unscanned (and say so).
+            metrics.add_metric(name="IndexesWithoutPlatforms", unit="Count", value=1)
+            logger.warning("image index without platform manifests", extra={"digest": fact.digest})
         return index
 
     def _decide(self, tag: TagRef, fact: ImageAction, snapshot: TagSnapshot) -> TagDecision:

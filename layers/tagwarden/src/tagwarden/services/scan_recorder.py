@@ -53,6 +53,7 @@ class ScanRecorder:
                 "finding_counts": recorded.state.finding_counts,
                 "pointers_updated": sorted(recorded.pointer_updates),
                 "moved_tags": sorted(recorded.moved_tags),
+                "indexes_scanned": sorted(p.digest for p in recorded.parents if p.state is not None),
             },
         )
         metrics.add_metric(name="ScansRecorded", unit="Count", value=1)
