@@ -6,7 +6,7 @@ ECR emits one PUSH per manifest: untagged platform and attestation manifests, an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -16,6 +16,7 @@ from tagwarden.domain.severity import Severity
 
 from tests.support.events import ecr_scan, load_event
 from tests.support.handlers import Handler, load_function_module
+from tests.support.multiarch import OCI_MANIFEST as OCI_MANIFEST_TYPE
 from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build, sample_build
 from tests.support.stack import REGION, Stack
 
@@ -287,3 +288,44 @@ def test_an_index_ecr_no_longer_holds_or_will_not_show_is_recorded_as_unscanned(
     result = push_guard(manifest_push(digest=other.index_digest, time="2026-11-20T13:01:00Z", tag="11.0.1", index=True))
     assert result["outcome"] == "recorded"
     assert scan_status(pointer(stack, "11.0.1")) is None
+
+
+def test_a_docker_manifest_list_is_an_index_too(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    """`docker manifest push` (and older buildx) pushes a Docker manifest list of Docker v2 manifests."""
+    import json
+
+    from tests.support.multiarch import sha256
+
+    docker_manifest = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest_list = "application/vnd.docker.distribution.manifest.list.v2+json"
+    platforms = {"linux/amd64": build("docker amd64"), "linux/arm/v7": build("docker armv7")}
+    entries: list[dict[str, Any]] = []
+    for platform, source in platforms.items():
+        data = next(iter(source.platforms.values())).decode().replace(OCI_MANIFEST_TYPE, docker_manifest)
+        ecr.put_image(
+            repositoryName="shop/api", imageManifest=data, imageManifestMediaType=docker_manifest,
+            imageDigest=sha256(data.encode()),
+        )  # fmt: skip
+        os_name, architecture, *variant = platform.split("/")
+        described = {"architecture": architecture, "os": os_name} | ({"variant": variant[0]} if variant else {})
+        entries.append(
+            {"mediaType": docker_manifest, "size": len(data), "digest": sha256(data.encode()), "platform": described}
+        )
+    data = json.dumps({"schemaVersion": 2, "mediaType": manifest_list, "manifests": entries})
+    digest = sha256(data.encode())
+    ecr.put_image(
+        repositoryName="shop/api", imageManifest=data, imageManifestMediaType=manifest_list, imageTag="1.0.0",
+        imageDigest=digest,
+    )  # fmt: skip
+    event = manifest_push(digest=digest, time="2026-11-20T13:00:00Z", tag="1.0.0", index=True)
+    event["detail"]["manifest-media-type"] = manifest_list
+
+    push_guard(event)
+    for n, entry in enumerate(entries):
+        scan_recorder(ecr_scan(digest=entry["digest"], tags=[], time=f"2026-11-20T13:00:3{n}Z", counts={}))
+
+    children = digest_record(stack, digest)["children"]["L"]  # type: ignore[index]
+    assert [c["M"]["platform"]["S"] for c in children] == ["linux/amd64", "linux/arm/v7"]
+    assert scan_status(pointer(stack, "1.0.0")) == ("COMPLETE", "pass")
