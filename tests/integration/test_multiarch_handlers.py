@@ -329,3 +329,15 @@ def test_a_docker_manifest_list_is_an_index_too(
     children = digest_record(stack, digest)["children"]["L"]  # type: ignore[index]
     assert [c["M"]["platform"]["S"] for c in children] == ["linux/amd64", "linux/arm/v7"]
     assert scan_status(pointer(stack, "1.0.0")) == ("COMPLETE", "pass")
+
+
+def test_an_index_too_large_for_one_transaction_is_recorded_as_unscanned(
+    stack: Stack, ecr: ECRClient, push_guard: Handler
+) -> None:
+    wide = build("api wide", tuple(f"linux/arch{n}" for n in range(50)))  # 100 entries: more than a transaction holds
+    put_build(ecr, "shop/api", wide, tag="12.0.0")
+
+    result = push_guard(manifest_push(digest=wide.index_digest, time="2026-11-20T13:00:00Z", tag="12.0.0", index=True))
+
+    assert result["outcome"] == "recorded"
+    assert "children" not in digest_record(stack, wide.index_digest)

@@ -25,6 +25,10 @@ from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
 
+# Entries of an index recorded with its push: with the history entry, pointer and records, a transaction
+# holds at most 100 items. Real indexes hold a few platforms and as many attestations.
+MAX_INDEX_ENTRIES = 90
+
 
 class PushGuard:
     """Decides each registry action against the ledger and writes the outcome atomically.
@@ -127,6 +131,11 @@ class PushGuard:
             return None
         if index is None:
             logger.warning("image index no longer in the registry", extra={"digest": fact.digest})
+        elif len({child.digest for child in index.children}) > MAX_INDEX_ENTRIES:
+            # Each entry is one item of the push's transaction (at most 100): too large to record atomically.
+            metrics.add_metric(name="IndexesTooLarge", unit="Count", value=1)
+            logger.warning("image index too large to record", extra={"digest": fact.digest})
+            return None
         elif not index.platform_digests:
             # Malformed or empty: nothing can ever scan it, so its tags stay unscanned (and say so).
             metrics.add_metric(name="IndexesWithoutPlatforms", unit="Count", value=1)
