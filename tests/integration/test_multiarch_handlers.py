@@ -341,3 +341,39 @@ def test_an_index_too_large_for_one_transaction_is_recorded_as_unscanned(
 
     assert result["outcome"] == "recorded"
     assert "children" not in digest_record(stack, wide.index_digest)
+
+
+def test_a_platform_manifest_held_by_many_indexes_is_scanned_for_all_of_them(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    """Reproducible builds of one commit give the same platform manifest each time, in a new index (its
+    provenance attestation differs): the manifest's scan is the scan of every one of those indexes."""
+    from tests.support.multiarch import OCI_INDEX, attestation_manifest, index_manifest, platform_manifest, sha256
+
+    image = platform_manifest("reproducible", "linux/amd64")
+    indexes = []
+    for n in range(60):
+        provenance = attestation_manifest(f"reproducible run {n}", "linux/amd64")
+        index = index_manifest(
+            [
+                {"mediaType": OCI_MANIFEST_TYPE, "digest": sha256(image), "size": len(image),
+                 "platform": {"architecture": "amd64", "os": "linux"}},
+                {"mediaType": OCI_MANIFEST_TYPE, "digest": sha256(provenance), "size": len(provenance),
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                 "vnd.docker.reference.digest": sha256(image)},
+                 "platform": {"architecture": "unknown", "os": "unknown"}},
+            ]
+        )  # fmt: skip
+        ecr.put_image(
+            repositoryName="shop/api", imageManifest=index.decode(), imageManifestMediaType=OCI_INDEX,
+            imageTag=f"nightly-{n}", imageDigest=sha256(index),
+        )  # fmt: skip
+        push_guard(manifest_push(digest=sha256(index), time="2026-11-20T01:00:00Z", tag=f"nightly-{n}", index=True))
+        indexes.append(sha256(index))
+
+    scan_recorder(ecr_scan(digest=sha256(image), tags=[], time="2026-11-20T13:00:00Z", counts={}))
+
+    items = {(i["pk"]["S"], i["sk"]["S"]): i for i in stack.items()}  # one scan of the table, not 120
+    pointers = [items[(f"TAG#{REGISTRY}/shop/api:nightly-{n}", "POINTER")] for n in range(60)]
+    records = [items[(f"IMAGE#{REGISTRY}/shop/api@{digest}", "IMAGE")] for digest in indexes]
+    assert {scan_status(item) for item in pointers + records} == {("COMPLETE", "pass")}

@@ -128,7 +128,12 @@ class DynamoDbScanLedger:
             for tag_name, pointer in decision.moved_tags.items()
         ]
         for parent in decision.parents:
-            record += _parent_writes(scan, parent, now)
+            update, derived = _parent_writes(scan, parent, now)
+            # A changed derived state is recorded with the scan itself, as the digest's own state is: a retry
+            # after a partial write decides again from the index's state as it was. A bare counter bump and
+            # the derived history entry (an idempotent overwrite) may go ahead in an earlier transaction.
+            (record if parent.state is not None else pointers).append(update)
+            pointers += derived
             pointers += [
                 {"Update": _pointer_update(scan, tag_name, pointer, carried=True)}
                 for tag_name, pointer in parent.pointer_updates.items()
@@ -163,21 +168,20 @@ def _digest_scan_update(
     return unchanged_parents(unchanged_scan(update, snapshot.current), len(snapshot.parents))
 
 
-def _parent_writes(scan: ScanCompleted, parent: ParentDecision, now: datetime) -> list[dict[str, Any]]:
-    """An index holding the scanned digest: its derivation counter bumped (always, so that two of its
-    children's scans cannot both derive from what each read of the other), its derived scan state and a
-    derived entry in its scan history when the state changed."""
+def _parent_writes(
+    scan: ScanCompleted, parent: ParentDecision, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An index holding the scanned digest: its record's update, with its derivation counter bumped (always,
+    so that two of its children's scans cannot both derive from what each read of the other) and its new
+    derived scan state if it changed; and then a derived entry for its scan history."""
     assignments = ["#scan = :scan"] if parent.state is not None else []
     values = {":scan": scan_values(parent.state)} if parent.state is not None else None
     update = digest_record_update(scan.image, parent.digest, scan.source.event_time, now, assignments, values)
-    if parent.state is not None:
-        update["ExpressionAttributeNames"] = {"#scan": "scan"}
-    writes: list[dict[str, Any]] = [{"Update": derivation_update(update, parent.derivation)}]
-    if parent.state is not None:
-        writes.append(
-            {"Put": {"Item": to_item(derived_entry_values(scan.image, parent.digest, parent.state, scan.source, now))}}
-        )
-    return writes
+    if parent.state is None:
+        return {"Update": derivation_update(update, parent.derivation)}, []
+    update["ExpressionAttributeNames"] = {"#scan": "scan"}
+    entry = derived_entry_values(scan.image, parent.digest, parent.state, scan.source, now)
+    return {"Update": derivation_update(update, parent.derivation)}, [{"Put": {"Item": to_item(entry)}}]
 
 
 def _pointer_update(scan: ScanCompleted, tag_name: str, pointer: TagPointer, *, carried: bool) -> dict[str, Any]:
