@@ -92,4 +92,6 @@ def local_stack(dynamodb_local_endpoint: str, moto_server_endpoint: str, monkeyp
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_local_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SNS", moto_server_endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server_endpoint)
+    # The push guard's ECR reads (image indexes, same-second ties) go to the moto server too.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", moto_server_endpoint)
     return create_stack(f"tw{uuid.uuid4().hex[:12]}")

@@ -50,6 +50,8 @@ def local_services() -> Iterator[None]:
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb,
             "AWS_ENDPOINT_URL_SNS": moto_endpoint,
             "AWS_ENDPOINT_URL_SQS": moto_endpoint,
+            # The push guard reads image indexes, and where a tag points on a same-second tie, from ECR.
+            "AWS_ENDPOINT_URL_ECR": moto_endpoint,
         }
         with mock.patch.dict(os.environ, endpoints):
             yield

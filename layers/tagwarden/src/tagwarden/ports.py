@@ -11,6 +11,7 @@ Services depend on these protocols only; adapters implement them and never impor
 | AlertOutbox       | alert delivery (services.alert_delivery) | dynamodb.outbox.DynamoDbAlertOutbox      |
 | AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
+| ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -28,6 +29,7 @@ from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
@@ -50,6 +52,11 @@ class ConcurrentUpdateError(TagwardenError):
 
 class AlertDeliveryError(TagwardenError):
     """An alert could not be published; the event must be retried so the alert is not lost."""
+
+
+class ManifestUnreadableError(TagwardenError):
+    """The registry refused to show a manifest or tag (no permission: another account's registry); retrying
+    would not help."""
 
 
 # --- The alert outbox -------------------------------------------------------------------------------
@@ -132,6 +139,21 @@ class TagSnapshot:
     # This event's history entry, if an earlier delivery recorded it: its alerts and their delivery.
     existing: RecordedAlerts | None
     scans: Mapping[str, ScanState] = field(default_factory=dict)
+    # Where the existing entry was recorded: the event's own position, or the one a same-second tie gave it.
+    existing_key: str | None = None
+    # For an image index: its record's derivation counter (see `IndexPush`).
+    derivation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPush:
+    """A pushed image index: its platform manifests, read from the registry, and the scan state derived from
+    theirs. The write holds only if every child's scan and the index's derivation counter are as read."""
+
+    index: ImageIndex
+    derived: ScanState | None
+    child_scans: Mapping[str, ScanState]
+    derivation: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +179,9 @@ class UsageUpdate:
 class TagLedger(Protocol):
     """Where tag pointers, tag histories and digest records live (the push guard's view)."""
 
-    def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
-        """The tag's pointer, this event's history entry if already recorded, and the digest's scan state."""
+    def read_for_action(self, tag: TagRef, action: ImageAction, children: Iterable[str] = ()) -> TagSnapshot:
+        """The tag's pointer, this event's history entry if already recorded (at its own position or a tie's),
+        and the scan states of the digest and of the index `children` it holds, in one read."""
         ...
 
     def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
@@ -176,9 +199,10 @@ class TagLedger(Protocol):
         decision: TagDecision,
         expected: TagPointer | None,
         lease_until: datetime,
+        index: IndexPush | None = None,
     ) -> None:
         """Write the decision atomically (its alerts leased until `lease_until`), provided the pointer is
-        still `expected`.
+        still `expected`. A pushed `index` is recorded with its children, and each child learns its parent.
 
         Raises ConcurrentUpdateError when the pointer changed or the event was recorded meanwhile.
         """
@@ -299,6 +323,23 @@ class LedgerReader(Protocol):
 
     def scan_history(self, image: ImageName, digest: str) -> list[ScanState]:
         """Every scan recorded for the digest, oldest first."""
+        ...
+
+    def indexes(self, image: ImageName, digests: Iterable[str]) -> dict[str, ImageIndex]:
+        """The image indexes among these digests, with their platform and attestation manifests."""
+        ...
+
+
+class ManifestSource(Protocol):
+    """What the registry holds now: the entries of an image index, and where a tag points."""
+
+    def index_of(self, image: ImageName, digest: str) -> ImageIndex | None:
+        """The platform and attestation manifests of the index `digest`; None when the registry no longer
+        holds it. Raises ManifestUnreadableError when the registry refuses to show it."""
+        ...
+
+    def tag_digest(self, tag: TagRef) -> str | None:
+        """The digest the tag names in the registry now; None when the registry has no such tag."""
         ...
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ecr import ECRClient
     from mypy_boto3_sns import SNSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
@@ -44,4 +45,10 @@ def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
 def sns_client(endpoint_url: str | None = None) -> SNSClient:
     """An SNS client."""
     client: SNSClient = _client("sns", endpoint_url)
+    return client
+
+
+def ecr_client(endpoint_url: str | None = None) -> ECRClient:
+    """An ECR client (the push guard reads image indexes and, on same-second ties, where a tag points)."""
+    client: ECRClient = _client("ecr", endpoint_url)
     return client

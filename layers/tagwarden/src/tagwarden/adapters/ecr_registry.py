@@ -11,15 +11,26 @@ same scan again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tagwarden.domain.images import ImageName, ecr_registry
+from tagwarden.domain.images import ImageName, InvalidReferenceError, ecr_host_parts, ecr_registry
+from tagwarden.domain.indexes import (
+    ATTESTATION_MANIFEST,
+    INDEX_MEDIA_TYPES,
+    REFERENCE_TYPE_ANNOTATION,
+    ImageIndex,
+    IndexChild,
+    is_index,
+)
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.scans import ScanStatus
-from tagwarden.ports import TagwardenError
+from tagwarden.domain.tags import TagRef
+from tagwarden.observability import logger, metrics
+from tagwarden.ports import ManifestUnreadableError, TagwardenError
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -33,6 +44,17 @@ _SCAN_STATUSES: Mapping[str, tuple[ScanStatus, str]] = {
 
 # No scan yet, or the image or repository was deleted while the backfill ran: nothing to record.
 _NOTHING_SCANNED = frozenset({"ScanNotFoundException", "ImageNotFoundException", "RepositoryNotFoundException"})
+# BatchGetImage returns a manifest only in a media type the caller accepts: indexes, and the single-platform
+# types a tag may also name (asked only for where a tag points, when the manifest itself is not read).
+_ACCEPTED_MEDIA_TYPES = [
+    *sorted(INDEX_MEDIA_TYPES),
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v1+json",
+]
+# The registry will not show it to this role: retrying cannot help.
+_REFUSED = frozenset({"AccessDeniedException", "UnauthorizedOperation", "KmsException"})
 
 
 class RegistryUnavailableError(TagwardenError):
@@ -61,7 +83,8 @@ def _registry_errors(operation: str) -> Iterator[None]:
 
 
 class EcrRegistry:
-    """Lists an ECR registry for the backfill (an `ImageInventory`)."""
+    """Lists an ECR registry for the backfill (an `ImageInventory`), and reads image indexes and where tags
+    point for the push guard (a `ManifestSource`), with `BatchGetImage` only."""
 
     def __init__(self, client: ECRClient) -> None:
         self._client = client
@@ -101,6 +124,7 @@ class EcrRegistry:
                             digest=digest,
                             tags=tuple(detail.get("imageTags", [])),
                             pushed_at=pushed_at,
+                            media_type=detail.get("imageManifestMediaType"),
                             listed_scan=listed,
                             # No status at all: the listing may just not say, so ask. An unfinished or
                             # unsupported scan has nothing to ask about.
@@ -131,6 +155,94 @@ class EcrRegistry:
         status = response.get("imageScanStatus", {}).get("status")
         findings: Mapping[str, Any] = response.get("imageScanFindings", {})
         return _scan(status, findings, image.pushed_at)
+
+    def index_of(self, image: ImageName, digest: str) -> ImageIndex | None:
+        """The entries of the image index `digest` (BatchGetImage); None when ECR no longer holds it."""
+        found = self._batch_get_image(image, {"imageDigest": digest})
+        if found is None:
+            return None
+        media_type = found.get("imageManifestMediaType")
+        try:
+            manifest = json.loads(found.get("imageManifest", ""))
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            logger.warning("unreadable image index manifest", extra={"digest": digest})
+            return ImageIndex(digest, ())
+        if not is_index(media_type or manifest.get("mediaType")):
+            # The event said index but the registry holds a single manifest: it has no platforms to record.
+            return ImageIndex(digest, ())
+        return ImageIndex(digest, _children(digest, manifest.get("manifests")))
+
+    def tag_digest(self, tag: TagRef) -> str | None:
+        """The digest the tag names in ECR now (BatchGetImage by tag); None when ECR has no such tag."""
+        found = self._batch_get_image(tag.image, {"imageTag": tag.tag})
+        if found is None:
+            return None
+        digest = found.get("imageId", {}).get("imageDigest")
+        return str(digest) if digest else None
+
+    def _batch_get_image(self, image: ImageName, image_id: Mapping[str, str]) -> Mapping[str, Any] | None:
+        """One image by digest or tag, or None when it (or its repository) is not there."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        account, _ = ecr_host_parts(image.registry)
+        kwargs: dict[str, Any] = {"registryId": account} if account else {}
+        try:
+            response = self._client.batch_get_image(
+                repositoryName=image.repository,
+                imageIds=[dict(image_id)],  # type: ignore[list-item]
+                acceptedMediaTypes=_ACCEPTED_MEDIA_TYPES,
+                **kwargs,
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "RepositoryNotFoundException":
+                return None
+            if code in _REFUSED:
+                raise ManifestUnreadableError(f"BatchGetImage refused: {code}") from error
+            raise RegistryUnavailableError(f"BatchGetImage failed: {code or error}") from error
+        except BotoCoreError as error:
+            raise RegistryUnavailableError(f"BatchGetImage failed: {error}") from error
+        images = response.get("images", [])
+        if images:
+            return images[0]
+        failures = {failure.get("failureCode", "") for failure in response.get("failures", [])}
+        if failures - {"ImageNotFound", "ImageTagDoesNotMatchDigest", "ImageReferencedByManifestList"}:
+            # KmsError, UnsupportedImageType...: not an absence, so not to be recorded as one.
+            raise ManifestUnreadableError(f"BatchGetImage: {sorted(failures)}")
+        return None
+
+
+def _children(digest: str, entries: object) -> tuple[IndexChild, ...]:
+    """An index's `manifests` as entries; a malformed entry is skipped with a warning (never a crash)."""
+    children: list[IndexChild] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            metrics.add_metric(name="MalformedIndexEntries", unit="Count", value=1)
+            logger.warning("image index entry skipped", extra={"index": digest, "entry": str(entry)[:80]})
+            continue
+        platform = _mapping(entry.get("platform"))
+        annotations = _mapping(entry.get("annotations"))
+        parts = [str(platform.get("os", "unknown")), str(platform.get("architecture", "unknown"))]
+        if platform.get("variant"):
+            parts.append(str(platform["variant"]))
+        try:
+            children.append(
+                IndexChild(
+                    digest=str(entry.get("digest", "")),
+                    platform="/".join(parts),
+                    attestation=annotations.get(REFERENCE_TYPE_ANNOTATION) == ATTESTATION_MANIFEST,
+                )
+            )
+        except InvalidReferenceError:
+            metrics.add_metric(name="MalformedIndexEntries", unit="Count", value=1)
+            logger.warning("image index entry skipped", extra={"index": digest, "entry_digest": entry.get("digest")})
+    return tuple(children)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _scan(status: str | None, summary: Mapping[str, Any], pushed_at: datetime) -> RegistryScan | None:

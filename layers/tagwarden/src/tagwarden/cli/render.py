@@ -80,9 +80,25 @@ def history_json(entries: Sequence[HistoryEntry]) -> list[dict[str, object]]:
             "late": entry.move.late,
             "scan": scan_json(entry.scan),
             "alerts": [alert.alert_id for alert in entry.move.alerts],
+            "index": _index_json(entry),
         }
         for entry in entries
     ]
+
+
+def _index_json(entry: HistoryEntry) -> dict[str, object] | None:
+    """For an entry naming an image index: its platform manifests with each one's scan, and its attestations."""
+    if entry.index is None:
+        return None
+    children = entry.index.children
+    return {
+        "platforms": [
+            {"platform": c.platform, "digest": c.digest, "scan": scan_json(entry.platform_scans.get(c.digest))}
+            for c in children
+            if not c.attestation
+        ],
+        "attestations": [c.digest for c in children if c.attestation],
+    }
 
 
 def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
@@ -114,7 +130,7 @@ def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
         table.add_row(
             f"{move.source.event_time.astimezone(UTC):%Y-%m-%d\n%H:%M:%S}",
             move.action.value,
-            f"{short(move.digest)}{previous}",
+            f"{short(move.digest)}{previous}{_index_note(entry)}",
             move.source.event_id,
             "late" if move.late else "",
             _scan_cell(scan),
@@ -187,3 +203,20 @@ def counts_line(counts: dict[str, int]) -> str:
     order = [seeding.value for seeding in Seeding]
     ranked = sorted(counts.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
     return ", ".join(f"{count} {name}" for name, count in ranked) or "none"
+
+
+def _index_note(entry: HistoryEntry) -> str:
+    """Under an image index's digest: each platform and its scan (`amd64 ok`, `arm64 ?` while unscanned)."""
+    if entry.index is None:
+        return ""
+    lines = []
+    for child in entry.index.children:
+        if child.attestation:
+            continue
+        scan = entry.platform_scans.get(child.digest)
+        mark = "?" if scan is None or not scan.completed else ("ok" if scan.passing else "fail")
+        lines.append(f"{child.platform.removeprefix('linux/')} {mark}")
+    attestations = sum(1 for child in entry.index.children if child.attestation)
+    if attestations:
+        lines.append(f"+{attestations} attestation{'s' if attestations > 1 else ''}")
+    return "\n" + "\n".join(lines)

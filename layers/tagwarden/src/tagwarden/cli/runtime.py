@@ -223,7 +223,9 @@ class Runtime:
 
         config = detection_config(self.policy_environment)
         delivery = self.delivery(route)
-        return compose_push_guard(self.table, delivery, config), compose_scan_recorder(self.table, delivery, config)
+        # With the registry, as the function has it: image indexes are recorded with their platforms.
+        push_guard = compose_push_guard(self.table, delivery, config, manifests=self.registry())
+        return push_guard, compose_scan_recorder(self.table, delivery, config)
 
     def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
         """The audit watcher as the function has it, publishing (or withholding) per `route`."""

@@ -41,3 +41,5 @@ class RegistryImage:
     listed_scan: RegistryScan | None = None
     # False when the listing says there is nothing to look up (scan in progress, unsupported image...).
     scan_to_look_up: bool = True
+    # The manifest's media type: an image index has its platform manifests recorded when it is seeded.
+    media_type: str | None = None

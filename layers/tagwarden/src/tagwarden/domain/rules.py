@@ -275,3 +275,30 @@ def decide_late(
     return TagDecision(
         move, None, digest_scan=seen, relinked_successor=relinked, successor_previous_key=move.previous_key
     )
+
+
+def same_second_tie(action: ImageAction, pointer: TagPointer | None) -> bool:
+    """Whether the action and the pointer's event fall in the same second and leave the tag naming different
+    content: EventBridge times have one-second resolution and random ids, so the order cannot tell which
+    of the two the registry applied last."""
+    if pointer is None or pointer.event_key[:19] != action.source.second:
+        return False
+    outcome = action.digest if action.action is TagAction.PUSH else None
+    return outcome != pointer.digest
+
+
+def break_tie(action: ImageAction, pointer: TagPointer, registry_digest: str | None) -> ImageAction:
+    """The action, placed in its second where the registry's current state says it belongs.
+
+    `registry_digest` is what the tag names in the registry now (None: no such tag). If that is what this
+    action leaves, the action was applied last: it goes after every event of its second and becomes the
+    pointer. If it is what the pointer names, the action was applied first: it goes before its second, into
+    history only. Otherwise the tag has changed again since (a later event will say how), and the order of
+    the positions stands.
+    """
+    outcome = action.digest if action.action is TagAction.PUSH else None
+    if registry_digest == outcome and action.source.key < pointer.event_key:
+        return replace(action, source=action.source.last_in_its_second())
+    if registry_digest == pointer.digest and registry_digest != outcome and action.source.key > pointer.event_key:
+        return replace(action, source=action.source.just_before_its_second())
+    return action

@@ -10,12 +10,41 @@ from tagwarden.domain.alerts import Alert, UsageSite
 from tagwarden.domain.deployments import vulnerable_in_use
 from tagwarden.domain.findings import INSPECTOR_SCANNER, FindingReported, FindingTally, KnownFinding, revision_key
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.indexes import ImageIndex, derived_scan
 from tagwarden.domain.rules import MoveFacts, tag_move_alert
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.domain.workloads import MAX_SITES_KEPT, recent_sites
+
+
+@dataclass(frozen=True, slots=True)
+class ParentSnapshot:
+    """An image index that holds the scanned digest, as the ledger has it: what its scan state derives from."""
+
+    index: ImageIndex
+    current: ScanState | None
+    # The index record's derivation counter: every write of a derived state bumps it, so two children's
+    # scans deriving the index at once cannot both win on what each read of the other.
+    derivation: int | None
+    # The latest scans of the index's other children.
+    sibling_scans: Mapping[str, ScanState]
+    known_tags: frozenset[str]
+    pointers: Mapping[str, TagPointer | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ParentDecision:
+    """What a child's scan changes on an index that holds it."""
+
+    digest: str
+    derivation: int | None
+    # The index's new derived scan state, when it changed.
+    state: ScanState | None
+    pointer_updates: Mapping[str, TagPointer]
+    moved_tags: Mapping[str, TagPointer]
+    alerts: tuple[Alert, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +62,8 @@ class ScanSnapshot:
     in_use: Mapping[str, datetime] = field(default_factory=dict)
     # What Inspector's finding events told about the digest (None: no finding event yet).
     findings: FindingTally | None = None
+    # The image indexes that hold this digest (a platform manifest of a multi-platform image), by digest.
+    parents: Mapping[str, ParentSnapshot] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +83,8 @@ class ScanDecision:
     findings: tuple[Alert, ...] = ()
     # The digest's finding tally after this report, when it changes it.
     tally: FindingTally | None = None
+    # The indexes holding the digest, whose derived scan state this scan may change.
+    parents: tuple[ParentDecision, ...] = ()
 
 
 def decide_scan(
@@ -231,3 +264,43 @@ def decide_finding(
     decision = ScanDecision(state, replaces_current=True, pointer_updates=updates, moved_tags={}, alerts=())
     found = deployed_vulnerable(report.image, report.digest, decision, snapshot, report.source, detected_at)
     return FindingDecision(after, tally, replace(decision, alerts=found, findings=found, tally=tally))
+
+
+def decide_parents(
+    scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, policy: TagPolicy, detected_at: datetime
+) -> ScanDecision:
+    """The decision, extended to the image indexes that hold the scanned digest.
+
+    A platform manifest's scan is the scan of every index holding it, once all the index's platform
+    manifests have one (`derived_scan`): each index's derived state is recomputed, and when it changes it
+    is recorded and carried to the tags naming the index exactly as a scan of a single image is
+    (`decide_scan`), including TAG_MOVED_AFTER_SCAN for a tag that moved off the index while it was scanned.
+    """
+    if not snapshot.parents:
+        return decision
+    child_state = decision.state if decision.replaces_current else snapshot.current
+    parents: list[ParentDecision] = []
+    alerts = list(decision.alerts)
+    for digest, parent in sorted(snapshot.parents.items()):
+        scans = dict(parent.sibling_scans)
+        if child_state is not None:
+            scans[scan.digest] = child_state
+        derived = derived_scan(parent.index, scans)
+        if derived is None or derived == parent.current:
+            parents.append(ParentDecision(digest, parent.derivation, None, {}, {}, ()))
+            continue
+        as_index = replace(scan, digest=digest, tags=())
+        carried = decide_scan(
+            as_index,
+            derived,
+            ScanSnapshot(parent.current, parent.known_tags, parent.pointers),
+            policy,
+            detected_at,
+        )
+        parents.append(
+            ParentDecision(
+                digest, parent.derivation, derived, carried.pointer_updates, carried.moved_tags, carried.alerts
+            )
+        )
+        alerts.extend(carried.alerts)
+    return replace(decision, parents=tuple(parents), alerts=tuple(alerts))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 
 def ordering_key(event_time: datetime, event_id: str) -> str:
@@ -29,3 +29,21 @@ class SourceEvent:
     def key(self) -> str:
         """This event's position in a tag's history."""
         return ordering_key(self.event_time, self.event_id)
+
+    @property
+    def second(self) -> str:
+        """The second this event happened in (EventBridge's resolution), as its position starts with it."""
+        return self.key[:19]
+
+    def last_in_its_second(self) -> SourceEvent:
+        """This event placed after every event of its second: a same-second tie the registry says it won.
+
+        EventBridge times are whole seconds, so no event of the second sits at its last microsecond.
+        """
+        start = self.event_time.replace(microsecond=0)
+        return replace(self, event_time=start + timedelta(microseconds=999_999))
+
+    def just_before_its_second(self) -> SourceEvent:
+        """This event placed before every event of its second: a same-second tie the registry says it lost."""
+        start = self.event_time.replace(microsecond=0)
+        return replace(self, event_time=start - timedelta(microseconds=1))

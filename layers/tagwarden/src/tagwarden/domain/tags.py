@@ -43,6 +43,8 @@ class ImageAction:
     digest: str
     tag: str | None
     source: SourceEvent
+    # The manifest's media type as the registry reported it: an image index needs its platforms read.
+    media_type: str | None = None
 
     def __post_init__(self) -> None:
         validate_digest(self.digest)

@@ -75,6 +75,8 @@ class EcrImageActionDetail(BaseModel):
     repository_name: str = Field(alias="repository-name", max_length=256)
     image_digest: str | None = Field(default=None, alias="image-digest", max_length=200)
     image_tag: str | None = Field(default=None, alias="image-tag", max_length=300)
+    # `application/vnd.oci.image.index.v1+json` or a Docker manifest list for a multi-platform push.
+    manifest_media_type: str | None = Field(default=None, alias="manifest-media-type", max_length=256)
 
     @field_validator("repository_name")
     @classmethod
@@ -125,6 +127,7 @@ class EcrImageAction(EcrEventMixin, EventBridgeModel):
             digest=self.detail.image_digest,
             tag=self.detail.image_tag,
             source=SourceEvent(self.id, self.time, self.account, self.region),
+            media_type=self.detail.manifest_media_type,
         )
 
 

@@ -181,6 +181,8 @@ class Backfill:
             digest=image.digest,
             tag=tag,
             source=SourceEvent(event_id, _utc(image.pushed_at), repository.account, repository.region),
+            # An index's platforms are read from the registry by the push guard, as for a live push.
+            media_type=image.media_type,
         )
 
 

@@ -17,15 +17,21 @@ completed scan, and is it still the content that was scanned? The answer is a ta
 | any       | the completed scan has findings at the fail severity     | FAILING_VERDICT  |
 | any       | the scan's counts cannot decide under the fail severity  | UNDECIDED_VERDICT|
 | any       | otherwise                                                | (passes)         |
+
+An image index (a multi-platform image) is judged like any digest, by its derived scan state: it passes
+when every platform manifest has a completed scan and none fails. A refusal of an index names the
+platforms that are not scanned (yet), and `pin` keeps the index digest, so that every platform still works.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tagwarden.domain.images import ImageReference
+from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 from tagwarden.domain.tags import TagMove, TagPointer, TagRef
 
@@ -39,6 +45,9 @@ class HistoryEntry:
 
     move: TagMove
     scan: ScanState | None
+    # When the entry's digest is an image index: its entries, and the latest scan of each that has one.
+    index: ImageIndex | None = None
+    platform_scans: Mapping[str, ScanState] = field(default_factory=dict)
 
 
 class Refusal(StrEnum):
@@ -180,11 +189,39 @@ class LedgerQueries:
         moves = self._reader.history(tag)
         if not moves:
             return None
-        scans = self._reader.scan_states(tag.image, [move.digest for move in moves])
-        return [HistoryEntry(move, scans.get(move.digest)) for move in moves]
+        digests = [move.digest for move in moves]
+        scans = self._reader.scan_states(tag.image, digests)
+        indexes = self._reader.indexes(tag.image, digests)
+        entries_of_indexes = [child.digest for index in indexes.values() for child in index.children]
+        platform_scans = self._reader.scan_states(tag.image, entries_of_indexes) if entries_of_indexes else {}
+        entries: list[HistoryEntry] = []
+        for move in moves:
+            index = indexes.get(move.digest)
+            held = index.children if index is not None else ()
+            mine = {c.digest: platform_scans[c.digest] for c in held if c.digest in platform_scans}
+            entries.append(HistoryEntry(move, scans.get(move.digest), index, mine))
+        return entries
 
     def check(self, reference: ImageReference) -> ImageCheck:
         """Whether the content `reference` pulls has a passing completed scan and is still what was scanned."""
+        result = self._check(reference)
+        if result.refusal not in (Refusal.UNSCANNED, Refusal.SCAN_FAILED) or result.digest is None:
+            return result
+        index = self._reader.indexes(reference.name, [result.digest]).get(result.digest)
+        if index is None:
+            return result
+        scans = self._reader.scan_states(reference.name, index.platform_digests)
+        pending = [
+            child.platform
+            for child in index.children
+            if not child.attestation and not ((s := scans.get(child.digest)) is not None and s.completed)
+        ]
+        platforms = ", ".join(pending) or "none"
+        return replace(
+            result, reason=f"{result.reason} (an image index; platforms without a completed scan: {platforms})"
+        )
+
+    def _check(self, reference: ImageReference) -> ImageCheck:
         if reference.tag is None:
             assert reference.digest is not None
             record = self._reader.digest_record(reference.name, reference.digest)

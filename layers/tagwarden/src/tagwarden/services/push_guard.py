@@ -6,27 +6,50 @@ from collections.abc import Callable
 from datetime import datetime
 
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.rules import TagDecision, decide_current, decide_late, is_late
+from tagwarden.domain.indexes import ImageIndex, derived_scan, is_index
+from tagwarden.domain.rules import TagDecision, break_tie, decide_current, decide_late, is_late, same_second_tie
 from tagwarden.domain.tag_policy import TagPolicy
-from tagwarden.domain.tags import ImageAction, TagRef
+from tagwarden.domain.tags import ImageAction, TagAction, TagRef
 from tagwarden.domain.workloads import recent_sites
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import RecordedAlerts, TagEntry, TagLedger, TagSnapshot
+from tagwarden.ports import (
+    IndexPush,
+    ManifestSource,
+    ManifestUnreadableError,
+    RecordedAlerts,
+    TagEntry,
+    TagLedger,
+    TagSnapshot,
+)
 from tagwarden.services.alert_delivery import AlertDelivery, utcnow
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
 
+# Entries of an index recorded with its push: with the history entry, pointer and records, a transaction
+# holds at most 100 items. Real indexes hold a few platforms and as many attestations.
+MAX_INDEX_ENTRIES = 90
+
 
 class PushGuard:
-    """Decides each registry action against the ledger and writes the outcome atomically."""
+    """Decides each registry action against the ledger and writes the outcome atomically.
+
+    With a `manifests` source (the registry), a pushed image index has its platform manifests recorded, and
+    two actions on one tag in the same second are ordered by where the registry says the tag points now.
+    """
 
     def __init__(
-        self, ledger: TagLedger, delivery: AlertDelivery, policy: TagPolicy, clock: Callable[[], datetime] = utcnow
+        self,
+        ledger: TagLedger,
+        delivery: AlertDelivery,
+        policy: TagPolicy,
+        clock: Callable[[], datetime] = utcnow,
+        manifests: ManifestSource | None = None,
     ) -> None:
         self._ledger = ledger
         self._delivery = delivery
         self._policy = policy
         self._clock = clock
+        self._manifests = manifests
 
     def handle(self, fact: ImageAction | IgnoredEvent) -> Result:
         """Record one push or delete; publish the alerts it raises exactly once per delivered event."""
@@ -38,22 +61,86 @@ class PushGuard:
             self._ledger.record_untagged(fact)
             logger.info("untagged image action recorded", extra={"action": fact.action, "digest": fact.digest})
             return Result(Outcome.UNTAGGED)
-        entry = TagEntry(tag, fact.source.key)
-        recorded = with_optimistic_retries(lambda: self._record(tag, fact))
+        # Read once, outside the optimistic retries: the registry's index does not change with the ledger.
+        index = self._index_of(fact)
+        recorded, key = with_optimistic_retries(lambda: self._record(tag, fact, index))
+        entry = TagEntry(tag, key)
         if isinstance(recorded, RecordedAlerts):
             return duplicate(self._delivery, entry, recorded, fact.source.event_id)
         self._log_move(tag, recorded)
         published = self._delivery.deliver(entry, recorded.alerts)
         return Result(Outcome.LATE if recorded.move.late else Outcome.RECORDED, published)
 
-    def _record(self, tag: TagRef, fact: ImageAction) -> TagDecision | RecordedAlerts:
-        """One optimistic attempt: the decision written, or what an earlier delivery already recorded."""
-        snapshot = self._ledger.read_for_action(tag, fact)
+    def _record(
+        self, tag: TagRef, fact: ImageAction, index: ImageIndex | None
+    ) -> tuple[TagDecision | RecordedAlerts, str]:
+        """One optimistic attempt: the decision written, or what an earlier delivery already recorded, with
+        the history position of the entry."""
+        # Every entry, attestations too: each learns its parent, on the condition that its scan is as read.
+        children = tuple(dict.fromkeys(child.digest for child in index.children)) if index is not None else ()
+        snapshot = self._ledger.read_for_action(tag, fact, children)
         if snapshot.existing is not None:
-            return snapshot.existing
-        decision = self._decide(tag, fact, snapshot)
-        self._ledger.apply(tag, fact, decision, snapshot.pointer, self._delivery.lease_until())
-        return decision
+            return snapshot.existing, snapshot.existing_key or fact.source.key
+        fact = self._placed(fact, snapshot)
+        scans = dict(snapshot.scans)
+        pushed: IndexPush | None = None
+        if index is not None:
+            derived = derived_scan(index, scans)
+            child_scans = {digest: scans[digest] for digest in children if digest in scans}
+            pushed = IndexPush(index, derived, child_scans, snapshot.derivation)
+            if derived is not None:
+                scans[fact.digest] = derived
+            else:
+                # Not every platform is scanned (yet): the index counts as unscanned, whatever it had.
+                scans.pop(fact.digest, None)
+        decision = self._decide(tag, fact, TagSnapshot(snapshot.pointer, None, scans))
+        self._ledger.apply(tag, fact, decision, snapshot.pointer, self._delivery.lease_until(), pushed)
+        return decision, fact.source.key
+
+    def _placed(self, fact: ImageAction, snapshot: TagSnapshot) -> ImageAction:
+        """The action at its position in time; in a same-second tie with the pointer, where the registry's
+        current state puts it (see `break_tie`)."""
+        pointer = snapshot.pointer
+        if self._manifests is None or pointer is None or not same_second_tie(fact, pointer):
+            return fact
+        tag = fact.tag_ref
+        assert tag is not None
+        try:
+            now = self._manifests.tag_digest(tag)
+        except ManifestUnreadableError as error:
+            logger.warning("same-second tie left to event order", extra={"tag": str(tag), "reason": str(error)})
+            return fact
+        metrics.add_metric(name="SameSecondTies", unit="Count", value=1)
+        placed = break_tie(fact, pointer, now)
+        logger.info(
+            "same-second tie resolved by the registry",
+            extra={"tag": str(tag), "registry_digest": now, "position": placed.source.key, "event": fact.source.key},
+        )
+        return placed
+
+    def _index_of(self, fact: ImageAction) -> ImageIndex | None:
+        """The pushed index's entries, when a tag was pushed to an image index (other pushes cost no read)."""
+        if self._manifests is None or fact.action is not TagAction.PUSH or not is_index(fact.media_type):
+            return None
+        try:
+            index = self._manifests.index_of(fact.image, fact.digest)
+        except ManifestUnreadableError as error:
+            # Recorded without platforms: the tag's content counts as unscanned, which is the safe side.
+            metrics.add_metric(name="UnreadableIndexes", unit="Count", value=1)
+            logger.warning("image index unreadable", extra={"digest": fact.digest, "reason": str(error)})
+            return None
+        if index is None:
+            logger.warning("image index no longer in the registry", extra={"digest": fact.digest})
+        elif len({child.digest for child in index.children}) > MAX_INDEX_ENTRIES:
+            # Each entry is one item of the push's transaction (at most 100): too large to record atomically.
+            metrics.add_metric(name="IndexesTooLarge", unit="Count", value=1)
+            logger.warning("image index too large to record", extra={"digest": fact.digest})
+            return None
+        elif not index.platform_digests:
+            # Malformed or empty: nothing can ever scan it, so its tags stay unscanned (and say so).
+            metrics.add_metric(name="IndexesWithoutPlatforms", unit="Count", value=1)
+            logger.warning("image index without platform manifests", extra={"digest": fact.digest})
+        return index
 
     def _decide(self, tag: TagRef, fact: ImageAction, snapshot: TagSnapshot) -> TagDecision:
         now = self._clock()
@@ -62,6 +149,9 @@ class PushGuard:
         neighbours = self._ledger.neighbours(tag, fact.source.key)
         digests = [fact.digest] + [m.digest for m in (neighbours.before, neighbours.after) if m is not None]
         scans = self._ledger.scan_states(tag.image, digests)
+        if fact.digest in snapshot.scans:
+            # An index's state was just derived from its platforms: fresher than its record's.
+            scans[fact.digest] = snapshot.scans[fact.digest]
         in_use = recent_sites(snapshot.pointer.in_use, now) if snapshot.pointer is not None else ()
         return decide_late(fact, tag, neighbours, scans, self._policy, now, in_use)
 

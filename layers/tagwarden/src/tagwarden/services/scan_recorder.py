@@ -13,6 +13,7 @@ from tagwarden.domain.scan_rules import (
     FindingDecision,
     ScanDecision,
     decide_finding,
+    decide_parents,
     decide_scan,
     scan_state_with_findings,
     with_deployed_findings,
@@ -66,6 +67,7 @@ class ScanRecorder:
                 "pointers_updated": sorted(recorded.pointer_updates),
                 "moved_tags": sorted(recorded.moved_tags),
                 "workloads_alerted": len(recorded.findings),
+                "indexes_scanned": sorted(p.digest for p in recorded.parents if p.state is not None),
             },
         )
         metrics.add_metric(name="ScansRecorded", unit="Count", value=1)
@@ -83,6 +85,8 @@ class ScanRecorder:
         if tally is not None:
             decision = replace(decision, tally=tally)
         decision = with_deployed_findings(decision, scan, reading.snapshot, now)
+        # A platform manifest's scan also counts for the image indexes that hold it.
+        decision = decide_parents(scan, decision, reading.snapshot, self._policy, now)
         self._ledger.apply_scan(scan, decision, reading.snapshot, self._delivery.lease_until())
         return decision
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tagwarden.adapters.aws_clients import dynamodb_client, sns_client
+from tagwarden.adapters.aws_clients import dynamodb_client, ecr_client, sns_client
 from tagwarden.adapters.dynamodb.outbox import DynamoDbAlertOutbox
 from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
@@ -18,7 +18,7 @@ from tagwarden.services.alert_delivery import AlertDelivery, DeliveryMode
 
 if TYPE_CHECKING:
     from tagwarden.config import AuditWatcherConfig, DetectionConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
-    from tagwarden.ports import AlertPublisher
+    from tagwarden.ports import AlertPublisher, ManifestSource
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
@@ -31,12 +31,15 @@ def alert_delivery(
     return AlertDelivery(DynamoDbAlertOutbox(table), publisher, mode)
 
 
-def compose_push_guard(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> PushGuard:
-    """The push guard on a ledger table."""
+def compose_push_guard(
+    table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig, manifests: ManifestSource | None = None
+) -> PushGuard:
+    """The push guard on a ledger table; with the registry's `manifests`, it records image indexes' platforms
+    and settles same-second ties (without, indexes count as unscanned and ties go by event order)."""
     from tagwarden.adapters.dynamodb.tag_ledger import DynamoDbTagLedger
     from tagwarden.services.push_guard import PushGuard
 
-    return PushGuard(DynamoDbTagLedger(table), delivery, config.tag_policy)
+    return PushGuard(DynamoDbTagLedger(table), delivery, config.tag_policy, manifests=manifests)
 
 
 def compose_scan_recorder(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> ScanRecorder:
@@ -62,8 +65,10 @@ def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
 
 
 def build_push_guard(config: PushGuardConfig) -> PushGuard:
-    """The push guard on the deployed ledger table and alerts topic."""
-    return compose_push_guard(*_deployed(config), config)
+    """The push guard on the deployed ledger table and alerts topic, reading manifests from ECR."""
+    from tagwarden.adapters.ecr_registry import EcrRegistry
+
+    return compose_push_guard(*_deployed(config), config, EcrRegistry(ecr_client()))
 
 
 def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:

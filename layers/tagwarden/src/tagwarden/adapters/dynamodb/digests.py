@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from tagwarden.adapters.dynamodb.items import optional_scan, tally_values
 from tagwarden.adapters.dynamodb.keys import digest_key, key_text
-from tagwarden.adapters.dynamodb.table import LedgerTable, iso, to_item
+from tagwarden.adapters.dynamodb.table import LedgerTable, Values, iso, to_item
 from tagwarden.domain.findings import FindingTally
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.indexes import ImageIndex, IndexChild
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import ImageAction, TagAction
 
@@ -111,3 +112,61 @@ def scan_states(table: LedgerTable, image: ImageName, digests: Iterable[str]) ->
         if scan is not None:
             states[digest] = scan
     return states
+
+
+def index_values(index: ImageIndex) -> list[Values]:
+    """An index's entries as stored on its digest record (`children`, a list of maps, in the index's order)."""
+    return [
+        {"digest": child.digest, "platform": child.platform, "attestation": child.attestation}
+        for child in index.children
+    ]
+
+
+def stored_index(digest: str, item: Mapping[str, Any]) -> ImageIndex | None:
+    """The index a digest record holds, if the record is an index's."""
+    children = item.get("children")
+    if children is None:
+        return None
+    return ImageIndex(
+        digest,
+        tuple(IndexChild(c["digest"], c.get("platform", ""), bool(c.get("attestation", False))) for c in children),
+    )
+
+
+def stored_derivation(item: Mapping[str, Any] | None) -> int | None:
+    """An index record's derivation counter, if a derived state was ever written (see `derivation_update`)."""
+    return int(item["derivation"]) if item and "derivation" in item else None
+
+
+def derivation_update(update: dict[str, Any], derivation: int | None) -> dict[str, Any]:
+    """Bump an index record's derivation counter, conditioned on it being as read: every writer of an index's
+    derived scan state (a push of the index, a scan of any of its children) goes through this one counter."""
+    update["UpdateExpression"] = update["UpdateExpression"].replace("SET ", "SET derivation = :derivation, ", 1)
+    values = {":derivation": (derivation or 0) + 1}
+    if derivation is None:
+        update["ConditionExpression"] = "attribute_not_exists(derivation)"
+    else:
+        update["ConditionExpression"] = "derivation = :derivation_read"
+        values[":derivation_read"] = derivation
+    update["ExpressionAttributeValues"].update(to_item(values))
+    return update
+
+
+def parent_update(image: ImageName, child: str, parent: str, seen: ScanState | None, now: datetime) -> dict[str, Any]:
+    """A child of a pushed index learns its parent (created if its own push was not seen yet), provided its
+    scan state is still the one the index's derived state was computed from."""
+    update = digest_record_update(image, child, now, now, values={":parent": {parent}}, adds="parents :parent")
+    return unchanged_scan(update, seen)
+
+
+def unchanged_parents(update: dict[str, Any], parents: int) -> dict[str, Any]:
+    """Also condition a digest record's update on it holding the `parents` read (they are only ever added):
+    a scan that raced an index push learning this child must read again, or the index misses the scan."""
+    if parents:
+        clause = "size(parents) = :parents_read"
+        update["ExpressionAttributeValues"].update(to_item({":parents_read": parents}))
+    else:
+        clause = "attribute_not_exists(parents)"
+    existing = update.get("ConditionExpression")
+    update["ConditionExpression"] = f"({existing}) AND {clause}" if existing else clause
+    return update

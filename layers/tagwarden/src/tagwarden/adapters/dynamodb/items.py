@@ -25,6 +25,7 @@ from tagwarden.adapters.dynamodb.keys import (
 from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
@@ -267,6 +268,25 @@ def stored_rollouts(item: Mapping[str, Any]) -> Rollouts:
     """Inverse of `rollouts_values`."""
     starts = {content: parse_iso(start) for content, start in item.get("contents", {}).items()}
     return Rollouts(starts, int(item.get("version", 0)))
+
+
+def derived_entry_values(image: ImageName, index: str, state: ScanState, source: SourceEvent, now: datetime) -> Values:
+    """An image index's scan history entry: the state derived from its platforms' scans when the event
+    `source` (a scan of one of them, or the index's push) changed it. Keyed by the derived state's own event
+    key (its latest platform scan's), so a re-derivation from the same scans replaces it."""
+    assert state.event_key is not None
+    return {
+        "pk": image_pk(image, index),
+        "sk": scan_sk(state.event_key),
+        "kind": "scan",
+        "digest": index,
+        "event_id": source.event_id,
+        "event_time": iso(source.event_time),
+        "scan": scan_values(state),
+        "derived": True,
+        "tags_reported": [],
+        "recorded_at": iso(now),
+    }
 
 
 def finding_values(alert: Alert, now: datetime) -> Values:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tagwarden.adapters.dynamodb.digests import scan_states
+from tagwarden.adapters.dynamodb.digests import scan_states, stored_index
 from tagwarden.adapters.dynamodb.items import optional_scan, stored_move, stored_pointer, stored_scan
-from tagwarden.adapters.dynamodb.keys import MOVE_PREFIX, SCAN_PREFIX, digest_key, image_pk, pointer_key, tag_pk
+from tagwarden.adapters.dynamodb.keys import (
+    MOVE_PREFIX,
+    SCAN_PREFIX,
+    digest_key,
+    image_pk,
+    key_text,
+    pointer_key,
+    tag_pk,
+)
 from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import TagMove, TagPointer, TagRef
 
@@ -43,3 +52,15 @@ class DynamoDbLedgerReader:
         """Every scan recorded for the digest (its `SCAN#` entries), oldest first."""
         items = self._table.query_prefix(image_pk(image, digest), SCAN_PREFIX, "Query scan history")
         return [stored_scan(item["scan"]) for item in items if "scan" in item]
+
+    def indexes(self, image: ImageName, digests: Iterable[str]) -> dict[str, ImageIndex]:
+        """The image indexes among these digests, with their platform and attestation manifests, batched."""
+        wanted = {digest: digest_key(image, digest) for digest in dict.fromkeys(digests)}
+        items = self._table.batch_get(list(wanted.values()))
+        found: dict[str, ImageIndex] = {}
+        for digest, item_key in wanted.items():
+            item = items.get(key_text(item_key))
+            index = stored_index(digest, item) if item is not None else None
+            if index is not None:
+                found[digest] = index
+        return found

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.digests import digest_record_update, replace_tally, unchanged_scan, unchanged_tally
+from tagwarden.adapters.dynamodb.digests import (
+    derivation_update,
+    digest_record_update,
+    replace_tally,
+    stored_derivation,
+    stored_index,
+    unchanged_parents,
+    unchanged_scan,
+    unchanged_tally,
+)
 from tagwarden.adapters.dynamodb.items import (
+    derived_entry_values,
     finding_entry_values,
     finding_values,
     known_finding_values,
@@ -36,7 +46,7 @@ from tagwarden.adapters.dynamodb.table import MAX_TRANSACTION_ITEMS, LedgerTable
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.images import ImageName
-from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
+from tagwarden.domain.scan_rules import FindingDecision, ParentDecision, ParentSnapshot, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.ports import FindingReading, ScanEntry, ScanReading
@@ -77,15 +87,19 @@ class DynamoDbScanLedger:
         self, image: ImageName, digest: str, tags: Iterable[str], more: list[Item]
     ) -> tuple[ScanSnapshot, dict[str, Values]]:
         """The digest record, `more` items and the named tags' pointers in one batch; then pointers of the
-        digest's other known tags."""
+        digest's other known tags and the records of the indexes holding the digest; then, for those indexes,
+        their other children's records and their tags' pointers (only for a platform manifest of an index)."""
         image_key = digest_key(image, digest)
         pointer_keys = {tag: pointer_key(TagRef(image, tag)) for tag in tags}
         items = self._table.batch_get([image_key, *more, *pointer_keys.values()])
         record = items.get(key_text(image_key))
         known = frozenset(record.get("tags", ())) if record else frozenset()
         extra = {tag: pointer_key(TagRef(image, tag)) for tag in known - set(tags)}
-        if extra:
-            items.update(self._table.batch_get(list(extra.values())))
+        parent_keys = (
+            {parent: digest_key(image, parent) for parent in sorted(record.get("parents", ()))} if record else {}
+        )
+        if extra or parent_keys:
+            items.update(self._table.batch_get([*extra.values(), *parent_keys.values()]))
             pointer_keys.update(extra)
         pointers = {
             tag: stored_pointer(items[key_text(k)]) if key_text(k) in items else None for tag, k in pointer_keys.items()
@@ -93,7 +107,50 @@ class DynamoDbScanLedger:
         current = optional_scan(record) if record else None
         usage = stored_usage(record) if record else {}
         tally = stored_tally(record) if record else None
-        return ScanSnapshot(current, known, pointers, in_use=usage, findings=tally), items
+        parents = self._parents(image, digest, {parent: items.get(key_text(k)) for parent, k in parent_keys.items()})
+        return ScanSnapshot(current, known, pointers, in_use=usage, findings=tally, parents=parents), items
+
+    def _parents(
+        self, image: ImageName, digest: str, records: Mapping[str, Values | None]
+    ) -> dict[str, ParentSnapshot]:
+        """The indexes holding the scanned digest, with their other children's scans and their tags' pointers."""
+        indexes = {
+            parent: (index, record)
+            for parent, record in records.items()
+            if record is not None and (index := stored_index(parent, record)) is not None
+        }
+        if not indexes:
+            return {}
+        siblings = {
+            child: digest_key(image, child)
+            for index, _ in indexes.values()
+            for child in index.platform_digests
+            if child != digest
+        }
+        tags = {
+            tag: pointer_key(TagRef(image, tag)) for _, record in indexes.values() for tag in record.get("tags", ())
+        }
+        items = self._table.batch_get([*siblings.values(), *tags.values()])
+        sibling_scans = {
+            child: state
+            for child, item_key in siblings.items()
+            if (state := optional_scan(items.get(key_text(item_key), {}))) is not None
+        }
+        parents: dict[str, ParentSnapshot] = {}
+        for parent, (index, record) in indexes.items():
+            known = frozenset(record.get("tags", ()))
+            parents[parent] = ParentSnapshot(
+                index=index,
+                current=optional_scan(record),
+                derivation=stored_derivation(record),
+                sibling_scans={c: sibling_scans[c] for c in index.platform_digests if c in sibling_scans},
+                known_tags=known,
+                pointers={
+                    tag: stored_pointer(items[key_text(tags[tag])]) if key_text(tags[tag]) in items else None
+                    for tag in known
+                },
+            )
+        return parents
 
     def apply_scan(
         self, scan: ScanCompleted, decision: ScanDecision, snapshot: ScanSnapshot, lease_until: datetime
@@ -111,7 +168,7 @@ class DynamoDbScanLedger:
             {"Put": {"Item": to_item(entry), "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": _digest_scan_update(scan.image, scan.digest, scan.source.event_time, decision, snapshot, now)},
         ]
-        self._write(scan.image, decision, record, now)
+        self._write(scan.image, decision, record, now, scan)
 
     def apply_finding(
         self,
@@ -145,7 +202,14 @@ class DynamoDbScanLedger:
         record.append({"Update": digest})
         self._write(report.image, scan, record, now)
 
-    def _write(self, image: ImageName, decision: ScanDecision, record: list[dict[str, Any]], now: datetime) -> None:
+    def _write(
+        self,
+        image: ImageName,
+        decision: ScanDecision,
+        record: list[dict[str, Any]],
+        now: datetime,
+        scan: ScanCompleted | None = None,
+    ) -> None:
         record = record + [{"Update": deployment_finding_update(alert, now)} for alert in decision.findings]
         pointers: list[dict[str, Any]] = [
             {"Update": _pointer_update(image, tag_name, pointer, carried=True)}
@@ -155,6 +219,22 @@ class DynamoDbScanLedger:
             {"Update": _pointer_update(image, tag_name, pointer, carried=False)}
             for tag_name, pointer in decision.moved_tags.items()
         ]
+        for parent in decision.parents:
+            assert scan is not None  # only a scan decides for the indexes holding its digest
+            update, derived = _parent_writes(scan, parent, now)
+            # A changed derived state is recorded with the scan itself, as the digest's own state is: a retry
+            # after a partial write decides again from the index's state as it was. A bare counter bump and
+            # the derived history entry (an idempotent overwrite) may go ahead in an earlier transaction.
+            (record if parent.state is not None else pointers).append(update)
+            pointers += derived
+            pointers += [
+                {"Update": _pointer_update(image, tag_name, pointer, carried=True)}
+                for tag_name, pointer in parent.pointer_updates.items()
+            ]
+            pointers += [
+                {"Update": _pointer_update(image, tag_name, pointer, carried=False)}
+                for tag_name, pointer in parent.moved_tags.items()
+            ]
         room = MAX_TRANSACTION_ITEMS - len(record)
         split = max(0, len(pointers) - room)
         early, last = pointers[:split], pointers[split:]
@@ -180,9 +260,26 @@ def _digest_scan_update(
         assignments.append("#findings = :tally")
         values[":tally"] = tally_values(decision.tally)
     update = digest_record_update(image, digest, seen, now, assignments=assignments, values=values or None)
-    # The decision relied on the scan state (and tally) read: they must still be the ones there.
-    update = unchanged_scan(update, snapshot.current)
+    # The decision relied on the scan state (and tally) read, and on the indexes known to hold the digest: they
+    # must still be the ones there (an index pushed meanwhile would otherwise never learn of this scan).
+    update = unchanged_parents(unchanged_scan(update, snapshot.current), len(snapshot.parents))
     return unchanged_tally(update, snapshot.findings) if decision.tally is not None else update
+
+
+def _parent_writes(
+    scan: ScanCompleted, parent: ParentDecision, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An index holding the scanned digest: its record's update, with its derivation counter bumped (always,
+    so that two of its children's scans cannot both derive from what each read of the other) and its new
+    derived scan state if it changed; and then a derived entry for its scan history."""
+    assignments = ["#scan = :scan"] if parent.state is not None else []
+    values = {":scan": scan_values(parent.state)} if parent.state is not None else None
+    update = digest_record_update(scan.image, parent.digest, scan.source.event_time, now, assignments, values)
+    if parent.state is None:
+        return {"Update": derivation_update(update, parent.derivation)}, []
+    update["ExpressionAttributeNames"] = {"#scan": "scan"}
+    entry = derived_entry_values(scan.image, parent.digest, parent.state, scan.source, now)
+    return {"Update": derivation_update(update, parent.derivation)}, [{"Put": {"Item": to_item(entry)}}]
 
 
 def _pointer_update(image: ImageName, tag_name: str, pointer: TagPointer, *, carried: bool) -> dict[str, Any]:

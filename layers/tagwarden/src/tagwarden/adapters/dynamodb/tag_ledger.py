@@ -6,8 +6,24 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tagwarden.adapters.dynamodb.digests import image_action_update, scan_states, unchanged_scan
-from tagwarden.adapters.dynamodb.items import move_values, optional_scan, pointer_values, stored_move, stored_pointer
+from tagwarden.adapters.dynamodb.digests import (
+    derivation_update,
+    image_action_update,
+    index_values,
+    parent_update,
+    scan_states,
+    stored_derivation,
+    unchanged_scan,
+)
+from tagwarden.adapters.dynamodb.items import (
+    derived_entry_values,
+    move_values,
+    optional_scan,
+    pointer_values,
+    scan_values,
+    stored_move,
+    stored_pointer,
+)
 from tagwarden.adapters.dynamodb.keys import (
     MOVE_PREFIX,
     MOVE_UPPER_BOUND,
@@ -24,7 +40,7 @@ from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import ImageAction, TagAction, TagMove, TagPointer, TagRef
-from tagwarden.ports import TagSnapshot
+from tagwarden.ports import IndexPush, TagSnapshot
 
 
 class DynamoDbTagLedger:
@@ -33,16 +49,32 @@ class DynamoDbTagLedger:
     def __init__(self, table: LedgerTable) -> None:
         self._table = table
 
-    def read_for_action(self, tag: TagRef, action: ImageAction) -> TagSnapshot:
-        """Pointer, this event's history entry and the digest record, in one consistent BatchGetItem."""
-        keys = [pointer_key(tag), key(tag_pk(tag), move_sk(action.source.key)), digest_key(tag.image, action.digest)]
-        items = self._table.batch_get(keys)
-        pointer, existing, image = (items.get(key_text(k)) for k in keys)
-        scan = optional_scan(image) if image else None
+    def read_for_action(self, tag: TagRef, action: ImageAction, children: Iterable[str] = ()) -> TagSnapshot:
+        """Pointer, this event's history entry (at its own position or either a same-second tie could give
+        it), the digest record and the records of an index's children, in one consistent BatchGetItem."""
+        source = action.source
+        positions = [source.key, source.last_in_its_second().key, source.just_before_its_second().key]
+        entry_keys = [key(tag_pk(tag), move_sk(position)) for position in positions]
+        image_key = digest_key(tag.image, action.digest)
+        child_keys = {child: digest_key(tag.image, child) for child in dict.fromkeys(children)}
+        items = self._table.batch_get([pointer_key(tag), *entry_keys, image_key, *child_keys.values()])
+        pointer, image = items.get(key_text(pointer_key(tag))), items.get(key_text(image_key))
+        existing, existing_key = None, None
+        for position, entry_key in zip(positions, entry_keys, strict=True):
+            if (entry := items.get(key_text(entry_key))) is not None:
+                existing, existing_key = recorded_alerts(entry), position
+                break
+        scans: dict[str, ScanState] = {}
+        for digest, item_key in [(action.digest, image_key), *child_keys.items()]:
+            scan = optional_scan(items.get(key_text(item_key), {}))
+            if scan is not None:
+                scans[digest] = scan
         return TagSnapshot(
             pointer=stored_pointer(pointer) if pointer else None,
-            existing=recorded_alerts(existing) if existing else None,
-            scans={action.digest: scan} if scan is not None else {},
+            existing=existing,
+            scans=scans,
+            existing_key=existing_key,
+            derivation=stored_derivation(image),
         )
 
     def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
@@ -63,8 +95,10 @@ class DynamoDbTagLedger:
         decision: TagDecision,
         expected: TagPointer | None,
         lease_until: datetime,
+        index: IndexPush | None = None,
     ) -> None:
-        """One TransactWriteItems: history entry with its alerts, pointer (optimistically locked), digest record."""
+        """One TransactWriteItems: history entry with its alerts, pointer (optimistically locked), digest record;
+        for an index, also its children on its record and the parent on each child's record."""
         now = self._table.clock()
         entry = {**move_values(tag, decision.move, now), **outbox_values(decision.alerts, lease_until)}
         writes: list[dict[str, Any]] = [
@@ -74,7 +108,9 @@ class DynamoDbTagLedger:
             writes.append({"Put": _pointer_put(tag, action, decision.pointer, expected, now)})
         if decision.relinked_successor is not None:
             writes.append({"Update": _relink(tag, decision.relinked_successor, decision.successor_previous_key)})
-        if action.action is TagAction.PUSH:
+        if index is not None:
+            writes += _index_writes(action, index, now)
+        elif action.action is TagAction.PUSH:
             # A scan that landed since the read would be missing from the new pointer: read again.
             writes.append({"Update": unchanged_scan(image_action_update(action, now), decision.digest_scan)})
         self._table.transact("TransactWriteItems tag action", writes)
@@ -88,6 +124,29 @@ class DynamoDbTagLedger:
             if item["sk"] != skip:
                 return stored_move(item)
         return None
+
+
+def _index_writes(action: ImageAction, pushed: IndexPush, now: datetime) -> list[dict[str, Any]]:
+    """The index's record (children, derived scan state, derivation counter) and each child's parent link.
+
+    The derived state holds only while the children's scans are those read (each child's update is
+    conditioned on it) and no other writer derived the index meanwhile (the counter)."""
+    record = image_action_update(action, now)
+    record["UpdateExpression"] = record["UpdateExpression"].replace("SET ", "SET children = :children, ", 1)
+    values: dict[str, Any] = {":children": index_values(pushed.index)}
+    if pushed.derived is not None:
+        record["UpdateExpression"] = record["UpdateExpression"].replace("SET ", "SET #scan = :scan, ", 1)
+        record.setdefault("ExpressionAttributeNames", {})["#scan"] = "scan"
+        values[":scan"] = scan_values(pushed.derived)
+    record["ExpressionAttributeValues"].update(to_item(values))
+    writes: list[dict[str, Any]] = [{"Update": derivation_update(record, pushed.derivation)}]
+    if pushed.derived is not None:
+        entry = derived_entry_values(action.image, action.digest, pushed.derived, action.source, now)
+        writes.append({"Put": {"Item": to_item(entry)}})
+    for child in dict.fromkeys(c.digest for c in pushed.index.children):
+        update = parent_update(action.image, child, action.digest, pushed.child_scans.get(child), now)
+        writes.append({"Update": update})
+    return writes
 
 
 def _pointer_put(

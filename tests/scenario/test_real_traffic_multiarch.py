@@ -1,0 +1,187 @@
+"""Real traffic of multi-platform images, through all three real handlers, with moto's ECR holding the builds.
+
+What real ECR does (research 1.3, 2.4, 6, 7.3): a `docker buildx build --platform linux/amd64,linux/arm64
+--push` emits one PUSH per manifest, in any order: the untagged platform manifests, the untagged
+attestation manifests BuildKit adds, and the index under each of its tags. Scanners scan the platform
+manifests (and fail on attestations); the kubelet reports the index digest as `imageID`; a workload may pin a
+platform manifest by digest.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from tagwarden.domain.alerts import AlertType
+from tagwarden.domain.severity import Severity
+
+from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
+from tests.support.events import ecr_scan
+from tests.support.handlers import Handler
+from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build
+from tests.support.stack import REGION, Stack
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
+DAY = "2026-11-20"
+
+
+@pytest.fixture
+def ecr(stack: Stack) -> ECRClient:
+    client = boto3.client("ecr", region_name=REGION)
+    client.create_repository(repositoryName="shop/api")
+    return client
+
+
+def release(ecr: ECRClient, name: str, tags: list[str], time: str) -> tuple[Build, list[dict[str, Any]]]:
+    """A CI build pushed under several tags: its manifests in ECR, and every event ECR emits for it."""
+    pushed = build(name)
+    for tag in tags:
+        put_build(ecr, "shop/api", pushed, tag)
+    events = build_pushes(pushed, tags[0], time)
+    events += [manifest_push(digest=pushed.index_digest, time=time, tag=tag, index=True) for tag in tags[1:]]
+    return pushed, events
+
+
+def scans(pushed: Build, time: str, counts: dict[str, int]) -> list[dict[str, Any]]:
+    """Basic scan-on-push: each platform manifest is scanned; each attestation manifest's scan FAILS."""
+    events = [ecr_scan(digest=pushed.digest(p), tags=[], time=time, counts=counts) for p in pushed.platforms]
+    events += [
+        ecr_scan(digest=pushed.attestation_digest(p), tags=[], time=time, status="FAILED") for p in pushed.platforms
+    ]
+    return events
+
+
+def deploy(tag: str, pod: str, image_id: str, audit_id: str) -> dict[str, Any]:
+    """A Deployment of `shop/api:<tag>` and the kubelet's report of what its pod runs."""
+    image = f"{ECR}/shop/api:{tag}"
+    return envelope(
+        [with_images(audit_line("deployment_create.json"), image), kubelet_status(pod, image, image_id, audit_id)]
+    )
+
+
+def deliver(events: list[tuple[str, dict[str, Any]]], push_guard: Handler, scan_recorder: Handler, seed: int) -> None:
+    """EventBridge gives no order guarantee: the day's ECR events arrive shuffled within each hour."""
+    rng = random.Random(seed)
+    by_hour: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for kind, event in events:
+        by_hour.setdefault(event["time"][:13], []).append((kind, event))
+    for hour in sorted(by_hour):
+        batch = by_hour[hour]
+        rng.shuffle(batch)
+        for kind, event in batch:
+            (push_guard if kind == "push" else scan_recorder)(event)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_benign_day_of_multi_platform_releases_raises_nothing_above_low(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler, seed: int
+) -> None:
+    """Given a CI/CD day: three multi-platform builds, their platform scans before or after the index pushes,
+    `latest` following each release, and deployments whose kubelets report the index or a platform digest."""
+    morning, _ = builds = [
+        release(ecr, "api 1.5.0", ["1.5.0", "latest"], f"{DAY}T08:00:01Z"),
+        release(ecr, "api 1.5.1", ["1.5.1", "latest"], f"{DAY}T11:30:02Z"),
+    ]
+    events: list[tuple[str, dict[str, Any]]] = []
+    for (pushed, pushes), when in zip(builds, [f"{DAY}T08:00:03Z", f"{DAY}T11:30:04Z"], strict=True):
+        events += [("push", e) for e in pushes] + [("scan", e) for e in scans(pushed, when, {"MEDIUM": 4, "LOW": 9})]
+    hotfix, hotfix_pushes = release(ecr, "api 1.5.2", ["1.5.2", "latest"], f"{DAY}T15:10:00Z")
+    events += [("push", e) for e in hotfix_pushes]
+    events += [("scan", e) for e in scans(hotfix, f"{DAY}T15:10:05Z", {"HIGH": 1, "MEDIUM": 2})]
+
+    # When the events are delivered in any order,
+    deliver(events, push_guard, scan_recorder, seed)
+    first, second = morning[0], builds[1][0]
+    audit_watcher(deploy("1.5.0", "api-5d8f7c9b6-amd64", f"{ECR}/shop/api@{first.index_digest}", "d-1"))
+    audit_watcher(deploy("1.5.1", "api-6c9e8d7a5-arm64", f"{ECR}/shop/api@{second.index_digest}", "d-2"))
+    audit_watcher(deploy("latest", "api-7b6a5c4d3-arm64", f"{ECR}/shop/api@{hotfix.index_digest}", "d-3"))
+    # a node that reports the platform manifest it pulled, and a workload pinned to a platform digest
+    audit_watcher(deploy("1.5.2", "api-8a7b6c5d4-x86", f"{ECR}/shop/api@{hotfix.digest('linux/amd64')}", "d-4"))
+    pinned = f"{ECR}/shop/api@{hotfix.digest('linux/arm64')}"
+    audit_watcher(envelope([with_images(audit_line("deployment_create.json"), pinned)]))
+
+    # Then nothing above LOW reaches the security inbox.
+    received = stack.received_alerts()
+    loud = [(r.alert.type, r.alert.severity, r.alert.tag) for r in received if r.alert.severity > Severity.LOW]
+    assert loud == []
+    # only `latest` following the releases: LOW when it names an index not yet scanned, INFO once scanned
+    assert [r.alert.tag for r in received] == ["latest", "latest"]
+
+
+def test_a_protected_tag_moved_to_another_index_after_its_scan_is_critical_and_running_it_is_a_mismatch(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    """Given 2.0.0 released and its platforms scanned clean,"""
+    genuine, pushes = release(ecr, "api 2.0.0", ["2.0.0"], f"{DAY}T09:00:00Z")
+    deliver(
+        [("push", e) for e in pushes] + [("scan", e) for e in scans(genuine, f"{DAY}T09:00:30Z", {})],
+        push_guard,
+        scan_recorder,
+        7,
+    )
+    # when an attacker pushes another multi-platform image over 2.0.0 (unscanned: scanning is off for it),
+    forged, pushes = release(ecr, "api 2.0.0 forged", ["2.0.0"], f"{DAY}T21:13:09Z")
+    for event in pushes:
+        push_guard(event)
+    # and a node pulls 2.0.0 afterwards,
+    audit_watcher(deploy("2.0.0", "api-5d8f7c9b6-q7x2m", f"{ECR}/shop/api@{forged.index_digest}", "a-1"))
+
+    # then the move is critical, and so is running what was not scanned.
+    received = [(r.alert.type, r.alert.severity) for r in stack.received_alerts()]
+    assert received == [
+        (AlertType.TAG_MOVED_AFTER_SCAN, Severity.CRITICAL),
+        (AlertType.UNSCANNED_IMAGE_DEPLOYED, Severity.HIGH),  # the Deployment names 2.0.0, i.e. the forged index
+        (AlertType.DEPLOYED_DIGEST_MISMATCH, Severity.CRITICAL),
+    ]
+
+
+def test_a_kubelet_running_a_digest_outside_the_scanned_index_is_a_mismatch(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    """Given 2.1.0 released and scanned, when a node runs content that is none of its platform manifests
+    (a poisoned node cache, a registry mirror serving other bytes), then that is a digest mismatch."""
+    genuine, pushes = release(ecr, "api 2.1.0", ["2.1.0"], f"{DAY}T09:00:00Z")
+    deliver(
+        [("push", e) for e in pushes] + [("scan", e) for e in scans(genuine, f"{DAY}T09:00:30Z", {})],
+        push_guard,
+        scan_recorder,
+        8,
+    )
+    stranger = build("not in the index").digest("linux/amd64")
+
+    image = f"{ECR}/shop/api:2.1.0"
+    audit_watcher(envelope([kubelet_status("api-5d8f7c9b6-n4k8s", image, f"{ECR}/shop/api@{stranger}", "m-1")]))
+    # while a node running one of the index's own platform manifests is fine.
+    audit_watcher(
+        envelope(
+            [kubelet_status("api-5d8f7c9b6-p2l9d", image, f"{ECR}/shop/api@{genuine.digest('linux/arm64')}", "m-2")]
+        )
+    )
+
+    (received,) = stack.received_alerts()
+    alert = received.alert
+    assert (alert.type, alert.severity) == (AlertType.DEPLOYED_DIGEST_MISMATCH, Severity.CRITICAL)
+    assert (alert.current_digest, alert.scanned_digest) == (stranger, genuine.index_digest)
+
+
+def test_a_vulnerable_platform_makes_the_whole_index_vulnerable(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    """Given a release whose arm64 image has a CRITICAL finding, when it is deployed by tag, then the
+    deployment is VULNERABLE_IMAGE_DEPLOYED: the worst platform decides for the index."""
+    pushed, pushes = release(ecr, "api 2.2.0", ["2.2.0"], f"{DAY}T09:00:00Z")
+    for event in pushes:
+        push_guard(event)
+    scan_recorder(ecr_scan(digest=pushed.digest("linux/amd64"), tags=[], time=f"{DAY}T09:00:20Z", counts={}))
+    scan_recorder(
+        ecr_scan(digest=pushed.digest("linux/arm64"), tags=[], time=f"{DAY}T09:00:21Z", counts={"CRITICAL": 1})
+    )
+
+    audit_watcher(deploy("2.2.0", "api-5d8f7c9b6-v1v1v", f"{ECR}/shop/api@{pushed.index_digest}", "v-1"))
+
+    received = {(r.alert.type, r.alert.severity) for r in stack.received_alerts()}
+    assert received == {(AlertType.VULNERABLE_IMAGE_DEPLOYED, Severity.CRITICAL)}
