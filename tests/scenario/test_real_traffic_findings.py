@@ -273,13 +273,21 @@ def test_a_burst_of_findings_in_any_order_never_shows_a_failing_image_passing(
     # Then A fails on the summary's count; the LOW finding already accounts for the rest of the total
     assert verdict(stack, A) == ("fail", {"CRITICAL": 1, "LOW": 1})
 
-    # When the CRITICAL finding's event arrives late, then the finding is closed
+    # When the CRITICAL finding's event arrives late, then Inspector closes it (it stopped monitoring A)
     scan_recorder(inspector_finding(digest=A, time="2026-11-20T09:16:31Z", severity="CRITICAL", finding=CRITICAL_CVE))
     assert verdict(stack, A) == ("fail", {"CRITICAL": 1, "LOW": 1})
     closed = inspector_finding(
         digest=A, time="2026-11-28T06:00:00Z", severity="CRITICAL", status="CLOSED", finding=CRITICAL_CVE
     )
     scan_recorder(closed)
+    # Then A still fails: its content did not change, a closure says nothing about it
+    assert verdict(stack, A) == ("fail", {"CRITICAL": 1, "LOW": 1})
+
+    # When security staff suppress the finding (an Inspector suppression rule)
+    suppressed = inspector_finding(
+        digest=A, time="2026-11-28T07:00:00Z", severity="CRITICAL", status="SUPPRESSED", finding=CRITICAL_CVE
+    )
+    scan_recorder(suppressed)
 
     # Then A passes, and `check` accepts the tag (its pointer carries a scan recorded for A)
     assert verdict(stack, A) == ("pass", {"LOW": 1})

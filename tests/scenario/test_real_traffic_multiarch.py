@@ -17,7 +17,7 @@ import pytest
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 
-from tests.support.audit import ECR, audit_line, envelope, kubelet_status, with_images
+from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_scan
 from tests.support.handlers import Handler
 from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build
@@ -55,12 +55,12 @@ def scans(pushed: Build, time: str, counts: dict[str, int]) -> list[dict[str, An
     return events
 
 
-def deploy(tag: str, pod: str, image_id: str, audit_id: str) -> dict[str, Any]:
-    """A Deployment of `shop/api:<tag>` and the kubelet's report of what its pod runs."""
+def deploy(tag: str, pod: str, image_id: str, audit_id: str, moment: str = "16:00:00") -> dict[str, Any]:
+    """A Deployment of `shop/api:<tag>` at `moment` (lines are judged at their own time: by default after
+    every release of the day's story), and the kubelet's report of what its pod runs a few seconds later."""
     image = f"{ECR}/shop/api:{tag}"
-    return envelope(
-        [with_images(audit_line("deployment_create.json"), image), kubelet_status(pod, image, image_id, audit_id)]
-    )
+    spec = at(with_images(audit_line("deployment_create.json"), image), moment)
+    return envelope([spec, at(kubelet_status(pod, image, image_id, audit_id), f"{moment[:6]}30")])
 
 
 def deliver(events: list[tuple[str, dict[str, Any]]], push_guard: Handler, scan_recorder: Handler, seed: int) -> None:
@@ -102,14 +102,18 @@ def test_a_benign_day_of_multi_platform_releases_raises_nothing_above_low(
     # a node that reports the platform manifest it pulled, and a workload pinned to a platform digest
     audit_watcher(deploy("1.5.2", "api-8a7b6c5d4-x86", f"{ECR}/shop/api@{hotfix.digest('linux/amd64')}", "d-4"))
     pinned = f"{ECR}/shop/api@{hotfix.digest('linux/arm64')}"
-    audit_watcher(envelope([with_images(audit_line("deployment_create.json"), pinned)]))
+    audit_watcher(envelope([at(with_images(audit_line("deployment_create.json"), pinned), "16:01:00")]))
 
     # Then nothing above LOW reaches the security inbox.
     received = stack.received_alerts()
-    loud = [(r.alert.type, r.alert.severity, r.alert.tag) for r in received if r.alert.severity > Severity.LOW]
+    loud = [
+        (r.alert.type, r.alert.severity, r.alert.tag) for r in received if r.alert.severity.rank > Severity.LOW.rank
+    ]
     assert loud == []
     # only `latest` following the releases: LOW when it names an index not yet scanned, INFO once scanned
-    assert [r.alert.tag for r in received] == ["latest", "latest"]
+    assert [r.alert.tag for r in received] == ["latest", "latest"], [
+        (r.alert.type, r.alert.severity, r.alert.tag, r.alert.summary[:150]) for r in received
+    ]
 
 
 def test_a_protected_tag_moved_to_another_index_after_its_scan_is_critical_and_running_it_is_a_mismatch(
@@ -128,7 +132,7 @@ def test_a_protected_tag_moved_to_another_index_after_its_scan_is_critical_and_r
     for event in pushes:
         push_guard(event)
     # and a node pulls 2.0.0 afterwards,
-    audit_watcher(deploy("2.0.0", "api-5d8f7c9b6-q7x2m", f"{ECR}/shop/api@{forged.index_digest}", "a-1"))
+    audit_watcher(deploy("2.0.0", "api-5d8f7c9b6-q7x2m", f"{ECR}/shop/api@{forged.index_digest}", "a-1", "21:20:00"))
 
     # then the move is critical, and so is running what was not scanned.
     received = [(r.alert.type, r.alert.severity) for r in stack.received_alerts()]

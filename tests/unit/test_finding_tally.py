@@ -43,10 +43,11 @@ def test_any_delivery_order_with_repeats_ends_with_the_newest_state_of_each_find
             tally = tally.with_finding(known.get(number), event)
             known[number] = event
 
-    # Then the counts are exactly the findings whose newest event is ACTIVE, and nothing is left unrated
+    # Then the counts are exactly the findings whose newest event still counts (not SUPPRESSED), and nothing
+    # is left unrated
     expected: dict[str, int] = {}
     for severity, later in findings:
-        if ([FindingStatus.ACTIVE, *later])[-1] is FindingStatus.ACTIVE:
+        if ([FindingStatus.ACTIVE, *later])[-1].counts_against_the_image:
             expected[severity.value] = expected.get(severity.value, 0) + 1
     assert tally.counts() == expected
     assert tally.unresolved() == 0

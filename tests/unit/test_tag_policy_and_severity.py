@@ -108,5 +108,12 @@ def test_signature_patterns_are_configurable_and_can_be_switched_off() -> None:
     off = PushGuardConfig.from_env({**base, "SIGNATURE_TAG_PATTERNS": ""}).tag_policy
     assert off.classify(f"sha256-{SIGNED}.sig") is TagClass.ORDINARY
     custom = PushGuardConfig.from_env({**base, "SIGNATURE_TAG_PATTERNS": "*.sig"}).tag_policy
-    assert custom.classify("release.sig") is TagClass.SIGNATURE
+    assert custom.classify(f"sha256-{SIGNED}.sig") is TagClass.SIGNATURE
     assert custom.classify(f"sha256-{SIGNED}") is TagClass.ORDINARY
+    # A pattern alone never makes a tag a signature tag: it must embed a whole digest.
+    assert custom.classify("release.sig") is TagClass.ORDINARY
+
+
+@pytest.mark.parametrize("tag", ["sha256-prod", "sha256-latest", "release-sha256-fix.sig", "v1-sha256-x.att"])
+def test_a_tag_named_like_a_signature_without_a_digest_is_not_one(tag: str) -> None:
+    assert TagPolicy().classify(tag) is not TagClass.SIGNATURE

@@ -504,8 +504,8 @@ def _alert(
 ) -> Alert:
     account, region = ecr_host_parts(reference.name.registry)
     # One finding per workload and content, and: for a failing digest, per failing episode (the scan recorder
-    # raises the same id when a verdict turns to fail); otherwise per rollout (a rollback to unscanned content
-    # alerts again). Replicas, retries and duplicate deliveries share the id.
+    # raises the same id when a verdict turns to fail, without knowing rollouts); otherwise per rollout (a
+    # rollback to unscanned content alerts again). Replicas, retries and duplicate deliveries share the id.
     if alert_type is AlertType.VULNERABLE_IMAGE_DEPLOYED:
         period: tuple[str, ...] = (episode,) if episode else ()
     else:

@@ -5,15 +5,18 @@ Inspector's enhanced scanning re-evaluates images continuously: after an image's
 `Inspector2 Finding` event per finding and image, delivered at least once, in any order). The ledger keeps
 each finding under its digest (by `findingArn`, the newest event winning) and a tally of the digest:
 
-- `active`: findings whose newest event is ACTIVE, by severity;
-- `closed`: findings whose newest event is SUPPRESSED or CLOSED, by severity;
+- `active`: findings whose newest event is ACTIVE or CLOSED, by severity;
+- `closed`: findings whose newest event is SUPPRESSED, by severity;
 - `summary`: the counts of the scan summary (CRITICAL, HIGH, MEDIUM), and `unrated`, the findings its
   TOTAL counted beyond those (LOW, INFORMATIONAL or UNTRIAGED: their severity is not reported).
 
 A severity counts `max(active, summary - closed)`: the summary stands for findings whose own events have
 not arrived yet (a burst of finding events in any order never shows a failing image as passing), and
-findings seen closed or suppressed take their share off it (so suppressing or closing them clears a
-failure). Unrated findings are resolved by the low-severity findings seen.
+findings seen suppressed take their share off it (so suppressing them clears a failure). A CLOSED finding
+still counts: the content of a digest never changes, and Inspector also closes the findings of an image it
+stops monitoring (the ECR rescan duration ran out), so a closure says nothing about the image itself; only a
+suppression (a decision of the account's security staff, through Inspector's suppression rules) clears it.
+Unrated findings are resolved by the low-severity findings seen.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ class FindingStatus(StrEnum):
     ACTIVE = "ACTIVE"
     SUPPRESSED = "SUPPRESSED"
     CLOSED = "CLOSED"
+
+    @property
+    def counts_against_the_image(self) -> bool:
+        """Whether the finding still counts (see the module docstring: only a suppression clears it)."""
+        return self is not FindingStatus.SUPPRESSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +114,11 @@ class FindingTally:
         """The tally once one finding went from `before` (None: not seen yet) to `after`."""
         active, closed = dict(self.active), dict(self.closed)
         if before is not None:
-            if before.status is FindingStatus.ACTIVE:
+            if before.status.counts_against_the_image:
                 active = _add(active, before.severity.value, -1)
             else:
                 closed = _add(closed, before.severity.value, -1)
-        if after.status is FindingStatus.ACTIVE:
+        if after.status.counts_against_the_image:
             active = _add(active, after.severity.value, 1)
         else:
             closed = _add(closed, after.severity.value, 1)

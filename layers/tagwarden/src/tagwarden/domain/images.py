@@ -64,6 +64,22 @@ def validate_tag(value: str) -> str:
     return value
 
 
+# What ECR accepts as a tag: the OCI grammar's characters, up to 300 of them.
+_ECR_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,299}")
+
+
+def validate_registry_tag(value: str) -> str:
+    """Return the tag if ECR could have accepted it (it may still be too long for the ledger), else raise."""
+    if not _ECR_TAG_RE.fullmatch(value):
+        raise InvalidReferenceError(f"not a valid image tag: {value[:80]!r}")
+    return value
+
+
+def is_valid_tag(value: str) -> bool:
+    """Whether the ledger can key this tag (ECR accepts tags of up to 300 characters; the OCI grammar 128)."""
+    return _TAG_RE.fullmatch(value) is not None
+
+
 def validate_repository(value: str) -> str:
     """Return the repository path if it is valid (lower-case components separated by `/`), else raise."""
     if len(value) > 256 or not _REPOSITORY_RE.fullmatch(value):

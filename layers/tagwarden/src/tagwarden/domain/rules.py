@@ -69,8 +69,9 @@ def tag_move_alert(move: MoveFacts, policy: TagPolicy, detected_at: datetime) ->
     current_passing = move.current_scan is not None and move.current_scan.passing
     alert_type = AlertType.TAG_MOVED_AFTER_SCAN if previous_scanned else AlertType.TAG_OVERWRITTEN
     severity = tag_move_severity(tag_class, previous_scanned, current_passing)
-    if move.in_use and tag_class is not TagClass.SIGNATURE:
-        # A tag that workloads run from is one pull away from running the new content.
+    if move.in_use:
+        # A tag that workloads run from is one pull away from running the new content (a signature tag
+        # included: nothing should run from one, so a workload that does is itself worth a louder alert).
         severity = severity.raised()
     return Alert(
         alert_id=derive_alert_id(

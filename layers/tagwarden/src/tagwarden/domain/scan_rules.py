@@ -12,7 +12,7 @@ from tagwarden.domain.findings import INSPECTOR_SCANNER, FindingReported, Findin
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex, derived_scan
 from tagwarden.domain.rules import MoveFacts, tag_move_alert
-from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus
+from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import TagPointer, TagRef
@@ -223,9 +223,9 @@ def decide_finding(
     """Apply one finding event to the digest; None when an equal or newer event of the finding was applied.
 
     Without an Inspector summary the tally falls back on the digest's completed scan (ECR's or the
-    backfill's counts); without either, findings are kept but judge nothing: a handful of finding events
-    cannot show that an image passes. With a new state, the pointers naming the digest carry it, and the
-    workloads using the digest are alerted if its verdict turned to `fail`.
+    backfill's counts); without either, findings are kept and judge the digest only when they make it fail:
+    a handful of finding events cannot show that an image passes. With a new state, the pointers naming the
+    digest carry it, and the workloads using the digest are alerted if its verdict turned to `fail`.
     """
     after = report.known
     if not after.newer_than(known):
@@ -246,7 +246,10 @@ def decide_finding(
             verdict,
         )
     )
-    if tally.summary is None or unchanged:
+    # Without a summary, a handful of finding events cannot show that an image passes; they can show that
+    # it fails (its active findings are a lower bound), and then they do.
+    undecidable = tally.summary is None and verdict is not Verdict.FAIL
+    if undecidable or unchanged:
         return FindingDecision(after, tally, None)
     state = ScanState(
         status=ScanStatus.COMPLETE,

@@ -4,11 +4,16 @@ Signature and attestation tags are not images anyone deploys: cosign stores sign
 SBOMs under `sha256-<digest>.sig|.att|.sbom` (optionally after an attachment-tag prefix), and clients of a
 registry without the OCI referrers API keep an index of referrers under `sha256-<digest>` (sha512-...
 likewise), re-pushed whenever a referrer is added. These tags move by design.
+
+A tag is a signature tag only if it matches a signature pattern AND embeds a whole digest (`sha256-` or
+`sha512-` and 64 hex digits, as cosign and the referrers tag schema write them): a deployable tag named
+`sha256-prod` is not one, so nobody lowers a real tag's alerts by naming it like a signature.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,6 +29,10 @@ DEFAULT_SIGNATURE_TAG_PATTERNS: tuple[str, ...] = (
     "*sha512-*.sbom",
     "sha512-*",
 )
+
+
+# The digest a signature or referrers tag is derived from: `sha256-<64 hex>` (sha512 truncated to 64).
+_EMBEDDED_DIGEST = re.compile(r"(?:^|[^0-9a-z])sha(?:256|512)-[0-9a-f]{64}(?:$|\.)")
 
 
 class TagClass(StrEnum):
@@ -55,7 +64,7 @@ class TagPolicy:
 
     def classify(self, tag: str) -> TagClass:
         """Classify one tag."""
-        if any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.signature):
+        if _EMBEDDED_DIGEST.search(tag) and any(fnmatch.fnmatchcase(tag, p) for p in self.signature):
             return TagClass.SIGNATURE
         if any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.protected):
             return TagClass.PROTECTED

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
@@ -19,12 +19,14 @@ from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.images import (
     ImageName,
     ecr_registry,
+    is_valid_tag,
     validate_digest,
+    validate_registry_tag,
     validate_repository,
-    validate_tag,
 )
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import ImageAction, TagAction
+from tagwarden.observability import metrics
 
 _ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _EVENT_ID_RE = re.compile(r"[A-Za-z0-9-]{1,128}")
@@ -91,8 +93,9 @@ class EcrImageActionDetail(BaseModel):
     @field_validator("image_tag")
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
-        # ECR sends an empty or missing image-tag for untagged pushes: both mean "no tag".
-        return validate_tag(value) if value else None
+        # ECR sends an empty or missing image-tag for untagged pushes: both mean "no tag". A tag ECR accepts but
+        # the ledger cannot key (129-300 characters) is kept: `tag_action` ignores the event, with its reason.
+        return validate_registry_tag(value) if value else None
 
     @model_validator(mode="after")
     def _digest_required(self) -> EcrImageActionDetail:
@@ -121,14 +124,7 @@ class EcrImageAction(EcrEventMixin, EventBridgeModel):
                 event_id=self.id,
                 reason=f"result {self.detail.result!r}, action-type {self.detail.action_type!r}",
             )
-        return ImageAction(
-            action=action,
-            image=ImageName(ecr_registry(self.account, self.region), self.detail.repository_name),
-            digest=self.detail.image_digest,
-            tag=self.detail.image_tag,
-            source=SourceEvent(self.id, self.time, self.account, self.region),
-            media_type=self.detail.manifest_media_type,
-        )
+        return tag_action(self, action, self.detail, media_type=self.detail.manifest_media_type)
 
 
 class _SyncedImageDetail(BaseModel):
@@ -153,7 +149,7 @@ class _SyncedImageDetail(BaseModel):
     @field_validator("image_tag")
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
-        return validate_tag(value) if value else None
+        return validate_registry_tag(value) if value else None
 
 
 class EcrPullThroughCacheDetail(_SyncedImageDetail):
@@ -186,13 +182,7 @@ class EcrPullThroughCacheAction(EcrEventMixin, EventBridgeModel):
                 self.id,
                 f"pull-through cache sync-status {detail.sync_status!r}, failure-code {detail.failure_code!r}",
             )
-        return ImageAction(
-            action=TagAction.PUSH,
-            image=ImageName(ecr_registry(self.account, self.region), detail.repository_name),
-            digest=detail.image_digest,
-            tag=detail.image_tag,
-            source=SourceEvent(self.id, self.time, self.account, self.region),
-        )
+        return tag_action(self, TagAction.PUSH, detail)
 
 
 class EcrReplicationDetail(_SyncedImageDetail):
@@ -217,13 +207,38 @@ class EcrReplicationAction(EcrEventMixin, EventBridgeModel):
         if detail.result != "SUCCESS" or detail.action_type != "REPLICATE" or detail.image_digest is None:
             return IgnoredEvent(self.id, f"replication result {detail.result!r}, action-type {detail.action_type!r}")
         # The envelope's account and region are the destination's: where the replica can be pulled from.
-        return ImageAction(
-            action=TagAction.PUSH,
-            image=ImageName(ecr_registry(self.account, self.region), detail.repository_name),
-            digest=detail.image_digest,
-            tag=detail.image_tag,
-            source=SourceEvent(self.id, self.time, self.account, self.region),
+        return tag_action(self, TagAction.PUSH, detail)
+
+
+class _TaggedImage(Protocol):
+    @property
+    def repository_name(self) -> str: ...
+    @property
+    def image_digest(self) -> str | None: ...
+    @property
+    def image_tag(self) -> str | None: ...
+
+
+def tag_action(
+    event: EventBridgeModel, action: TagAction, detail: _TaggedImage, media_type: str | None = None
+) -> ImageAction | IgnoredEvent:
+    """What an ECR event did to a tag, in the event's own account and region (for replication, the
+    destination's); ignored, with its reason and a metric, when the tag is longer than the ledger can key."""
+    assert detail.image_digest is not None
+    tag = detail.image_tag
+    if tag is not None and not is_valid_tag(tag):
+        metrics.add_metric(name="UnstorableTags", unit="Count", value=1)
+        return IgnoredEvent(
+            event.id, f"tag {tag[:80]!r} is not a valid image tag (the ledger keys up to 128 characters)"
         )
+    return ImageAction(
+        action=action,
+        image=ImageName(ecr_registry(event.account, event.region), detail.repository_name),
+        digest=detail.image_digest,
+        tag=tag,
+        source=SourceEvent(event.id, event.time, event.account, event.region),
+        media_type=media_type,
+    )
 
 
 class EcrImageActionEvent(

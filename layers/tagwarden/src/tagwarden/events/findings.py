@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.findings import FindingReported, FindingStatus
-from tagwarden.domain.images import ImageName, ecr_registry, validate_digest, validate_repository, validate_tag
+from tagwarden.domain.images import ImageName, ecr_registry, is_valid_tag, validate_digest, validate_repository
 from tagwarden.domain.scans import FindingSeverity, normalise_counts
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.events.ecr import EcrEventMixin
+from tagwarden.observability import logger, metrics
 
 ECR_IMAGE_RESOURCE = "AWS_ECR_CONTAINER_IMAGE"
 _FINDING_ARN_RE = re.compile(r"arn:aws[a-z-]*:inspector2:[a-z0-9-]+:[0-9]{12}:finding/[A-Za-z0-9_-]{1,128}")
@@ -62,7 +63,15 @@ class EcrContainerImage(BaseModel):
     @field_validator("image_tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        return [validate_tag(tag) for tag in value if tag]
+        # A tag the ledger cannot key (ECR accepts 300 characters) is skipped, never a reason to lose the
+        # finding: it reaches the digest, and through it every tag the ledger knows.
+        unstorable = [tag for tag in value if tag and not is_valid_tag(tag)]
+        if unstorable:
+            metrics.add_metric(name="UnstorableScanTags", unit="Count", value=len(unstorable))
+            logger.warning(
+                "finding event tags skipped: not valid image tags", extra={"tags": [t[:80] for t in unstorable[:10]]}
+            )
+        return [tag for tag in value if tag and is_valid_tag(tag)]
 
 
 class FindingResourceDetails(BaseModel):

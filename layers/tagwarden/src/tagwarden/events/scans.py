@@ -25,8 +25,8 @@ from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.images import (
     ImageName,
-    InvalidReferenceError,
     ecr_registry,
+    is_valid_tag,
     validate_digest,
     validate_repository,
     validate_tag,
@@ -74,7 +74,7 @@ class _ScanDetail(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("image-tags"), list):
             kept = []
             for tag in data["image-tags"]:
-                if isinstance(tag, str) and tag and not _storable(tag):
+                if isinstance(tag, str) and tag and not is_valid_tag(tag):
                     unstorable.append(tag)
                 else:
                     kept.append(tag)
@@ -100,14 +100,6 @@ class _ScanDetail(BaseModel):
                     "skipped": len(self._unstorable_tags),
                 },
             )
-
-
-def _storable(tag: str) -> bool:
-    try:
-        validate_tag(tag)
-    except InvalidReferenceError:
-        return False
-    return True
 
 
 class EcrImageScanDetail(_ScanDetail):

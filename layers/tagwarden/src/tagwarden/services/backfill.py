@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from tagwarden.domain.images import InvalidReferenceError, validate_tag
+from tagwarden.domain.images import InvalidReferenceError, is_valid_tag
 from tagwarden.domain.registry import RegistryImage, RegistryRepository
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, normalise_counts
 from tagwarden.domain.sources import SourceEvent
@@ -158,7 +158,7 @@ class Backfill:
                 image=name,
                 digest=image.digest,
                 # A tag the ledger cannot hold (ECR allows longer ones) must not cost the digest its scan.
-                tags=tuple(tag for tag in image.tags if _valid_tag(tag)),
+                tags=tuple(tag for tag in image.tags if is_valid_tag(tag)),
                 scanner=scan.scanner,
                 status=scan.status,
                 finding_counts=normalise_counts(scan.finding_counts),
@@ -197,14 +197,6 @@ _SEEDING = {
 
 def _fact(kind: str, subject: str, result: Result) -> SeededFact:
     return SeededFact(kind, subject, _SEEDING[result.outcome], result.alerts)
-
-
-def _valid_tag(tag: str) -> bool:
-    try:
-        validate_tag(tag)
-    except InvalidReferenceError:
-        return False
-    return True
 
 
 def _utc(moment: datetime) -> datetime:
