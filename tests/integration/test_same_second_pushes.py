@@ -113,10 +113,14 @@ def test_a_tie_the_registry_cannot_settle_keeps_the_event_order(
     assert ledger_pointer(stack, "main") == first  # the higher id sorts last: the documented fallback
 
 
-def test_only_a_same_second_tie_asks_ecr(stack: Stack, ecr: ECRClient, push_guard: Handler) -> None:
+def test_only_a_same_second_tie_asks_ecr(stack: Stack, ecr: ECRClient) -> None:
+    from tests.conftest import cold_start
+    from tests.support.handlers import FakeLambdaContext
+
     ecr_calls: list[str] = []
-    # The handler's ECR client is created on its first invocation and copies the session's handlers.
+    # The handler's ECR client is created when its module is imported and copies the session's handlers.
     boto3._get_default_session().events.register("before-call.ecr", lambda model, **_: ecr_calls.append(model.name))
+    push_guard = cold_start("push_guard", stack.environment(), FakeLambdaContext())
     a, b = put(ecr, "build 1", "main"), put(ecr, "build 2", "main")
     push_guard(ecr_image_action(tag="main", digest=a, time="2026-11-20T10:00:06Z"))
     push_guard(ecr_image_action(tag="main", digest=a, time="2026-11-20T10:00:06Z"))  # same second, same digest
