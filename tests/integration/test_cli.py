@@ -292,9 +292,18 @@ def test_a_ledger_must_be_named_once(stack: Stack) -> None:
     assert_one_line_error(both, 2, "not both")
 
 
-def test_no_region_is_a_configuration_error(stack: Stack) -> None:
+def test_a_flag_wins_over_the_other_ledger_option_set_in_the_environment(stack: Stack, push_guard: Handler) -> None:
+    from tests.support.events import ecr_image_action
+
+    push_guard(ecr_image_action(tag="main", digest=A, time="2026-11-20T10:00:00Z"))
+    flag = tagwarden("history", f"{IMAGE}:main", "--table", stack.table_name, env={"TAGWARDEN_STACK_NAME": "prod"})
+    assert flag.exit_code == 0, flag.output
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_no_region_is_a_configuration_error(stack: Stack, empty: str | None) -> None:
     result = tagwarden(
-        "check", f"{IMAGE}:main", "--table", stack.table_name, env={"AWS_DEFAULT_REGION": None, "AWS_REGION": None}
+        "check", f"{IMAGE}:main", "--table", stack.table_name, env={"AWS_DEFAULT_REGION": empty, "AWS_REGION": empty}
     )
 
     assert_one_line_error(result, 2, "no AWS region")

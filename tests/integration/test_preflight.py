@@ -126,7 +126,9 @@ def test_cluster_names_split_as_cloudformation_splits_a_comma_delimited_list() -
     assert parse_cluster_names("prod, stage_2 ,a-b") == ["prod", "stage_2", "a-b"]
 
 
-@pytest.mark.parametrize("text", ["prod,", ",prod", "prod,,stage", "prod, ,stage", "-prod", "prod stage"])
+@pytest.mark.parametrize(
+    "text", ["prod,", ",prod", "prod,,stage", "prod, ,stage", "-prod", "prod stage", "prod,prod", "prod-1,prod_1"]
+)
 def test_empty_entries_and_bad_names_are_usage_errors(text: str) -> None:
     with pytest.raises(CliError) as raised:
         parse_cluster_names(text)

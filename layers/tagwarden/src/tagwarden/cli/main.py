@@ -218,7 +218,20 @@ def global_options(
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Put the run's `Runtime`, built from the global options, on the context for the command."""
+    # A flag on the command line wins over the other ledger option set in the environment
+    # (TAGWARDEN_STACK_NAME=prod with --table T means the table T, not "both").
+    if stack_name and table:
+        if _from_environment(ctx, "stack_name"):
+            stack_name = None
+        elif _from_environment(ctx, "table"):
+            table = None
     ctx.obj = Runtime(GlobalOptions(json_output, stack_name, table, profile, region, endpoint_url))
+
+
+def _from_environment(ctx: typer.Context, parameter: str) -> bool:
+    """Whether the option's value came from its environment variable (typer's bundled click says which)."""
+    source = ctx.get_parameter_source(parameter)
+    return source is not None and source.name == "ENVIRONMENT"
 
 
 def _runtime(ctx: typer.Context) -> Runtime:
@@ -284,7 +297,8 @@ def check(
 
     Passes when the image's digest (for a tag, its current digest) has a passing completed scan. Otherwise
     prints the reason and exits 1: unknown tag or digest, tag deleted, unscanned, failed scan, failing
-    verdict, or tag moved since its last scan (IMAGE names tag and digest, and the tag now names another).
+    verdict, undecided verdict, or tag moved since its last scan (IMAGE names tag and digest, and the tag now
+    names another).
     """
     runtime = _runtime(ctx)
     json_output = runtime.options.json_output
@@ -445,8 +459,9 @@ def replay(
 ) -> None:
     """Feed recorded events through the functions' own parsing and services.
 
-    ECR Image Action events go to the push guard, ECR Image Scan and Inspector2 Scan events to the scan
-    recorder, each parsed with its function's event model. EKS audit logs go to the audit watcher, parsed
+    ECR Image Action, Pull Through Cache Action and Replication Action events go to the push guard, ECR Image
+    Scan, Inspector2 Scan and Inspector2 Finding events to the scan recorder, each parsed with its function's
+    event model. EKS audit logs go to the audit watcher, parsed
     as its function parses a CloudWatch Logs subscription delivery: an envelope as Lambda receives it, its
     decoded data (encoded again first), or raw audit lines (with --cluster; each run of consecutive lines
     of a file is one delivery of up to 10,000 lines). Prints each event's outcome and alert ids (for audit

@@ -92,6 +92,17 @@ def parse_cluster_names(text: str) -> list[str]:
             raise usage_error(
                 f"{name!r} is not an EKS cluster name (letters, digits, - and _, starting with a letter or digit)"
             )
+    # Fn::ForEach names each cluster's subscription filter after the name without its - and _: two names
+    # that differ only there (or a name given twice) make one logical id twice, and the deploy fails.
+    seen: dict[str, str] = {}
+    for name in names:
+        logical = re.sub(r"[^0-9A-Za-z]", "", name)
+        if logical in seen:
+            raise usage_error(
+                f"{seen[logical]!r} and {name!r} would both be the stack's AuditLogSubscription{logical}: "
+                "give each cluster once (names that differ only in - or _ cannot both be listed)"
+            )
+        seen[logical] = name
     return names
 
 

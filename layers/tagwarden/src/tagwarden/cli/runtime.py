@@ -87,7 +87,7 @@ class Runtime:
         # AWS_REGION is what the AWS CLI and most SDKs read; boto3 reads only AWS_DEFAULT_REGION.
         region = self.options.region or self._environ.get("AWS_REGION") or None
         session = boto3.Session(profile_name=self.options.profile, region_name=region)
-        if session.region_name is None:
+        if not session.region_name:  # unset, or set to an empty string
             raise usage_error("no AWS region: pass --region or set AWS_REGION")
         return session
 

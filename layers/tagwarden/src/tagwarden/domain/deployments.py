@@ -380,7 +380,10 @@ def _unscanned(
             "of it can be in the ledger"
         )
     elif digest is None:
-        state = f"the ledger shows no push of this tag in force at {at} (never pushed then, or deleted)"
+        state = (
+            f"the ledger shows no push of this tag in force at {at} (never pushed then, or deleted; or pushed "
+            "in a region whose ECR events do not reach Tagwarden)"
+        )
     elif scanned_later is not None:
         state = (
             f"{short_digest(digest)}, which had no completed scan at {at} "

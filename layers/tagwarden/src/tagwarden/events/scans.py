@@ -44,8 +44,12 @@ MAX_TAGS = 1000
 MAX_SEVERITY_LABELS = 20
 MAX_REPORTED_TAGS = 10
 
+# Bounded: no scanner reports a billion findings on one image, and the ledger stores counts as DynamoDB
+# numbers (38 digits): an absurd count is a validation error, not a crash.
+MAX_FINDING_COUNT = 10**9
 SeverityCounts = Annotated[
-    dict[Annotated[str, Field(max_length=32)], NonNegativeInt], Field(max_length=MAX_SEVERITY_LABELS)
+    dict[Annotated[str, Field(max_length=32)], Annotated[NonNegativeInt, Field(le=MAX_FINDING_COUNT)]],
+    Field(max_length=MAX_SEVERITY_LABELS),
 ]
 
 

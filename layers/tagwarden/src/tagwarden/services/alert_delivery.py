@@ -90,7 +90,10 @@ class AlertDelivery:
             self._outbox.mark_delivered(entry)
         except LedgerUnavailableError:
             # The alerts are out; failing the invocation now would only make its retry publish them again.
-            # The lease keeps duplicates quiet meanwhile; the metric tells operations the flag is missing.
+            # Remember at least which went out (a duplicate then skips them); the lease keeps duplicates
+            # quiet meanwhile, and the metric tells operations the flag is missing.
+            with contextlib.suppress(LedgerUnavailableError):
+                self._outbox.mark_published(entry, [*published, *accepted])
             metrics.add_metric(name="AlertDeliveryNotRecorded", unit="Count", value=1)
             logger.exception("alerts published but not marked delivered", extra={"entry": str(entry)})
         return tuple(accepted)

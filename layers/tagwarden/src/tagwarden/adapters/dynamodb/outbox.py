@@ -9,7 +9,7 @@ The ledger adapters write these attributes with the entry (`outbox_values`), in 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tagwarden.adapters.dynamodb.items import stored_alerts
@@ -23,9 +23,14 @@ from tagwarden.adapters.dynamodb.keys import (
     scan_sk,
     tag_pk,
 )
-from tagwarden.adapters.dynamodb.table import LedgerTable, Values, iso, to_item
+from tagwarden.adapters.dynamodb.table import LedgerTable, Values, to_item
 from tagwarden.domain.alerts import Alert
 from tagwarden.ports import AlertEntry, ConcurrentUpdateError, FindingEntry, RecordedAlerts, TagEntry
+
+
+def lease_text(moment: datetime) -> str:
+    """A lease time as stored: fixed-width UTC (microseconds always written), so that leases compare as text."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def outbox_values(alerts: tuple[Alert, ...], lease_until: datetime) -> Values:
@@ -35,7 +40,7 @@ def outbox_values(alerts: tuple[Alert, ...], lease_until: datetime) -> Values:
     return {
         "alerts": [alert.to_json() for alert in alerts],
         "alerts_delivered": False,
-        "alerts_lease_until": iso(lease_until),
+        "alerts_lease_until": lease_text(lease_until),
     }
 
 
@@ -74,7 +79,9 @@ class DynamoDbAlertOutbox:
                     "alerts_delivered = :false AND "
                     "(attribute_not_exists(alerts_lease_until) OR alerts_lease_until < :now)"
                 ),
-                ExpressionAttributeValues=to_item({":until": iso(until), ":now": iso(now), ":false": False}),
+                ExpressionAttributeValues=to_item(
+                    {":until": lease_text(until), ":now": lease_text(now), ":false": False}
+                ),
             )
         except ConcurrentUpdateError:
             return False
