@@ -382,7 +382,7 @@ def _unscanned(
     elif digest is None:
         state = (
             f"the ledger shows no push of this tag in force at {at} (never pushed then, or deleted; or pushed "
-            "in a region whose ECR events do not reach Tagwarden)"
+            "in another region, whose ECR events this stack does not receive)"
         )
     elif scanned_later is not None:
         state = (

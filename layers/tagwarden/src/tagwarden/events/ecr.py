@@ -67,18 +67,14 @@ class EcrEventMixin(BaseModel):
         return value
 
 
-class EcrImageActionDetail(BaseModel):
-    """`detail` of an ECR Image Action event. Unknown fields (media types, ...) are accepted and unused."""
+class _ImageDetail(BaseModel):
+    """The image fields every ECR event that points a tag at content carries."""
 
     model_config = ConfigDict(populate_by_name=True, frozen=True)
 
-    result: str = Field(max_length=64)
-    action_type: str = Field(alias="action-type", max_length=64)
     repository_name: str = Field(alias="repository-name", max_length=256)
     image_digest: str | None = Field(default=None, alias="image-digest", max_length=200)
     image_tag: str | None = Field(default=None, alias="image-tag", max_length=300)
-    # `application/vnd.oci.image.index.v1+json` or a Docker manifest list for a multi-platform push.
-    manifest_media_type: str | None = Field(default=None, alias="manifest-media-type", max_length=256)
 
     @field_validator("repository_name")
     @classmethod
@@ -96,6 +92,15 @@ class EcrImageActionDetail(BaseModel):
         # ECR sends an empty or missing image-tag for untagged pushes: both mean "no tag". A tag ECR accepts but
         # the ledger cannot key (129-300 characters) is kept: `tag_action` ignores the event, with its reason.
         return validate_registry_tag(value) if value else None
+
+
+class EcrImageActionDetail(_ImageDetail):
+    """`detail` of an ECR Image Action event. Unknown fields (media types, ...) are accepted and unused."""
+
+    result: str = Field(max_length=64)
+    action_type: str = Field(alias="action-type", max_length=64)
+    # `application/vnd.oci.image.index.v1+json` or a Docker manifest list for a multi-platform push.
+    manifest_media_type: str | None = Field(default=None, alias="manifest-media-type", max_length=256)
 
     @model_validator(mode="after")
     def _digest_required(self) -> EcrImageActionDetail:
@@ -127,32 +132,7 @@ class EcrImageAction(EcrEventMixin, EventBridgeModel):
         return tag_action(self, action, self.detail, media_type=self.detail.manifest_media_type)
 
 
-class _SyncedImageDetail(BaseModel):
-    """The image fields pull-through cache and replication events share with Image Action."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True)
-
-    repository_name: str = Field(alias="repository-name", max_length=256)
-    image_digest: str | None = Field(default=None, alias="image-digest", max_length=200)
-    image_tag: str | None = Field(default=None, alias="image-tag", max_length=300)
-
-    @field_validator("repository_name")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        return validate_repository(value)
-
-    @field_validator("image_digest")
-    @classmethod
-    def _digest(cls, value: str | None) -> str | None:
-        return validate_digest(value) if value else None
-
-    @field_validator("image_tag")
-    @classmethod
-    def _tag(cls, value: str | None) -> str | None:
-        return validate_registry_tag(value) if value else None
-
-
-class EcrPullThroughCacheDetail(_SyncedImageDetail):
+class EcrPullThroughCacheDetail(_ImageDetail):
     """`detail` of an ECR Pull Through Cache Action event.
 
     `repository-name` is the cache repository's full name, which already starts with the rule's
@@ -185,7 +165,7 @@ class EcrPullThroughCacheAction(EcrEventMixin, EventBridgeModel):
         return tag_action(self, TagAction.PUSH, detail)
 
 
-class EcrReplicationDetail(_SyncedImageDetail):
+class EcrReplicationDetail(_ImageDetail):
     """`detail` of an ECR Replication Action event; `source-account`/`source-region` name the origin."""
 
     result: str = Field(max_length=64)
