@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,15 @@ def test_alert_delivery_state_lives_in_the_outbox_alone() -> None:
         assert not [word for word in delivery_words if word in text], path.name
     writers = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "alerts_delivered" in p.read_text()}
     assert writers == {"adapters/dynamodb/outbox.py"}
+
+
+def test_an_alert_publish_ends_within_the_delivery_lease() -> None:
+    from tagwarden.adapters.aws_clients import sns_client
+    from tagwarden.services.alert_delivery import ALERT_LEASE
+
+    config: Any = sns_client(endpoint_url="http://127.0.0.1:1").meta.config
+    attempts = config.retries["total_max_attempts"]
+    # Standard retry mode backs off at most 2**(n-1) seconds before attempt n+1 (capped at 20 s).
+    backoff = sum(min(20, 2 ** (n - 1)) for n in range(1, attempts))
+    worst = attempts * (config.connect_timeout + config.read_timeout) + backoff
+    assert worst < ALERT_LEASE.total_seconds() * 0.9, worst

@@ -15,25 +15,33 @@ if TYPE_CHECKING:
 RETRY_ATTEMPTS = 5
 # Adaptive mode also slows the client down under throttling: for long listings (the CLI's ECR backfill).
 ADAPTIVE_RETRY_ATTEMPTS = 10
+# Publishing an alert must end well within the writer's 30-second delivery lease (services.alert_delivery),
+# or a duplicate delivery could take the delivery over and publish the same alert again: three attempts of
+# at most 2 s to connect and 5 s to read, plus standard mode's backoff (at most 1 s, then 2 s).
+PUBLISH_RETRY_ATTEMPTS = 3
+PUBLISH_CONNECT_TIMEOUT = 2
+PUBLISH_READ_TIMEOUT = 5
 
 
-def client_config(*, adaptive: bool = False, connect_timeout: int = 3, read_timeout: int = 10) -> Config:
+def client_config(
+    *, adaptive: bool = False, connect_timeout: int = 3, read_timeout: int = 10, attempts: int = RETRY_ATTEMPTS
+) -> Config:
     """The retry and timeout settings every Tagwarden AWS client uses."""
     from botocore.config import Config
 
     retries: Any = (
         {"mode": "adaptive", "total_max_attempts": ADAPTIVE_RETRY_ATTEMPTS}
         if adaptive
-        else {"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS}
+        else {"mode": "standard", "total_max_attempts": attempts}
     )
     return Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
-def _client(service: str, endpoint_url: str | None = None) -> Any:
+def _client(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
     import boto3
 
     # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
-    return boto3.client(service, endpoint_url=endpoint_url, config=client_config())  # type: ignore[call-overload]
+    return boto3.client(service, endpoint_url=endpoint_url, config=config or client_config())  # type: ignore[call-overload]
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
@@ -43,8 +51,11 @@ def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
 
 
 def sns_client(endpoint_url: str | None = None) -> SNSClient:
-    """An SNS client."""
-    client: SNSClient = _client("sns", endpoint_url)
+    """An SNS client whose publish always ends within the alert delivery lease (see PUBLISH_RETRY_ATTEMPTS)."""
+    config = client_config(
+        connect_timeout=PUBLISH_CONNECT_TIMEOUT, read_timeout=PUBLISH_READ_TIMEOUT, attempts=PUBLISH_RETRY_ATTEMPTS
+    )
+    client: SNSClient = _client("sns", endpoint_url, config)
     return client
 
 
