@@ -37,6 +37,13 @@ def client_config(
     return Config(retries=retries, connect_timeout=connect_timeout, read_timeout=read_timeout)
 
 
+def publish_config() -> Config:
+    """The settings of a client that publishes alerts: every publish ends within the delivery lease."""
+    return client_config(
+        connect_timeout=PUBLISH_CONNECT_TIMEOUT, read_timeout=PUBLISH_READ_TIMEOUT, attempts=PUBLISH_RETRY_ATTEMPTS
+    )
+
+
 def _client(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
     import boto3
 
@@ -52,10 +59,7 @@ def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
 
 def sns_client(endpoint_url: str | None = None) -> SNSClient:
     """An SNS client whose publish always ends within the alert delivery lease (see PUBLISH_RETRY_ATTEMPTS)."""
-    config = client_config(
-        connect_timeout=PUBLISH_CONNECT_TIMEOUT, read_timeout=PUBLISH_READ_TIMEOUT, attempts=PUBLISH_RETRY_ATTEMPTS
-    )
-    client: SNSClient = _client("sns", endpoint_url, config)
+    client: SNSClient = _client("sns", endpoint_url, publish_config())
     return client
 
 

@@ -24,6 +24,7 @@ from tagwarden.config import ConfigurationError, DetectionConfig
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
@@ -97,12 +98,12 @@ class Runtime:
         region: str = self.session.region_name
         return region
 
-    def client(self, service: str, *, adaptive: bool = False) -> Any:
+    def client(self, service: str, *, adaptive: bool = False, config: Config | None = None) -> Any:
         """A client of the session; `--endpoint-url`, when given, applies to every service."""
         from tagwarden.adapters.aws_clients import client_config
 
         # A person waits on the command: a little more patience per call than a Lambda function has.
-        config = client_config(adaptive=adaptive, connect_timeout=5, read_timeout=30)
+        config = config or client_config(adaptive=adaptive, connect_timeout=5, read_timeout=30)
         try:
             return self.session.client(service, endpoint_url=self.options.endpoint_url, config=config)  # type: ignore[call-overload]
         except ValueError as error:  # botocore's "Invalid endpoint", from --endpoint-url or AWS_ENDPOINT_URL*
@@ -202,8 +203,10 @@ class Runtime:
 
     @cached_property
     def sns(self) -> SNSClient:
-        """The SNS client alerts are published with."""
-        client: SNSClient = self.client("sns")
+        """The SNS client alerts are published with (bounded like the functions': within the delivery lease)."""
+        from tagwarden.adapters.aws_clients import publish_config
+
+        client: SNSClient = self.client("sns", config=publish_config())
         return client
 
     def delivery(self, route: AlertRoute) -> AlertDelivery:
