@@ -41,6 +41,13 @@ def test_the_addon_table_lists_one_registry_per_documented_region() -> None:
     assert RegistryScope().judgement(name("602401143452.dkr.ecr.il-central-1.amazonaws.com/x")) is Judgement.JUDGED
 
 
+def test_the_guardduty_eks_agent_is_excluded_and_its_region_still_judged() -> None:
+    agent = "039403964562.dkr.ecr.us-west-2.amazonaws.com/aws-guardduty-agent:v1.11.0-eks-build.2"
+    assert RegistryScope().judgement(name(agent)) is Judgement.EXCLUDED
+    customer = "444455556666.dkr.ecr.us-west-2.amazonaws.com/aws-guardduty-agent:v1.11.0-eks-build.2"
+    assert RegistryScope().judgement(name(customer)) is Judgement.JUDGED
+
+
 @pytest.mark.parametrize(
     ("image", "expected"),
     [

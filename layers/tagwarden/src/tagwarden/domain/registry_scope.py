@@ -1,9 +1,9 @@
 """Which registries' images Tagwarden judges, and which it leaves alone on purpose.
 
 Every private ECR registry is judged, in any account, plus the operator's extra registries. Two kinds of
-images are never reported as unscanned: those of the AWS-owned registries that EKS add-ons pull from
-(nodes pull them, nobody pushes or scans them in the customer's account), and those the operator
-excludes by registry or repository prefix.
+images are never reported as unscanned: those of the AWS-owned registries that EKS add-ons and the
+GuardDuty EKS agent pull from (nodes pull them, nobody pushes or scans them in the customer's account),
+and those the operator excludes by registry or repository prefix.
 """
 
 from __future__ import annotations
@@ -72,16 +72,57 @@ EKS_ADDON_REGISTRIES: tuple[tuple[str, str], ...] = (
     ("us-gov-west-1", "013241004608"),
     ("eusc-de-east-1", "877088126301"),
 )
+# The registries GuardDuty Runtime Monitoring deploys its EKS security agent (`aws-guardduty-agent`) from,
+# per region, besides the EKS add-on one above, as the GuardDuty User Guide lists them: "ECR repository for
+# EKS agent versions 1.15.0 - 1.8.1 (eks.build.2)",
+# https://docs.amazonaws.cn/en_us/guardduty/latest/ug/eks-runtime-agent-ecr-image-uri-v1-8-1-build-2.html
+# (also under "Amazon ECR repository hosting GuardDuty agent" on docs.aws.amazon.com). Regions the page
+# lists with the add-on registry only (ca-west-1, ap-southeast-5, ...) have no row here.
+GUARDDUTY_AGENT_REGISTRIES: tuple[tuple[str, str], ...] = (
+    ("us-west-2", "039403964562"),
+    ("eu-west-3", "113643092156"),
+    ("ap-south-1", "610108029387"),
+    ("ap-south-2", "618745550137"),
+    ("ca-central-1", "001188825231"),
+    ("me-central-1", "601769779514"),
+    ("eu-west-2", "109118265657"),
+    ("us-west-1", "373421517865"),
+    ("us-east-1", "031903291036"),
+    ("us-east-2", "591382732059"),
+    ("eu-west-1", "673884943994"),
+    ("sa-east-1", "941219317354"),
+    ("eu-north-1", "366771026645"),
+    ("eu-central-1", "409493279830"),
+    ("eu-central-2", "718440343717"),
+    ("ap-southeast-1", "584580519942"),
+    ("ap-southeast-2", "011662287384"),
+    ("ap-southeast-3", "617474730032"),
+    ("ap-northeast-1", "781592569369"),
+    ("ap-northeast-2", "732248494576"),
+    ("ap-northeast-3", "810724417379"),
+    ("ap-east-1", "790429075973"),
+    ("me-south-1", "541829937850"),
+    ("eu-south-1", "528450769569"),
+    ("eu-south-2", "531047660167"),
+    ("af-south-1", "379032919888"),
+    ("ap-southeast-4", "750462861327"),
+    ("il-central-1", "292660727137"),
+)
 EKS_ADDON_REGISTRY_HOSTS: frozenset[str] = frozenset(
     ecr_registry(account, region) for region, account in EKS_ADDON_REGISTRIES
 )
+GUARDDUTY_AGENT_REGISTRY_HOSTS: frozenset[str] = frozenset(
+    ecr_registry(account, region) for region, account in GUARDDUTY_AGENT_REGISTRIES
+)
+# The AWS-owned registries whose images are never judged.
+AWS_OWNED_REGISTRY_HOSTS: frozenset[str] = EKS_ADDON_REGISTRY_HOSTS | GUARDDUTY_AGENT_REGISTRY_HOSTS
 
 
 class Judgement(StrEnum):
     """What the audit watcher does with an image name."""
 
     JUDGED = "judged"
-    # An AWS-owned EKS add-on registry, or an operator's exclusion: counted, never alerted.
+    # An AWS-owned EKS add-on or GuardDuty agent registry, or an operator's exclusion: counted, never alerted.
     EXCLUDED = "excluded"
     # Another registry (Docker Hub, ghcr.io...) that the operator did not ask to watch.
     UNMONITORED = "unmonitored"
@@ -106,7 +147,7 @@ class RegistryScope:
 
     def judgement(self, name: ImageName) -> Judgement:
         """Whether images of this repository are judged, excluded on purpose, or out of scope."""
-        if name.registry in EKS_ADDON_REGISTRY_HOSTS or self._excluded(name):
+        if name.registry in AWS_OWNED_REGISTRY_HOSTS or self._excluded(name):
             return Judgement.EXCLUDED
         # A host that looks like ECR but is written in a form the parser does not know is judged too:
         # silence would hide an ECR image, an UNSCANNED alert naming the odd host does not.
