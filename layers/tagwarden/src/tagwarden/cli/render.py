@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 import typer
 
+from tagwarden.clock import iso
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 
 if TYPE_CHECKING:
@@ -41,11 +42,6 @@ def console(*, stderr: bool = False) -> Console:
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out.width = PIPE_WIDTH
     return out
-
-
-def iso(moment: datetime) -> str:
-    """UTC time as JSON carries it."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def short(digest: str | None) -> str:

@@ -424,7 +424,7 @@ def _vulnerable(
         summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), {verdict}.",
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
-        episode=scan.failing_since,
+        alert_id=vulnerable_alert_id(workload.location, reference.name, digest, scan),
     )
 
 
@@ -503,18 +503,16 @@ def _alert(
     previous_digest: str | None = None,
     scanned_digest: str | None = None,
     scanned_at: datetime | None = None,
-    episode: str | None = None,
+    alert_id: str | None = None,
 ) -> Alert:
     account, region = ecr_host_parts(reference.name.registry)
-    # One finding per workload and content, and: for a failing digest, per failing episode (the scan recorder
-    # raises the same id when a verdict turns to fail, without knowing rollouts); otherwise per rollout (a
-    # rollback to unscanned content alerts again). Replicas, retries and duplicate deliveries share the id.
-    if alert_type is AlertType.VULNERABLE_IMAGE_DEPLOYED:
-        period: tuple[str, ...] = (episode,) if episode else ()
-    else:
-        period = (moment.since.isoformat(),)
+    # One finding per workload, content and rollout (a rollback to unscanned content alerts again): replicas,
+    # retries and duplicate deliveries share the id. A failing digest's finding brings its own id instead
+    # (`vulnerable_alert_id`: per failing episode, the id the scan recorder raises too).
+    content = digest or reference.tag
     return Alert(
-        alert_id=derive_alert_id(alert_type, workload.location, str(reference.name), digest or reference.tag, *period),
+        alert_id=alert_id
+        or derive_alert_id(alert_type, workload.location, str(reference.name), content, moment.since.isoformat()),
         type=alert_type,
         severity=severity,
         summary=summary,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
+from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import AlertEntry, AlertOutbox, AlertPublisher, LedgerUnavailableError, RecordedAlerts
@@ -27,11 +28,6 @@ from tagwarden.ports import AlertEntry, AlertOutbox, AlertPublisher, LedgerUnava
 # Longer than publishing takes, shorter than Lambda's first async retry (about a minute), so the retry of a
 # crashed invocation always finds the lease expired.
 ALERT_LEASE = timedelta(seconds=30)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
 
 
 class DeliveryMode(StrEnum):

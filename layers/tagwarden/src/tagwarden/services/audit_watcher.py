@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import (
     Content,
@@ -27,7 +28,7 @@ from tagwarden.domain.workloads import needs_refresh, stale_sites
 from tagwarden.events.audit import AuditBatch
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import DeploymentLedger, FindingEntry, RecordedAlerts, UsageUpdate
-from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+from tagwarden.services.alert_delivery import AlertDelivery
 
 
 class AuditWatcher:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from tagwarden.clock import utcnow
 from tagwarden.domain.images import InvalidReferenceError, is_valid_tag
 from tagwarden.domain.registry import RegistryImage, RegistryRepository
 from tagwarden.domain.scans import REPORTED_TOTAL_KEY, ScanCompleted, normalise_counts
@@ -93,7 +94,7 @@ class Backfill:
         reader: LedgerReader,
         push_guard: PushGuard,
         scan_recorder: ScanRecorder,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._inventory = inventory
         self._reader = reader

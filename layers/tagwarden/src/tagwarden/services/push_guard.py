@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from tagwarden.clock import utcnow
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.indexes import ImageIndex, derived_scan, is_index
 from tagwarden.domain.rules import TagDecision, break_tie, decide_current, decide_late, is_late, same_second_tie
@@ -21,7 +22,7 @@ from tagwarden.ports import (
     TagLedger,
     TagSnapshot,
 )
-from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+from tagwarden.services.alert_delivery import AlertDelivery
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
+from tagwarden.clock import utcnow
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.scan_rules import (
@@ -22,7 +23,7 @@ from tagwarden.domain.scans import FindingSeverity, ScanCompleted
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import FindingReading, RecordedAlerts, ScanEntry, ScanLedger
-from tagwarden.services.alert_delivery import AlertDelivery, utcnow
+from tagwarden.services.alert_delivery import AlertDelivery
 from tagwarden.services.optimistic import with_optimistic_retries
 from tagwarden.services.results import Outcome, Result, duplicate, ignored
 

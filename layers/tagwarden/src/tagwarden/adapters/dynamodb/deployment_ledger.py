@@ -31,7 +31,8 @@ from tagwarden.adapters.dynamodb.keys import (
     tag_pk,
 )
 from tagwarden.adapters.dynamodb.outbox import outbox_values, recorded_alerts
-from tagwarden.adapters.dynamodb.table import LedgerTable, from_item, iso, ledger_errors, to_item
+from tagwarden.adapters.dynamodb.table import LedgerTable, from_item, ledger_errors, to_item
+from tagwarden.clock import iso
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView, DigestKey, TagPosition, moment_key
 from tagwarden.domain.scans import ScanState

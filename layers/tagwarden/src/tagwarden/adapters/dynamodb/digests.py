@@ -8,7 +8,8 @@ from typing import Any
 
 from tagwarden.adapters.dynamodb.items import optional_scan, tally_values
 from tagwarden.adapters.dynamodb.keys import digest_key, key_text
-from tagwarden.adapters.dynamodb.table import LedgerTable, Values, iso, to_item
+from tagwarden.adapters.dynamodb.table import LedgerTable, Values, to_item
+from tagwarden.clock import iso
 from tagwarden.domain.findings import FindingTally
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex, IndexChild

@@ -22,7 +22,8 @@ from tagwarden.adapters.dynamodb.keys import (
     tag_pk,
     workload_pk,
 )
-from tagwarden.adapters.dynamodb.table import Values, iso, parse_iso
+from tagwarden.adapters.dynamodb.table import Values
+from tagwarden.clock import iso, parse_iso
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
 from tagwarden.domain.images import ImageName

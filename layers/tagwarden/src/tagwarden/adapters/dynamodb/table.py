@@ -11,13 +11,14 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tagwarden.adapters.dynamodb.keys import Item, key_text
+from tagwarden.clock import utcnow
 from tagwarden.ports import ConcurrentUpdateError, LedgerUnavailableError
 
 if TYPE_CHECKING:
@@ -34,21 +35,6 @@ _DESERIALIZER = TypeDeserializer()
 
 Values = dict[str, Any]
 """An item's attributes as plain Python values."""
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """UTC timestamp text as stored in the ledger."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    """Inverse of `iso`."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def to_item(values: Mapping[str, Any]) -> Item:
