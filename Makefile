@@ -33,7 +33,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV ?= $(CHECKOV_VENV)/bin/checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
 
-.PHONY: help venv node lint security-scan build test demo try bench clean distclean
+.PHONY: help venv node registry-tools lint security-scan build test demo try bench clean distclean
 
 # The name column is as wide as the longest target name.
 help: ## List the targets
@@ -63,6 +63,19 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 node: $(NODE_STAMP) ## Install node_modules (DynamoDB Local)
+
+# Debian packages the registry tests run on loopback: docker-registry (a real OCI distribution
+# registry), skopeo (copies images into it) and htpasswd (apache2-utils, bcrypt credentials). Installed
+# with apt only when one is missing; sudo when not root.
+REGISTRY_TOOLS_PACKAGES := docker-registry skopeo apache2-utils
+registry-tools: ## Install the local OCI registry the tests use (Debian packages)
+	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v htpasswd >/dev/null; \
+	then exit 0; fi; \
+	echo "==> Debian packages for the registry tests: $(REGISTRY_TOOLS_PACKAGES)"; \
+	SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	$$SUDO apt-get update -qq >/dev/null; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+		$(REGISTRY_TOOLS_PACKAGES) >/dev/null
 
 lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint, sam validate --lint and the security scan
 	@echo "==> ruff check"
@@ -102,7 +115,7 @@ build: $(VENV_STAMP) ## sam build (no Docker: makefile builds cross-install arm6
 		test -f .aws-sam/build/$$fn/app.py || { echo "built $$fn lacks app.py" >&2; exit 1; }; done
 	@grep -h 'Build Succeeded' .aws-sam/build.log
 
-test: $(VENV_STAMP) $(NODE_STAMP) ## lint, build, then the test suite
+test: $(VENV_STAMP) $(NODE_STAMP) registry-tools ## lint, build, then the test suite
 	@$(MAKE) lint
 	@$(MAKE) build
 	@echo "==> pytest"
