@@ -22,6 +22,7 @@ class AlertType(StrEnum):
     UNSCANNED_IMAGE_DEPLOYED = "UNSCANNED_IMAGE_DEPLOYED"
     VULNERABLE_IMAGE_DEPLOYED = "VULNERABLE_IMAGE_DEPLOYED"
     DEPLOYED_DIGEST_MISMATCH = "DEPLOYED_DIGEST_MISMATCH"
+    TAG_PROTECTION_WEAKENED = "TAG_PROTECTION_WEAKENED"
 
 
 RUNBOOKS: dict[AlertType, str] = {
@@ -43,6 +44,10 @@ RUNBOOKS: dict[AlertType, str] = {
     AlertType.DEPLOYED_DIGEST_MISMATCH: (
         "The kubelet runs a digest other than the one that was scanned: treat it as a possible compromise, "
         "isolate the pod, compare both digests and audit who pushed the tag."
+    ),
+    AlertType.TAG_PROTECTION_WEAKENED: (
+        "A repository's settings now let a protected tag be overwritten: if the change was not agreed, make the "
+        "repository's tags immutable again (`tagwarden posture` prints the command) and ask who changed it."
     ),
 }
 
@@ -71,6 +76,38 @@ class UsageSite(BaseModel):
     last_seen: datetime
 
 
+class Actor(BaseModel):
+    """Who made the change, as CloudTrail recorded it (ECR's own events carry no identity)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    arn: str | None
+    identity_type: str | None
+    principal: str | None
+    account: str | None
+    source_ip: str | None
+    user_agent: str | None
+    trail_event_id: str | None
+    trail_event_time: datetime | None
+
+
+class RevertStatus(StrEnum):
+    """What became of an opt-in revert of an overwritten protected tag."""
+
+    PENDING = "PENDING"
+    REVERTED = "REVERTED"
+    NOT_REVERTED = "NOT_REVERTED"
+
+
+class RevertOutcome(BaseModel):
+    """The revert's state when the alert was published, and why when it could not be done."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: RevertStatus
+    detail: str
+
+
 class Alert(BaseModel):
     """One finding, published as JSON. Field names and meanings are the documented schema v1."""
 
@@ -96,6 +133,8 @@ class Alert(BaseModel):
     in_use: tuple[UsageSite, ...] = ()
     evidence: tuple[str, ...] = ()
     runbook: str
+    actor: Actor | None = None
+    revert: RevertOutcome | None = None
 
     @property
     def subject(self) -> str:
