@@ -12,6 +12,7 @@ Services depend on these protocols only; adapters implement them and never impor
 | AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
 | ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
+| TagResolver       | `tagwarden prepush`                     | oci_registry.OciRegistry                  |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -30,6 +31,7 @@ from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex
+from tagwarden.domain.prepush import TagLookup
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
@@ -356,4 +358,35 @@ class ImageInventory(Protocol):
 
     def scan_of(self, image: RegistryImage) -> RegistryScan | None:
         """The image's latest finished scan, or None if it has none."""
+        ...
+
+
+# --- Before the push: any OCI distribution registry (`tagwarden prepush`) ---------------------------
+
+
+class RegistryError(TagwardenError):
+    """A registry's HTTP API could not answer where a tag points."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry did not answer, or kept answering 429/5xx, after retries: worth retrying later."""
+
+
+class RegistryRefusedError(RegistryError):
+    """The registry answered but will not tell: credentials missing or rejected (401), access denied (403),
+    or a certificate that does not verify. Retrying the same way would not help."""
+
+
+class NotARegistryError(RegistryError):
+    """What answered is not an OCI distribution registry (an HTML page, a proxy, a wrong port)."""
+
+
+class TagResolver(Protocol):
+    """Where a tag points in its registry now, over the registry's own API."""
+
+    def lookup(self, tag: TagRef) -> TagLookup:
+        """The tag's digest now (None when the tag or its repository does not exist).
+
+        Raises RegistryUnavailableError, RegistryRefusedError or NotARegistryError.
+        """
         ...
