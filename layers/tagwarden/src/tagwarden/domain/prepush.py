@@ -87,4 +87,4 @@ def decide_prepush(tag: str, tag_class: TagClass, lookup: TagLookup, pushing: st
         TagClass.ORDINARY: "tags the policy does not declare mutable never move",
         TagClass.MUTABLE: "--strict refuses moving mutable tags too",
     }[tag_class]
-    return PrepushDecision(tag, tag_class, current, pushing, PushVerdict.REFUSED, f"refused: {moving}; {why}")
+    return PrepushDecision(tag, tag_class, current, pushing, PushVerdict.REFUSED, f"{moving}; {why}")

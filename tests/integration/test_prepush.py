@@ -1,0 +1,499 @@
+"""`tagwarden prepush` against real registries: Debian's docker-registry on loopback with TLS (a CA made here)
+and htpasswd auth, with token auth (a token server issuing JWTs the registry verifies), and plain and
+anonymous; images and indexes pushed by the tests over the distribution API. A scripted server plays
+what real registries do rarely on demand (429s, 5xx, a web page, NAME_UNKNOWN, a missing digest header).
+ECR: moto's GetAuthorizationToken for the credentials, and the ledger's view through the real push guard
+and scan recorder handlers on moto's DynamoDB."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tagwarden.cli.main import app
+from tagwarden.cli.prepush import PASSWORD_VARIABLE, USERNAME_VARIABLE
+from typer.testing import CliRunner, Result
+
+from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.handlers import Handler
+from tests.support.oci_registry import (
+    DOCKER_LIST,
+    OCI_INDEX,
+    PASSWORD,
+    REGISTRY_HEADERS,
+    USERNAME,
+    LocalRegistry,
+    LoopbackCa,
+    Scripted,
+    free_port,
+    make_ca,
+    run_registry,
+    run_scripted_server,
+    run_token_server,
+    sha256,
+)
+from tests.support.stack import REGION, Stack
+
+OTHER = "sha256:" + "e" * 64
+CREDENTIALS = {USERNAME_VARIABLE: USERNAME, PASSWORD_VARIABLE: PASSWORD}
+ECR_ACCOUNT = "111122223333"
+ECR_HOST = f"{ECR_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+# What moto's GetAuthorizationToken hands out for an account: user AWS, password `<account>-auth-token`.
+ECR_LOGIN = ("AWS", f"{ECR_ACCOUNT}-auth-token")
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCa:
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def basic_registry(tmp_path_factory: pytest.TempPathFactory, ca: LoopbackCa) -> Iterator[LocalRegistry]:
+    with run_registry(tmp_path_factory.mktemp("basic"), ca=ca, basic=(USERNAME, PASSWORD)) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory, ca: LoopbackCa) -> Iterator[LocalRegistry]:
+    directory = tmp_path_factory.mktemp("token")
+    with run_token_server(directory, ca) as token, run_registry(directory / "registry", ca=ca, token=token) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    with run_registry(tmp_path_factory.mktemp("plain")) as registry:
+        yield registry
+
+
+@pytest.fixture(autouse=True)
+def no_docker_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty docker config directory: the machine's own `docker login` never leaks into a test."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    for name in (USERNAME_VARIABLE, PASSWORD_VARIABLE, "TAGWARDEN_STACK_NAME", "TAGWARDEN_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def tagwarden(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    """Run the command; an unexpected exception (a bug) fails the test with its traceback."""
+    result = CliRunner().invoke(app, list(args), env=env, input=stdin)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def prepush(
+    registry: LocalRegistry, image: str, digest: str, *extra: str, env: dict[str, str] | None = None, **kw: str
+) -> Result:
+    """`tagwarden prepush <registry>/<image> --digest ...` with the registry's CA (or --insecure for plain HTTP)."""
+    access = ["--ca-file", str(registry.ca_file)] if registry.ca_file else ["--insecure"]
+    credentials = CREDENTIALS if registry.auth != "anonymous" and env is None else env
+    return tagwarden("prepush", f"{registry.host}/{image}", "--digest", digest, *access, *extra, env=credentials, **kw)
+
+
+def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tagwarden: error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- the decision, on TLS + htpasswd ---------------------------------------------------------------
+
+
+def test_a_protected_tag_passes_when_absent_or_unchanged_and_is_refused_when_the_push_would_move_it(
+    basic_registry: LocalRegistry,
+) -> None:
+    current = basic_registry.pusher().image("shop/api", "1.4.0", "protected-a")
+
+    unchanged = prepush(basic_registry, "shop/api:1.4.0", current)
+    moved = prepush(basic_registry, "shop/api:1.4.0", OTHER)
+    absent = prepush(basic_registry, "shop/api:1.5.0", OTHER)
+
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "(protected): unchanged" in unchanged.stdout
+    assert moved.exit_code == 1, moved.output
+    assert f"(protected): refused: the push would move the protected tag from {current} to {OTHER}" in moved.stdout
+    assert absent.exit_code == 0, absent.output
+    assert "absent: the tag does not exist yet" in absent.stdout
+
+
+def test_a_mutable_tag_may_move_unless_strict_and_an_unclassified_one_never(basic_registry: LocalRegistry) -> None:
+    pusher = basic_registry.pusher()
+    pusher.image("shop/web", "latest", "mutable-a")
+    pusher.image("shop/web", "feature-x", "ordinary-a")
+
+    relaxed = prepush(basic_registry, "shop/web:latest", OTHER)
+    strict = prepush(basic_registry, "shop/web:latest", OTHER, "--strict")
+    ordinary = prepush(basic_registry, "shop/web:feature-x", OTHER)
+
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "(mutable): moves:" in relaxed.stdout
+    assert strict.exit_code == 1, strict.output
+    assert "--strict refuses moving mutable tags too" in strict.stdout
+    assert ordinary.exit_code == 1, ordinary.output
+    assert "(ordinary): refused" in ordinary.stdout
+
+
+def test_a_signature_tag_moves_by_design_even_with_strict(basic_registry: LocalRegistry) -> None:
+    signature_tag = f"sha256-{'a' * 64}.sig"
+    basic_registry.pusher().image("shop/signed", signature_tag, "signature-a")
+
+    result = prepush(basic_registry, f"shop/signed:{signature_tag}", OTHER, "--strict")
+
+    assert result.exit_code == 0, result.output
+    assert "(signature): moves:" in result.stdout
+
+
+@pytest.mark.parametrize("media_type", [OCI_INDEX, DOCKER_LIST])
+def test_a_multi_arch_tag_is_judged_by_its_index_digest(basic_registry: LocalRegistry, media_type: str) -> None:
+    repository = f"shop/multi-{media_type.split('.')[-1].split('+')[0]}"
+    index, (amd64, _arm64) = basic_registry.pusher().index(repository, "2.0.0", f"multi-{media_type}", media_type)
+
+    same = prepush(basic_registry, f"{repository}:2.0.0", index, "--json")
+    single_platform = prepush(basic_registry, f"{repository}:2.0.0", amd64)
+
+    assert same.exit_code == 0, same.output
+    answer = json.loads(same.stdout)
+    assert answer["current_digest"] == index
+    assert answer["media_type"] == media_type
+    assert answer["verdict"] == "unchanged"
+    # Pushing one platform's manifest over the index would move the tag (and drop the other platform).
+    assert single_platform.exit_code == 1, single_platform.output
+
+
+def test_json_names_the_class_both_digests_the_verdict_and_no_ledger_outside_ecr(
+    basic_registry: LocalRegistry,
+) -> None:
+    current = basic_registry.pusher().image("shop/json", "3.1.0", "json-a")
+
+    result = prepush(basic_registry, "shop/json:3.1.0", OTHER, "--json")
+
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "tag": f"{basic_registry.host}/shop/json:3.1.0",
+        "class": "protected",
+        "current_digest": current,
+        "digest": OTHER,
+        "verdict": "refused",
+        "allowed": False,
+        "reason": f"the push would move the protected tag from {current} to {OTHER}; protected tags never move",
+        "repository_exists": True,
+        "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "ledger": None,
+        "ledger_disagrees": False,
+    }
+
+
+def test_the_tag_policy_comes_from_the_environment_when_no_stack_is_named(basic_registry: LocalRegistry) -> None:
+    basic_registry.pusher().image("shop/policy", "nightly", "policy-a")
+
+    result = prepush(
+        basic_registry, "shop/policy:nightly", OTHER, env={**CREDENTIALS, "MUTABLE_TAG_PATTERNS": "latest,nightly"}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "(mutable): moves" in result.stdout
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+
+def test_credentials_from_stdin_and_from_docker_config(basic_registry: LocalRegistry, no_docker_login: Path) -> None:
+    current = basic_registry.pusher().image("shop/creds", "1.0.0", "creds-a")
+    auth = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    (no_docker_login / "config.json").write_text(json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
+
+    from_stdin = prepush(
+        basic_registry, "shop/creds:1.0.0", current, "--username", USERNAME, "--password-stdin", env={}, stdin=PASSWORD
+    )
+    from_docker_config = prepush(basic_registry, "shop/creds:1.0.0", current, env={})
+
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert from_docker_config.exit_code == 0, from_docker_config.output
+
+
+def test_wrong_or_missing_credentials_are_one_line_errors(basic_registry: LocalRegistry) -> None:
+    wrong = prepush(basic_registry, "shop/api:1.4.0", OTHER, env={USERNAME_VARIABLE: "ci", PASSWORD_VARIABLE: "nope"})
+    missing = prepush(basic_registry, "shop/api:1.4.0", OTHER, env={})
+    no_password = prepush(basic_registry, "shop/api:1.4.0", OTHER, "--username", "ci", env={})
+
+    assert_one_line_error(wrong, 2, "rejected", "'ci'", "HTTP 401")
+    assert_one_line_error(missing, 2, "requires authentication", "--username")
+    assert_one_line_error(no_password, 2, "--username needs a password")
+
+
+def test_a_certificate_from_an_unknown_ca_is_a_one_line_error_naming_ca_file(basic_registry: LocalRegistry) -> None:
+    result = tagwarden("prepush", f"{basic_registry.host}/shop/api:1.4.0", "--digest", OTHER, env=CREDENTIALS)
+
+    assert_one_line_error(result, 2, "TLS", "certificate verify failed", "--ca-file")
+
+
+# --- bearer tokens (a real token server, JWTs verified by the registry) ----------------------------
+
+
+def test_bearer_token_auth_through_the_registrys_challenge_and_token_service(token_registry: LocalRegistry) -> None:
+    assert token_registry.token_server is not None
+    current = token_registry.pusher().image("shop/token", "1.4.0", "token-a")
+    before = len(token_registry.token_server.requests)
+
+    unchanged = prepush(token_registry, "shop/token:1.4.0", current)
+    moved = prepush(token_registry, "shop/token:1.4.0", OTHER)
+    absent = prepush(token_registry, "shop/token:9.9.9", OTHER)
+
+    assert (unchanged.exit_code, moved.exit_code, absent.exit_code) == (0, 1, 0), moved.output
+    # One token per check, asked for the pull scope of the repository and the registry's service.
+    asked = token_registry.token_server.requests[before:]
+    assert len(asked) == 3
+    assert "scope=repository%3Ashop%2Ftoken%3Apull" in asked[0]
+    assert "service=tagwarden-test-registry" in asked[0]
+
+
+def test_the_token_service_refusing_the_credentials_is_a_one_line_error(token_registry: LocalRegistry) -> None:
+    result = prepush(
+        token_registry, "shop/token:1.4.0", OTHER, env={USERNAME_VARIABLE: "ci", PASSWORD_VARIABLE: "wrong"}
+    )
+
+    assert_one_line_error(result, 2, "token service", "refused", "HTTP 401")
+
+
+def test_a_token_in_access_token_is_used_too() -> None:
+    # OAuth2-style token services answer `access_token` only.
+    with run_scripted_server({}) as server:
+        challenge = f'Bearer realm="{server.url}/token",service="svc"'
+        digest = "sha256:" + "c" * 64
+        server.script.update(
+            {
+                ("GET", "/v2/"): [Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": challenge}, b"{}")],
+                ("GET", "/token"): [Scripted(200, {"Content-Type": "application/json"}, b'{"access_token":"abc"}')],
+                ("HEAD", "/v2/shop/api/manifests/1.0.0"): [
+                    Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": digest})
+                ],
+            }
+        )
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure", env={})
+
+    assert result.exit_code == 0, result.output
+    assert server.seen == [("GET", "/v2/"), ("GET", "/token"), ("HEAD", "/v2/shop/api/manifests/1.0.0")]
+
+
+# --- anonymous, plain HTTP on loopback -------------------------------------------------------------
+
+
+def test_an_anonymous_plain_http_registry_on_loopback_with_insecure(plain_registry: LocalRegistry) -> None:
+    current = plain_registry.pusher().image("shop/plain", "1.0.0", "plain-a")
+
+    unchanged = prepush(plain_registry, "shop/plain:1.0.0", current)
+    moved = prepush(plain_registry, "shop/plain:1.0.0", OTHER)
+
+    assert unchanged.exit_code == 0, unchanged.output
+    assert moved.exit_code == 1, moved.output
+
+
+def test_plain_http_is_refused_beyond_loopback() -> None:
+    result = tagwarden("prepush", "registry.example.com/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 2, "plain HTTP only to a registry on this machine")
+
+
+# --- what real registries do now and then ----------------------------------------------------------
+
+
+def test_429_is_retried_honouring_retry_after() -> None:
+    digest = "sha256:" + "d" * 64
+    script = {
+        ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"): [
+            Scripted(429, {**REGISTRY_HEADERS, "Retry-After": "0"}),
+            Scripted(503, {**REGISTRY_HEADERS, "Retry-After": "0"}),
+            Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": digest}),
+        ],
+    }
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure")
+
+    assert result.exit_code == 0, result.output
+    assert server.seen.count(("HEAD", "/v2/shop/api/manifests/1.0.0")) == 3
+
+
+def test_a_registry_that_keeps_failing_is_exit_3_after_the_retries() -> None:
+    script = {
+        ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"): [Scripted(503, {**REGISTRY_HEADERS, "Retry-After": "0"})],
+    }
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 3, "registry unavailable", "HTTP 503", "after 4 attempts")
+    assert server.seen.count(("HEAD", "/v2/shop/api/manifests/1.0.0")) == 4
+
+
+def test_an_unreachable_registry_is_exit_3() -> None:
+    result = tagwarden("prepush", f"127.0.0.1:{free_port()}/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 3, "registry unavailable", "ConnectionError")
+
+
+def test_a_server_answering_html_is_not_a_registry() -> None:
+    page = b"<!DOCTYPE html><html><body>Welcome to nginx!</body></html>"
+    with run_scripted_server({("GET", "/v2/"): [Scripted(200, {"Content-Type": "text/html"}, page)]}) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 2, "text/html", "not an OCI registry")
+
+
+def test_a_server_without_v2_is_not_a_registry() -> None:
+    with run_scripted_server({("GET", "/v2/"): [Scripted(404, {"Content-Type": "text/plain"}, b"not found")]}) as s:
+        result = tagwarden("prepush", f"{s.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 2, "HTTP 404", "not an OCI distribution registry")
+
+
+def test_without_a_digest_header_the_digest_is_the_sha256_of_the_manifest() -> None:
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}).encode()
+    manifest_headers = {"Docker-Distribution-API-Version": "registry/2.0", "Content-Type": OCI_INDEX}
+    script = {
+        ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"): [Scripted(200, manifest_headers)],
+        ("GET", "/v2/shop/api/manifests/1.0.0"): [Scripted(200, manifest_headers, manifest)],
+    }
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", sha256(manifest), "--insecure")
+
+    assert result.exit_code == 0, result.output
+    assert "unchanged" in result.stdout
+
+
+def test_an_unknown_repository_is_absent_and_said_so() -> None:
+    # ECR's answer for a repository that does not exist (distribution's filesystem driver says MANIFEST_UNKNOWN).
+    body = b'{"errors":[{"code":"NAME_UNKNOWN","message":"The repository with name \'shop/new\' does not exist"}]}'
+    script = {
+        ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+        ("HEAD", "/v2/shop/new/manifests/1.0.0"): [Scripted(404, REGISTRY_HEADERS)],
+        ("GET", "/v2/shop/new/manifests/1.0.0"): [Scripted(404, REGISTRY_HEADERS, body)],
+    }
+    with run_scripted_server(script) as server:
+        result = tagwarden("--json", "prepush", f"{server.host}/shop/new:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["verdict"], answer["repository_exists"]) == ("absent", False)
+    assert "the repository does not exist yet" in answer["reason"]
+
+
+def test_access_denied_is_a_one_line_error() -> None:
+    denied = b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}'
+    script = {
+        ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"): [Scripted(403, REGISTRY_HEADERS, denied)],
+    }
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure")
+
+    assert_one_line_error(result, 2, "access denied (HTTP 403)")
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["127.0.0.1:5000/Shop/API:1.0", "--digest", OTHER], "bad image reference"),
+        (["127.0.0.1:5000/shop/api", "--digest", OTHER], "prepush needs IMAGE:TAG"),
+        ([f"127.0.0.1:5000/shop/api@{OTHER}", "--digest", OTHER], "prepush needs IMAGE:TAG"),
+        (["127.0.0.1:5000/shop/api:1.0", "--digest", "sha256:abc"], "--digest: not a content digest"),
+        (["127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--registry-url", "ftp://x"], "--registry-url"),
+        (["127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--ca-file", "/nonexistent.pem"], "--ca-file"),
+        (["127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--password-stdin"], "--password-stdin needs"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(arguments: list[str], fragment: str) -> None:
+    assert_one_line_error(tagwarden("prepush", *arguments, "--insecure"), 2, fragment)
+
+
+# --- ECR: GetAuthorizationToken, and the ledger's view -----------------------------------------------
+
+
+@pytest.fixture
+def ecr_registry(tmp_path: Path, ca: LoopbackCa) -> Iterator[LocalRegistry]:
+    """A TLS registry that takes ECR's login (as moto hands it out) and stands in for an ECR host."""
+    with run_registry(tmp_path / "ecr", ca=ca, basic=ECR_LOGIN) as registry:
+        yield registry
+
+
+def ecr_prepush(registry: LocalRegistry, stack: Stack, tag: str, digest: str, *extra: str) -> Result:
+    return tagwarden(
+        "prepush",
+        f"{ECR_HOST}/shop/api:{tag}",
+        "--digest",
+        digest,
+        "--registry-url",
+        registry.url,
+        "--ca-file",
+        str(registry.ca_file),
+        "--table",
+        stack.table_name,
+        "--region",
+        REGION,
+        *extra,
+    )
+
+
+def test_ecr_logs_in_with_get_authorization_token_and_shows_the_ledgers_view(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, ecr_registry: LocalRegistry
+) -> None:
+    current = ecr_registry.pusher().image("shop/api", "1.4.0", "ecr-a")
+    push_guard(ecr_image_action(tag="1.4.0", digest=current, time="2026-11-20T10:00:00Z"))
+    scan_recorder(ecr_scan(digest=current, tags=["1.4.0"], time="2026-11-20T10:01:00Z", counts={"LOW": 1}))
+
+    moved = ecr_prepush(ecr_registry, stack, "1.4.0", OTHER)
+    as_json = ecr_prepush(ecr_registry, stack, "1.4.0", current, "--json")
+
+    assert moved.exit_code == 1, moved.output
+    lines = moved.stdout.splitlines()
+    assert lines[0].startswith(f"{ECR_HOST}/shop/api:1.4.0 (protected): refused")
+    assert lines[1].startswith(f"ledger: passed: {ECR_HOST}/shop/api@{current} has a passing ecr-basic scan")
+    assert as_json.exit_code == 0, as_json.output
+    ledger = json.loads(as_json.stdout)["ledger"]
+    assert (ledger["digest"], ledger["passed"], ledger["scan"]["status"]) == (current, True, "COMPLETE")
+
+
+def test_ecr_tag_the_ledger_has_on_other_content_is_flagged(
+    stack: Stack, push_guard: Handler, ecr_registry: LocalRegistry
+) -> None:
+    current = ecr_registry.pusher().image("shop/api", "2.0.0", "ecr-b")
+    recorded = "sha256:" + "a" * 64
+    push_guard(ecr_image_action(tag="2.0.0", digest=recorded, time="2026-11-20T10:00:00Z"))
+
+    result = ecr_prepush(ecr_registry, stack, "2.0.0", current)
+
+    assert result.exit_code == 0, result.output
+    assert f"ledger: it has the tag on {recorded}, the registry on {current}" in result.stdout
+
+
+def test_ecr_without_a_ledger_asks_the_registry_alone(stack: Stack, ecr_registry: LocalRegistry) -> None:
+    ecr_registry.pusher().image("shop/api", "3.0.0", "ecr-c")
+
+    result = tagwarden(
+        "--json",
+        "prepush",
+        f"{ECR_HOST}/shop/api:3.0.0",
+        "--digest",
+        OTHER,
+        "--registry-url",
+        ecr_registry.url,
+        "--ca-file",
+        str(ecr_registry.ca_file),
+    )
+
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["ledger"] is None
