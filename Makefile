@@ -128,7 +128,7 @@ demo: $(VENV_STAMP) ## Run the end-to-end demo
 try: $(VENV_STAMP) ## Run the demo, keep its ledger up and print tagwarden commands to try (Ctrl-C stops)
 	@$(PY) -m demo --keep $(if $(PORT),--port $(PORT))
 
-bench: $(VENV_STAMP) ## Run the benchmarks (prints figures)
+bench: $(VENV_STAMP) registry-tools ## Run the benchmarks (prints figures)
 	@$(PY) benchmarks/run.py
 
 clean: ## Remove build output and caches
