@@ -373,8 +373,13 @@ def test_without_a_digest_header_the_digest_is_the_sha256_of_the_manifest() -> N
 
 
 def test_an_unknown_repository_is_absent_and_said_so() -> None:
-    # ECR's answer for a repository that does not exist (distribution's filesystem driver says MANIFEST_UNKNOWN).
-    body = b'{"errors":[{"code":"NAME_UNKNOWN","message":"The repository with name \'shop/new\' does not exist"}]}'
+    # ECR's answer for a repository that does not exist, as docker prints it ("name unknown: The repository
+    # with name '...' does not exist in the registry with id '...'", aws-actions/amazon-ecr-login#202);
+    # distribution's filesystem driver answers MANIFEST_UNKNOWN instead.
+    body = (
+        b'{"errors":[{"code":"NAME_UNKNOWN","message":"The repository with name \'shop/new\' does not exist '
+        b"in the registry with id '111122223333'\"}]}"
+    )
     script = {
         ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
         ("HEAD", "/v2/shop/new/manifests/1.0.0"): [Scripted(404, REGISTRY_HEADERS)],
@@ -387,6 +392,34 @@ def test_an_unknown_repository_is_absent_and_said_so() -> None:
     answer = json.loads(result.stdout)
     assert (answer["verdict"], answer["repository_exists"]) == ("absent", False)
     assert "the repository does not exist yet" in answer["reason"]
+
+
+def test_ecrs_basic_challenge_with_its_plain_text_body_is_a_registry_asking_for_a_login() -> None:
+    # ECR's /v2/ without credentials (quoted in go-containerregistry's tests after NVIDIA/enroot#59, and in
+    # mayflower/docker-ls#28): 401, text/plain "Not Authorized", a Basic challenge naming ecr.amazonaws.com.
+    challenge = 'Basic realm="https://111122223333.dkr.ecr.eu-west-1.amazonaws.com/",service="ecr.amazonaws.com"'
+    ecr_401 = {
+        "Docker-Distribution-Api-Version": "registry/2.0",
+        "Www-Authenticate": challenge,
+        "Content-Type": "text/plain; charset=utf-8",
+    }
+    digest = "sha256:" + "f" * 64
+    script = {
+        ("GET", "/v2/"): [Scripted(401, ecr_401, b"Not Authorized\n")],
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"): [
+            Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": digest})
+        ],
+    }
+    with run_scripted_server(script) as server:
+        anonymous = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure", env={})
+        logged_in = tagwarden(
+            "prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure", env=CREDENTIALS
+        )
+
+    assert_one_line_error(anonymous, 2, "requires authentication")
+    assert logged_in.exit_code == 0, logged_in.output
+    basic = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    assert server.authorizations[server.seen.index(("HEAD", "/v2/shop/api/manifests/1.0.0"))] == basic
 
 
 def test_access_denied_is_a_one_line_error() -> None:

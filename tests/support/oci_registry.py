@@ -478,6 +478,8 @@ class ScriptedServer:
     host: str
     script: dict[tuple[str, str], list[Scripted]]
     seen: list[tuple[str, str]] = field(default_factory=list)
+    # The Authorization header of each request in `seen` (None: none sent).
+    authorizations: list[str | None] = field(default_factory=list)
 
 
 REGISTRY_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "Content-Type": "application/json"}
@@ -496,6 +498,7 @@ def run_scripted_server(script: dict[tuple[str, str], list[Scripted]]) -> Iterat
         def _serve(self, method: str) -> None:
             path = urlsplit(self.path).path
             server.seen.append((method, path))
+            server.authorizations.append(self.headers.get("Authorization"))
             queue = server.script.get((method, path)) or [
                 Scripted(404, REGISTRY_HEADERS, b'{"errors":[{"code":"NOT_FOUND"}]}')
             ]
