@@ -285,6 +285,32 @@ def test_a_token_in_access_token_is_used_too() -> None:
     assert server.seen == [("GET", "/v2/"), ("GET", "/token"), ("HEAD", "/v2/shop/api/manifests/1.0.0")]
 
 
+def test_a_registry_open_at_v2_but_not_for_the_repository_gets_the_repositorys_challenge_answered() -> None:
+    with run_scripted_server({}) as server:
+        challenge = f'Bearer realm="{server.url}/token",service="svc",scope="repository:shop/api:pull"'
+        digest = "sha256:" + "c" * 64
+        server.script.update(
+            {
+                ("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")],
+                ("GET", "/token"): [Scripted(200, {"Content-Type": "application/json"}, b'{"token":"t0k"}')],
+                ("HEAD", "/v2/shop/api/manifests/1.0.0"): [
+                    Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": challenge}),
+                    Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": digest}),
+                ],
+            }
+        )
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure", env={})
+
+    assert result.exit_code == 0, result.output
+    assert server.seen == [
+        ("GET", "/v2/"),
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"),
+        ("GET", "/token"),
+        ("HEAD", "/v2/shop/api/manifests/1.0.0"),
+    ]
+    assert server.authorizations[-1] == "Bearer t0k"
+
+
 # --- anonymous, plain HTTP on loopback -------------------------------------------------------------
 
 

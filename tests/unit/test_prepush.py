@@ -7,12 +7,15 @@ import base64
 import json
 from pathlib import Path
 
+import boto3
 import pytest
-from tagwarden.adapters.oci_registry import parse_challenge, retry_after
+from botocore.stub import Stubber
+from tagwarden.adapters.oci_registry import ecr_login, parse_challenge, retry_after
 from tagwarden.cli.errors import CliError
 from tagwarden.cli.prepush import docker_config_credentials, is_loopback, prepush_tag, registry_endpoint
 from tagwarden.domain.prepush import PushVerdict, TagLookup, decide_prepush
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
+from tagwarden.ports import RegistryRefusedError, RegistryUnavailableError
 
 A, B = ("sha256:" + c * 64 for c in "ab")
 
@@ -149,3 +152,24 @@ def test_docker_config_auth_for_docker_hub_and_a_registry(tmp_path: Path) -> Non
     # A credential store is not run: no credentials, and the command says how to pass them.
     assert docker_config_credentials("quay.io", environ) is None
     assert "pw" not in repr(hub)
+
+
+def test_ecr_login_decodes_the_authorization_token_and_maps_refusals() -> None:
+    client = boto3.client("ecr", region_name="eu-west-1")
+    token = base64.b64encode(b"AWS:eyJwYXlsb2FkIjoi").decode()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "get_authorization_token",
+            {"authorizationData": [{"authorizationToken": token, "proxyEndpoint": "https://x"}]},
+            {"registryIds": ["111122223333"]},
+        )
+        stub.add_client_error("get_authorization_token", "AccessDeniedException", "not authorized")
+        stub.add_client_error("get_authorization_token", "ServerException", "oops", http_status_code=500)
+
+        login = ecr_login(client, "111122223333")
+        with pytest.raises(RegistryRefusedError, match="AccessDeniedException"):
+            ecr_login(client, "111122223333")
+        with pytest.raises(RegistryUnavailableError, match="ServerException"):
+            ecr_login(client, "111122223333")
+
+    assert (login.username, login.password) == ("AWS", "eyJwYXlsb2FkIjoi")

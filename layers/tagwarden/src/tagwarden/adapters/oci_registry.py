@@ -108,8 +108,17 @@ def ecr_login(client: ECRClient, account: str) -> RegistryCredentials:
     """Basic credentials for an account's ECR registry, from `GetAuthorizationToken` (valid 12 hours).
 
     The token is base64 of `AWS:<password>`, as `aws ecr get-login-password` prints the second half.
+    Raises RegistryRefusedError when the caller may not log in, RegistryUnavailableError when ECR fails.
     """
-    data = client.get_authorization_token(registryIds=[account])["authorizationData"]
+    from botocore.exceptions import ClientError
+
+    try:
+        data = client.get_authorization_token(registryIds=[account])["authorizationData"]
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "ExpiredTokenException"):
+            raise RegistryRefusedError(f"ECR GetAuthorizationToken for account {account}: {error}") from None
+        raise RegistryUnavailableError(f"ECR GetAuthorizationToken for account {account}: {error}") from None
     token = base64.b64decode(data[0]["authorizationToken"]).decode()
     username, _, password = token.partition(":")
     return RegistryCredentials(username, password, "ECR GetAuthorizationToken")
@@ -161,6 +170,15 @@ class OciRegistry:
         if authorization is not None:
             headers["Authorization"] = authorization
         response = self._send("HEAD", url, headers=headers)
+        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        if response.status_code == 401 and authorization is None and challenge is not None:
+            # Anonymous at /v2/ but not for this repository: authenticate as the repository's challenge asks.
+            self._challenge = challenge
+            del self._authorization[repository]
+            retried = self._authorize(repository)
+            if retried is not None:
+                headers["Authorization"] = retried
+            response = self._send("HEAD", url, headers=headers)
         if response.status_code == 200:
             digest = response.headers.get("Docker-Content-Digest")
             if digest:
