@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from tagwarden.cli.main import app
 from tagwarden.cli.prepush import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from typer.testing import CliRunner, Result
 
+from tests.integration.test_cli import create_cloudformation_stack
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import Handler
 from tests.support.oci_registry import (
@@ -556,3 +560,57 @@ def test_ecr_without_a_ledger_asks_the_registry_alone(stack: Stack, ecr_registry
 
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout)["ledger"] is None
+
+
+def test_the_stacks_policy_and_ledger_come_from_stack_name(
+    stack: Stack, push_guard: Handler, ecr_registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_cloudformation_stack(
+        "tagwarden",
+        {"LedgerTableName": stack.table_name, "AlertsTopicArn": stack.topic_arn},
+        {"MutableTagPatterns": "latest,release-*"},
+    )
+    current = ecr_registry.pusher().image("shop/api", "release-7", "ecr-d")
+    push_guard(ecr_image_action(tag="release-7", digest=current, time="2026-11-20T10:00:00Z"))
+    # The deployed stack's policy is what the functions use: it wins over the command's environment.
+    monkeypatch.setenv("MUTABLE_TAG_PATTERNS", "latest")
+
+    result = tagwarden(
+        "--json",
+        "prepush",
+        f"{ECR_HOST}/shop/api:release-7",
+        "--digest",
+        OTHER,
+        "--registry-url",
+        ecr_registry.url,
+        "--ca-file",
+        str(ecr_registry.ca_file),
+        "--stack-name",
+        "tagwarden",
+        "--region",
+        REGION,
+    )
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["class"], answer["verdict"]) == ("mutable", "moves")
+    assert answer["ledger"]["digest"] == current
+
+
+def test_the_installed_command_reads_the_password_from_its_stdin(basic_registry: LocalRegistry, tmp_path: Path) -> None:
+    # A real process, as CI runs it: stdin, exit status, and nothing but the answer on stdout.
+    current = basic_registry.pusher().image("shop/process", "1.0.0", "process-a")
+    command = [sys.executable, "-m", "tagwarden.cli", "prepush", f"{basic_registry.host}/shop/process:1.0.0"]
+    options = ["--ca-file", str(basic_registry.ca_file), "--username", USERNAME, "--password-stdin"]
+    environment = {**os.environ, "DOCKER_CONFIG": str(tmp_path)}
+
+    same = subprocess.run(
+        [*command, "--digest", current, *options], input=PASSWORD, capture_output=True, text=True, env=environment
+    )
+    moved = subprocess.run(
+        [*command, "--digest", OTHER, *options], input=PASSWORD, capture_output=True, text=True, env=environment
+    )
+
+    assert (same.returncode, same.stderr) == (0, ""), same.stderr
+    assert (moved.returncode, moved.stderr) == (1, ""), moved.stderr
+    assert "(protected): refused" in moved.stdout

@@ -3,14 +3,14 @@
 The decision is a table of the tag's class (the stack's tag policy), where the tag points in the registry
 now, and the digest CI is about to push:
 
-| registry now                   | class                 | verdict     | allowed             |
-|--------------------------------|-----------------------|-------------|---------------------|
-| no such tag (or no repository) | any                   | ABSENT      | yes                 |
-| the digest CI pushes           | any                   | UNCHANGED   | yes                 |
-| another digest                 | protected             | REFUSED     | no                  |
-| another digest                 | ordinary (unclassified)| REFUSED    | no                  |
-| another digest                 | mutable               | MOVES       | yes; no with strict |
-| another digest                 | signature             | MOVES       | yes, even strict    |
+| registry now                   | class                   | verdict   | allowed             |
+|--------------------------------|-------------------------|-----------|---------------------|
+| no such tag (or no repository) | any                     | ABSENT    | yes                 |
+| the digest CI pushes           | any                     | UNCHANGED | yes                 |
+| another digest                 | protected               | REFUSED   | no                  |
+| another digest                 | ordinary (unclassified) | REFUSED   | no                  |
+| another digest                 | mutable                 | MOVES     | yes; no with strict |
+| another digest                 | signature               | MOVES     | yes, even strict    |
 
 Unclassified tags are refused like protected ones: a tag nobody declared mutable is one somebody may
 deploy by name, and moving it silently is the attack. Signature and referrers tags (cosign's
