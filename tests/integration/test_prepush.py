@@ -315,6 +315,16 @@ def test_a_registry_open_at_v2_but_not_for_the_repository_gets_the_repositorys_c
     assert server.authorizations[-1] == "Bearer t0k"
 
 
+def test_credentials_never_go_in_clear_text_to_a_token_service_beyond_loopback() -> None:
+    challenge = 'Bearer realm="http://auth.example.com/token",service="svc"'
+    script = {("GET", "/v2/"): [Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": challenge}, b"{}")]}
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure", env=CREDENTIALS)
+
+    assert_one_line_error(result, 2, "http://auth.example.com/token is not https")
+    assert server.seen == [("GET", "/v2/")]
+
+
 # --- anonymous, plain HTTP on loopback -------------------------------------------------------------
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from tagwarden.adapters.oci_registry import ecr_login, parse_challenge, retry_after
+from tagwarden.adapters.oci_registry import ecr_login, is_loopback, parse_challenge, retry_after
 from tagwarden.cli.errors import CliError
-from tagwarden.cli.prepush import docker_config_credentials, is_loopback, prepush_tag, registry_endpoint
+from tagwarden.cli.prepush import docker_config_credentials, prepush_tag, registry_endpoint
 from tagwarden.domain.prepush import PushVerdict, TagLookup, decide_prepush
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.ports import RegistryRefusedError, RegistryUnavailableError

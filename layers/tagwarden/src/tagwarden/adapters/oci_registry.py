@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import re
 import time
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import requests
 
@@ -87,6 +89,17 @@ def parse_challenge(header: str) -> Challenge | None:
         return None
     params = {m[1].lower(): m[2] if m[2] else m[3] for m in _CHALLENGE_PARAM.finditer(rest)}
     return Challenge(scheme.lower(), params)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a host (with or without a port, IPv6 in brackets) names this machine."""
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -244,8 +257,8 @@ class OciRegistry:
         realm = challenge.params.get("realm")
         if not realm or not realm.startswith(("https://", "http://")):
             raise NotARegistryError(f"{self.base_url}/v2/ sent a bearer challenge without a usable realm: {realm!r}")
-        if realm.startswith("http://") and not self.base_url.startswith("http://"):
-            # Credentials for an https registry never travel in clear text to a token service.
+        if realm.startswith("http://") and not is_loopback(urlsplit(realm).netloc):
+            # Credentials never travel in clear text to a token service beyond this machine.
             raise RegistryRefusedError(f"the registry's token service {realm} is not https: refusing to use it")
         params = {"scope": f"repository:{repository}:pull"}
         if challenge.params.get("service"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -170,20 +169,9 @@ def _digest(value: str) -> str:
         raise usage_error(f"--digest: {error}") from None
 
 
-def is_loopback(host: str) -> bool:
-    """Whether a host (with or without a port, IPv6 in brackets) names this machine."""
-    name = urlsplit(f"//{host}").hostname or ""
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def registry_endpoint(host: str, registry_url: str | None, insecure: bool, ca_file: Path | None) -> RegistryEndpoint:
     """Where the registry's API is reached, and how its certificate is verified (plain HTTP: loopback only)."""
-    from tagwarden.adapters.oci_registry import RegistryEndpoint
+    from tagwarden.adapters.oci_registry import RegistryEndpoint, is_loopback
 
     if registry_url is not None:
         parts = urlsplit(registry_url)
