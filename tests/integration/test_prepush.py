@@ -20,7 +20,7 @@ from tagwarden.cli.main import app
 from tagwarden.cli.prepush import PASSWORD_VARIABLE, USERNAME_VARIABLE
 from typer.testing import CliRunner, Result
 
-from tests.integration.test_cli import create_cloudformation_stack
+from tests.integration.test_cli import assert_one_line_error, create_cloudformation_stack
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import Handler
 from tests.support.oci_registry import (
@@ -97,17 +97,6 @@ def prepush(
     access = ["--ca-file", str(registry.ca_file)] if registry.ca_file else ["--insecure"]
     credentials = CREDENTIALS if registry.auth != "anonymous" and env is None else env
     return tagwarden("prepush", f"{registry.host}/{image}", "--digest", digest, *access, *extra, env=credentials, **kw)
-
-
-def assert_one_line_error(result: Result, code: int, *fragments: str) -> None:
-    assert result.exit_code == code, result.output
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("tagwarden: error: ")
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # --- the decision, on TLS + htpasswd ---------------------------------------------------------------
@@ -503,22 +492,15 @@ def ecr_registry(tmp_path: Path, ca: LoopbackCa) -> Iterator[LocalRegistry]:
         yield registry
 
 
-def ecr_prepush(registry: LocalRegistry, stack: Stack, tag: str, digest: str, *extra: str) -> Result:
-    return tagwarden(
-        "prepush",
-        f"{ECR_HOST}/shop/api:{tag}",
-        "--digest",
-        digest,
-        "--registry-url",
-        registry.url,
-        "--ca-file",
-        str(registry.ca_file),
-        "--table",
-        stack.table_name,
-        "--region",
-        REGION,
-        *extra,
-    )
+def ecr_prepush(registry: LocalRegistry, tag: str, digest: str, *extra: str) -> Result:
+    """`tagwarden prepush` of an ECR tag, its registry API reached at the local registry (`--registry-url`)."""
+    reach = ["--registry-url", registry.url, "--ca-file", str(registry.ca_file)]
+    return tagwarden("prepush", f"{ECR_HOST}/shop/api:{tag}", "--digest", digest, *reach, *extra)
+
+
+def ledger_options(stack: Stack) -> list[str]:
+    """The options naming the moto stack's ledger table."""
+    return ["--table", stack.table_name, "--region", REGION]
 
 
 def test_ecr_logs_in_with_get_authorization_token_and_shows_the_ledgers_view(
@@ -528,8 +510,8 @@ def test_ecr_logs_in_with_get_authorization_token_and_shows_the_ledgers_view(
     push_guard(ecr_image_action(tag="1.4.0", digest=current, time="2026-11-20T10:00:00Z"))
     scan_recorder(ecr_scan(digest=current, tags=["1.4.0"], time="2026-11-20T10:01:00Z", counts={"LOW": 1}))
 
-    moved = ecr_prepush(ecr_registry, stack, "1.4.0", OTHER)
-    as_json = ecr_prepush(ecr_registry, stack, "1.4.0", current, "--json")
+    moved = ecr_prepush(ecr_registry, "1.4.0", OTHER, *ledger_options(stack))
+    as_json = ecr_prepush(ecr_registry, "1.4.0", current, "--json", *ledger_options(stack))
 
     assert moved.exit_code == 1, moved.output
     lines = moved.stdout.splitlines()
@@ -547,7 +529,7 @@ def test_ecr_tag_the_ledger_has_on_other_content_is_flagged(
     recorded = "sha256:" + "a" * 64
     push_guard(ecr_image_action(tag="2.0.0", digest=recorded, time="2026-11-20T10:00:00Z"))
 
-    result = ecr_prepush(ecr_registry, stack, "2.0.0", current)
+    result = ecr_prepush(ecr_registry, "2.0.0", current, *ledger_options(stack))
 
     assert result.exit_code == 0, result.output
     assert f"ledger: it has the tag on {recorded}, the registry on {current}" in result.stdout
@@ -556,17 +538,7 @@ def test_ecr_tag_the_ledger_has_on_other_content_is_flagged(
 def test_ecr_without_a_ledger_asks_the_registry_alone(stack: Stack, ecr_registry: LocalRegistry) -> None:
     ecr_registry.pusher().image("shop/api", "3.0.0", "ecr-c")
 
-    result = tagwarden(
-        "--json",
-        "prepush",
-        f"{ECR_HOST}/shop/api:3.0.0",
-        "--digest",
-        OTHER,
-        "--registry-url",
-        ecr_registry.url,
-        "--ca-file",
-        str(ecr_registry.ca_file),
-    )
+    result = ecr_prepush(ecr_registry, "3.0.0", OTHER, "--json")
 
     assert result.exit_code == 1, result.output
     assert json.loads(result.stdout)["ledger"] is None
@@ -585,21 +557,7 @@ def test_the_stacks_policy_and_ledger_come_from_stack_name(
     # The deployed stack's policy is what the functions use: it wins over the command's environment.
     monkeypatch.setenv("MUTABLE_TAG_PATTERNS", "latest")
 
-    result = tagwarden(
-        "--json",
-        "prepush",
-        f"{ECR_HOST}/shop/api:release-7",
-        "--digest",
-        OTHER,
-        "--registry-url",
-        ecr_registry.url,
-        "--ca-file",
-        str(ecr_registry.ca_file),
-        "--stack-name",
-        "tagwarden",
-        "--region",
-        REGION,
-    )
+    result = ecr_prepush(ecr_registry, "release-7", OTHER, "--json", "--stack-name", "tagwarden", "--region", REGION)
 
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)

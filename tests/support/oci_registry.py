@@ -207,6 +207,18 @@ def _token_handler(server: TokenServer, key: rsa.RSAPrivateKey, cert: x509.Certi
 
 
 @contextlib.contextmanager
+def _serving(httpd: ThreadingHTTPServer) -> Iterator[None]:
+    """Serve on a thread until the block ends."""
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@contextlib.contextmanager
 def run_token_server(directory: Path, ca: LoopbackCa) -> Iterator[TokenServer]:
     """A token server on loopback over TLS (the test CA's server certificate)."""
     key = _key()
@@ -219,13 +231,8 @@ def run_token_server(directory: Path, ca: LoopbackCa) -> Iterator[TokenServer]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(ca.cert_file, ca.key_file)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(httpd):
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # --- the registry ----------------------------------------------------------------------------------
@@ -517,11 +524,5 @@ def run_scripted_server(script: dict[tuple[str, str], list[Scripted]]) -> Iterat
         def do_HEAD(self) -> None:
             self._serve("HEAD")
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)):
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
