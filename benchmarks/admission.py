@@ -1,0 +1,182 @@
+"""Admission webhook: warm latency of one AdmissionReview over HTTPS, and ledger requests per review.
+
+The real server (`AdmissionServer` over the service `build_admission` composes, as `python -m
+tagwarden.admission` runs it) in this process, on a ledger in DynamoDB Local that the real push guard and
+scan recorder wrote; the client keeps one TLS connection, as kube-apiserver does, and POSTs the sample
+pod with three containers (an init container, a native sidecar and the app), all three pinned.
+DynamoDB requests are counted with botocore's before-call hook on the server's client.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+from tagwarden.admission.server import AdmissionServer, ServingCertificate
+from tagwarden.config import AdmissionConfig
+from tagwarden.services.wiring import build_admission
+
+from benchmarks.report import table
+from tests.conftest import cold_start
+from tests.support.admission import ApiServerClient, admission_review, make_certificates
+from tests.support.containers import local_services
+from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.handlers import FakeLambdaContext
+from tests.support.requests import RequestLog, dynamodb_operations
+from tests.support.stack import REGION, create_stack
+
+WARMUP = 30
+REVIEWS = 500
+# The goal the issue sets: p99 under 10 ms on this machine, one ledger request per review.
+P99_GOAL_MS = 10.0
+REQUESTS_GOAL = 1.0
+IMAGES = (
+    ("shop/api", "latest", "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"),
+    ("shop/migrations", "1.4.0", "sha256:" + "1" * 64),
+    ("platform/fluent-bit", "3.1.9", "sha256:" + "2" * 64),
+)
+
+
+@dataclass(frozen=True)
+class AdmissionFigures:
+    """What one run measured."""
+
+    reviews: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    requests_per_review: float
+    # Time inside the DynamoDB calls (DynamoDB Local's share), per review on average.
+    dynamodb_ms: float
+    # Each review's time minus its time inside DynamoDB Local: what the webhook itself costs.
+    own_p50_ms: float
+    own_p99_ms: float
+    operations: str
+    pinned: int
+
+    @property
+    def within_goal(self) -> bool:
+        return self.p99_ms < P99_GOAL_MS and self.requests_per_review <= REQUESTS_GOAL
+
+
+def _seed(environment: dict[str, str]) -> None:
+    context = FakeLambdaContext()
+    push = cold_start("push_guard", environment, context)
+    scan = cold_start("scan_recorder", environment, context)
+    with contextlib.redirect_stdout(io.StringIO()):
+        for minute, (repository, tag, digest) in enumerate(IMAGES):
+            push(
+                ecr_image_action(tag=tag, digest=digest, time=f"2026-11-20T09:{minute:02d}:00Z", repository=repository)
+            )
+            scan(
+                ecr_scan(
+                    digest=digest, tags=[tag], time=f"2026-11-20T09:{minute:02d}:30Z", counts={}, repository=repository
+                )
+            )
+
+
+@contextlib.contextmanager
+def _server(table_name: str, directory: Path, requests: RequestLog) -> Iterator[ApiServerClient]:
+    certificates = make_certificates(directory)
+    config = AdmissionConfig.from_env({"LEDGER_TABLE_NAME": table_name, "AWS_REGION": REGION})
+    requests.attach()  # before the server's client is created: it copies the session's handlers
+    decisions = io.StringIO()
+    with mock.patch("tagwarden.services.admission.stdout_line", decisions.write):
+        service = build_admission(config)
+    server = AdmissionServer(
+        ("127.0.0.1", 0), service, ServingCertificate(str(certificates.certificate), str(certificates.key))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield ApiServerClient(server.server_address[1], certificates.ca)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def measure() -> AdmissionFigures:
+    """Seed the ledger, start the server, time REVIEWS reviews on one connection after a warm-up."""
+    requests = RequestLog()
+    with (
+        local_services(),
+        tempfile.TemporaryDirectory() as directory,
+        mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": REGION}),
+    ):
+        stack = create_stack(f"twbench{int(time.time())}")
+        _seed(stack.environment())
+        with _server(stack.table_name, Path(directory), requests) as client:
+            return _time_reviews(client, requests)
+
+
+def _time_reviews(client: ApiServerClient, requests: RequestLog) -> AdmissionFigures:
+    body = json.dumps(admission_review("pod_create_sidecars")).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json, */*"}
+    connection = client.connection()
+    timings: list[float] = []
+    own: list[float] = []
+    pinned = 0
+    with requests.record() as calls:
+        for n in range(WARMUP + REVIEWS):
+            if n == WARMUP:
+                calls.clear()
+                requests.seconds_in_calls = 0.0
+            started = time.perf_counter()
+            inside = requests.seconds_in_calls
+            connection.request("POST", "/admit/enforce?timeout=5s", body=body, headers=headers)
+            answer = json.loads(connection.getresponse().read())
+            elapsed = time.perf_counter() - started
+            if n >= WARMUP:
+                timings.append(elapsed * 1000)
+                own.append((elapsed - (requests.seconds_in_calls - inside)) * 1000)
+        pinned = len(json.loads(base64.b64decode(answer["response"]["patch"]))) - 1
+        dynamodb_seconds = requests.seconds_in_calls
+    connection.close()
+    operations = dynamodb_operations(calls)
+    return AdmissionFigures(
+        reviews=REVIEWS,
+        p50_ms=statistics.median(timings),
+        p99_ms=statistics.quantiles(timings, n=100)[98],
+        mean_ms=statistics.fmean(timings),
+        requests_per_review=sum(operations.values()) / REVIEWS,
+        dynamodb_ms=dynamodb_seconds * 1000 / REVIEWS,
+        own_p50_ms=statistics.median(own),
+        own_p99_ms=statistics.quantiles(own, n=100)[98],
+        operations=", ".join(f"{name} {count}" for name, count in sorted(operations.items())),
+        pinned=pinned,
+    )
+
+
+def render(figures: AdmissionFigures) -> str:
+    """The figures as a table, with the goal's verdict."""
+    rows = [
+        ("reviews timed (after warm-up)", figures.reviews),
+        ("images pinned per review", figures.pinned),
+        ("p50 ms", round(figures.p50_ms, 2)),
+        ("p99 ms", round(figures.p99_ms, 2)),
+        ("mean ms", round(figures.mean_ms, 2)),
+        ("DynamoDB requests per review", figures.requests_per_review),
+        ("mean ms inside DynamoDB Local", round(figures.dynamodb_ms, 2)),
+        ("webhook's own p50 ms (DynamoDB Local's time taken out)", round(figures.own_p50_ms, 2)),
+        ("webhook's own p99 ms", round(figures.own_p99_ms, 2)),
+    ]
+    lines = [table(("figure", "value"), [(name, str(value)) for name, value in rows])]
+    lines.append(f"\nDynamoDB operations over the timed reviews: {figures.operations}")
+    verdict = "met" if figures.within_goal else "NOT met"
+    lines.append(f"Goal (p99 < {P99_GOAL_MS:.0f} ms, {REQUESTS_GOAL:.0f} request per review): {verdict}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(measure()))
