@@ -91,9 +91,8 @@ def _server(table_name: str, directory: Path, requests: RequestLog) -> Iterator[
     certificates = make_certificates(directory)
     config = AdmissionConfig.from_env({"LEDGER_TABLE_NAME": table_name, "AWS_REGION": REGION})
     requests.attach()  # before the server's client is created: it copies the session's handlers
-    decisions = io.StringIO()
-    with mock.patch("tagwarden.services.admission.stdout_line", decisions.write):
-        service = build_admission(config)
+    decisions: list[str] = []
+    service = build_admission(config, decisions.append)
     server = AdmissionServer(
         ("127.0.0.1", 0), service, ServingCertificate(str(certificates.certificate), str(certificates.key))
     )

@@ -104,9 +104,9 @@ def compose_admission(
     return AdmissionService(DynamoDbAdmissionLedger(table), policy, write_line or stdout_line)
 
 
-def build_admission(config: AdmissionConfig) -> AdmissionService:
+def build_admission(config: AdmissionConfig, write_line: LineWriter | None = None) -> AdmissionService:
     """The admission service on the deployed ledger, with a client whose timeouts fit the webhook's."""
     from tagwarden.adapters.aws_clients import admission_dynamodb_client
 
     client = admission_dynamodb_client(config.ADMISSION_LEDGER_TIMEOUT_SECONDS, config.AWS_REGION)
-    return compose_admission(LedgerTable(client, config.LEDGER_TABLE_NAME), config)
+    return compose_admission(LedgerTable(client, config.LEDGER_TABLE_NAME), config, write_line)
