@@ -16,20 +16,14 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from tagwarden.admission.server import AdmissionServer, ServingCertificate
-from tagwarden.config import AdmissionConfig
-from tagwarden.services.wiring import build_admission
-
 from benchmarks.report import table
 from tests.conftest import cold_start
-from tests.support.admission import ApiServerClient, admission_review, make_certificates
+from tests.support.admission import ApiServerClient, admission_review, in_process_server
 from tests.support.containers import local_services
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import FakeLambdaContext
@@ -86,25 +80,6 @@ def _seed(environment: dict[str, str]) -> None:
             )
 
 
-@contextlib.contextmanager
-def _server(table_name: str, directory: Path, requests: RequestLog) -> Iterator[ApiServerClient]:
-    certificates = make_certificates(directory)
-    config = AdmissionConfig.from_env({"LEDGER_TABLE_NAME": table_name, "AWS_REGION": REGION})
-    requests.attach()  # before the server's client is created: it copies the session's handlers
-    decisions: list[str] = []
-    service = build_admission(config, decisions.append)
-    server = AdmissionServer(
-        ("127.0.0.1", 0), service, ServingCertificate(str(certificates.certificate), str(certificates.key))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ApiServerClient(server.server_address[1], certificates.ca)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def measure() -> AdmissionFigures:
     """Seed the ledger, start the server, time REVIEWS reviews on one connection after a warm-up."""
     requests = RequestLog()
@@ -115,7 +90,9 @@ def measure() -> AdmissionFigures:
     ):
         stack = create_stack(f"twbench{int(time.time())}")
         _seed(stack.environment())
-        with _server(stack.table_name, Path(directory), requests) as client:
+        requests.attach()  # before the server's client is created: it copies the session's handlers
+        decisions: list[str] = []
+        with in_process_server(stack.table_name, Path(directory), decisions.append, AWS_REGION=REGION) as client:
             return _time_reviews(client, requests)
 
 

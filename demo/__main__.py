@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ from rich.table import Table
 from tagwarden.domain.severity import Severity
 
 from demo.story import ATTACKER, EXPECTED, EXPECTED_ADMISSIONS, REPOSITORY, SCANNED, ExpectedAlert, Step, story
-from tests.support.admission import ApiServerClient, make_certificates
+from tests.support.admission import ApiServerClient, in_process_server
 from tests.support.audit import ECR
 from tests.support.dynamodb_local import DynamoDBLocalError
 from tests.support.handlers import FakeLambdaContext, load_function_module
@@ -105,23 +104,16 @@ def local_server(port: int) -> Iterator[str]:
 def webhook(stack: Stack) -> Iterator[ApiServerClient]:
     """The admission webhook's real HTTPS server (as `python -m tagwarden.admission` runs it) on a loopback
     port, in this process so that it reads the same embedded ledger; its CA verifies it as the API server
-    would. Its decision lines are kept, not printed."""
-    from tagwarden.admission.server import AdmissionServer, ServingCertificate
-    from tagwarden.config import AdmissionConfig
-    from tagwarden.services.wiring import build_admission
+    would. Its decision lines are dropped (the demo prints the answers)."""
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        in_process_server(stack.table_name, Path(directory), _quiet) as client,
+    ):
+        yield client
 
-    with tempfile.TemporaryDirectory() as directory:
-        certificates = make_certificates(Path(directory))
-        service = build_admission(AdmissionConfig.from_env({"LEDGER_TABLE_NAME": stack.table_name}), lambda _: None)
-        certificate = ServingCertificate(str(certificates.certificate), str(certificates.key))
-        server = AdmissionServer(("127.0.0.1", 0), service, certificate)
-        thread = threading.Thread(target=server.serve_forever, name="webhook", daemon=True)
-        thread.start()
-        try:
-            yield ApiServerClient(server.server_address[1], certificates.ca)
-        finally:
-            server.shutdown()
-            server.server_close()
+
+def _quiet(_line: str) -> None:
+    """Where the demo's webhook writes its decision lines."""
 
 
 def admission_outcome(response: dict[str, Any]) -> str:

@@ -7,7 +7,9 @@ import base64
 import copy
 import json
 import signal
+import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,13 @@ import pytest
 
 from tests.conftest import cold_start
 from tests.support.admission import (
+    ApiServerClient,
     Certificates,
     RunningServer,
     admission_review,
     admission_server,
     free_port,
+    in_process_server,
     make_certificates,
     patched,
 )
@@ -29,6 +33,7 @@ from tests.support.audit import ECR
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import FakeLambdaContext
 from tests.support.multiarch import Build, build, build_pushes, put_build
+from tests.support.requests import RequestLog, dynamodb_operations
 from tests.support.stack import REGION, Stack, create_stack
 
 SCANNED = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"
@@ -310,7 +315,7 @@ def test_templates_get_warnings_not_patches(server: RunningServer) -> None:
 
     assert passing["allowed"] is True and "patch" not in passing and "warnings" not in passing
     assert failing["allowed"] is True and "patch" not in failing
-    assert "failing verdict" in failing["warnings"][0] and "will be denied" in failing["warnings"][0]
+    assert "failing verdict" in failing["warnings"][0] and "denied in enforce" in failing["warnings"][0]
 
 
 def test_with_pin_templates_a_cronjob_template_is_pinned(pinning_server: RunningServer) -> None:
@@ -419,3 +424,33 @@ def test_sigterm_drains_then_stops(
         "draining",
         "stopped",
     ]
+
+
+def test_a_review_costs_one_ledger_request_and_none_without_judged_images(
+    ledger: tuple[Stack, Build], tmp_path: Path
+) -> None:
+    requests = RequestLog()
+    requests.attach()
+    lines: list[str] = []
+    with in_process_server(ledger[0].table_name, tmp_path, lines.append, AWS_REGION=REGION) as client:
+        with requests.record() as three_images:
+            client.review(admission_review("pod_create_sidecars"))
+        with requests.record() as out_of_scope:
+            client.review(_pod("docker.io/library/nginx:1.27"))
+
+    assert dynamodb_operations(three_images) == Counter({"BatchGetItem": 1})
+    assert out_of_scope == []
+    decisions = [json.loads(line) for line in lines]
+    assert [d["decision"] for d in decisions] == ["pin", "pin", "pin", "skip"]
+
+
+def test_a_renewed_serving_certificate_is_served_without_a_restart(ledger: tuple[Stack, Build], tmp_path: Path) -> None:
+    with in_process_server(ledger[0].table_name, tmp_path, lambda _: None, AWS_REGION=REGION) as old_client:
+        assert old_client.request("GET", "/healthz")[0] == 200
+        time.sleep(0.01)  # a distinct modification time
+        renewed = make_certificates(tmp_path)  # a new CA and certificate, written over the served files
+        new_client = ApiServerClient(old_client.port, renewed.ca)
+
+        assert new_client.request("GET", "/healthz")[0] == 200
+        with pytest.raises(ssl.SSLCertVerificationError):
+            old_client.request("GET", "/healthz")

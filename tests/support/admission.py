@@ -15,8 +15,9 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,27 @@ def admission_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def in_process_server(
+    table_name: str, directory: Path, write_line: Callable[[str], None], **settings: str
+) -> Iterator[ApiServerClient]:
+    """The same server and service as `python -m tagwarden.admission`, in a thread of this process: it then
+    reads whatever ledger this process reaches (moto in process, DynamoDB Local), and its botocore events can
+    be counted. Its AWS client is created here, so a request log must be attached before."""
+    from tagwarden.admission.server import AdmissionServer, ServingCertificate
+    from tagwarden.config import AdmissionConfig
+    from tagwarden.services.wiring import build_admission
+
+    certificates = make_certificates(directory)
+    config = AdmissionConfig.from_env({"LEDGER_TABLE_NAME": table_name, **settings})
+    certificate = ServingCertificate(str(certificates.certificate), str(certificates.key))
+    server = AdmissionServer(("127.0.0.1", 0), build_admission(config, write_line), certificate)
+    thread = threading.Thread(target=server.serve_forever, name="webhook", daemon=True)
+    thread.start()
+    try:
+        yield ApiServerClient(server.server_address[1], certificates.ca)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -192,7 +192,7 @@ def decide(
     decisions = tuple(_decide_slot(slot, subject, view, policy, mode) for slot in subject.slots)
     pins = tuple((d.slot.path, d.pinned) for d in decisions if d.pinned is not None)
     denied = [d for d in decisions if d.decision is Decision.DENIED]
-    warnings = tuple(_warning(d, subject) for d in decisions if d.decision is Decision.WARNED)
+    warnings = tuple(_warning(d) for d in decisions if d.decision is Decision.WARNED)
     originals: dict[str, str] | None = None
     if subject.annotated:
         originals = {d.slot.path: d.slot.text for d in decisions if d.pinned is not None and d.slot.text}
@@ -337,12 +337,34 @@ _PROBLEM_TEXT = {
 }
 
 
-def _warning(decision: ImageDecision, subject: AdmissionSubject) -> str:
+# What a warning says to do, per problem: the API server may cut a warning past 256 characters, so the
+# details (digests, scan times) stay in the denial message and the decision's log line.
+_ADVICE = {
+    Problem.UNPARSEABLE: "write registry/repository:tag or @sha256:<digest>",
+    Problem.LOCAL_IMAGE_ID: "deploy registry/repository@sha256:<manifest digest>",
+    Problem.LEDGER_UNAVAILABLE: "not verified; retry in a moment",
+    Problem.UNKNOWN_TAG: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
+    Problem.UNKNOWN_DIGEST: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
+    Problem.TAG_DELETED: "deploy a scanned digest",
+    Problem.TAG_MOVED: "deploy the scanned digest, or wait for the new content's scan",
+    Problem.UNSCANNED: "wait for its scan, or deploy a scanned digest",
+    Problem.SCAN_FAILED: "rescan it, or deploy a scanned digest",
+    Problem.FAILING_VERDICT: "deploy a digest with a passing scan",
+    Problem.UNDECIDED_VERDICT: "deploy a digest with a passing scan",
+}
+MAX_WARNING_LENGTH = 256
+
+
+def _warning(decision: ImageDecision) -> str:
+    """A short warning (kubectl prints it): where, what is wrong, what to do."""
+    assert decision.problem is not None
     where = "pod template container" if decision.slot.template else "container"
-    text = f"tagwarden: {where} {decision.slot.container} ({decision.slot.text}): {decision.reason}"
+    content = f" ({short_digest(decision.digest)})" if decision.digest else ""
+    problem = decision.problem
+    text = f"tagwarden: {where} {decision.slot.container}{content}: {problem.value}: {_ADVICE[problem]}"
     if decision.slot.template:
-        text += "; pods created from it will be denied in enforce namespaces"
-    return text
+        text += "; its pods are denied in enforce namespaces"
+    return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 3] + "..."
 
 
 def _pinned_form_of(current: str | None, original: str) -> bool:
