@@ -30,7 +30,7 @@ from tests.support.handlers import FakeLambdaContext
 from tests.support.requests import RequestLog, dynamodb_operations
 from tests.support.stack import REGION, create_stack
 
-WARMUP = 30
+WARMUP = 300
 REVIEWS = 500
 # The goal the issue sets: p99 under 10 ms on this machine, one ledger request per review.
 P99_GOAL_MS = 10.0
