@@ -8,6 +8,8 @@ import copy
 import json
 import signal
 import ssl
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from tests.support.handlers import FakeLambdaContext
 from tests.support.multiarch import Build, build, build_pushes, put_build
 from tests.support.requests import RequestLog, dynamodb_operations
 from tests.support.stack import REGION, Stack, create_stack
+from tests.support.template import REPO_ROOT
 
 SCANNED = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"
 FAILING = "sha256:0dd98d59f9f1e66f1115f07b99063d6f3c6de7f1f2cd85dec2783d3f5d7efbfa"
@@ -454,3 +457,16 @@ def test_a_renewed_serving_certificate_is_served_without_a_restart(ledger: tuple
         assert new_client.request("GET", "/healthz")[0] == 200
         with pytest.raises(ssl.SSLCertVerificationError):
             old_client.request("GET", "/healthz")
+
+
+def test_the_server_refuses_to_start_without_its_configuration(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tagwarden.admission", "--tls-cert", "x", "--tls-key", "y"],
+        env={"PYTHONPATH": str(REPO_ROOT / "layers" / "tagwarden" / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2 and "LEDGER_TABLE_NAME: is not set" in result.stderr
