@@ -409,20 +409,31 @@ def test_an_unreadable_ledger_denies_in_enforce_warns_in_warn_and_fails_readines
     assert elapsed < 5
 
 
-def test_sigterm_drains_then_stops(
+def test_sigterm_drains_closes_kept_connections_then_stops(
     ledger: tuple[Stack, Build], certificates: Certificates, dynamodb_local_endpoint: str, tmp_path: Path
 ) -> None:
     environment = _environment(ledger[0], dynamodb_local_endpoint)
+    body = json.dumps(_pod(f"{ECR}/shop/api:latest")).encode()
     with admission_server(certificates, environment, tmp_path / "stop.log", drain_seconds=1.0) as running:
+        # The API server keeps its connections: one stays idle through the stop, one is used while draining.
+        idle, busy = running.client.connection(), running.client.connection()
+        for connection in (idle, busy):
+            connection.request("POST", "/admit/enforce?timeout=5s", body=body)
+            assert connection.getresponse().read()
+        stopped_at = time.monotonic()
         running.process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         draining = running.client.request("GET", "/readyz")
-        still_answers = running.client.review(_pod(f"{ECR}/shop/api:latest"))
+        busy.request("POST", "/admit/enforce?timeout=5s", body=body)
+        answer = busy.getresponse()
+        still_answers = json.loads(answer.read())["response"]
         code = running.process.wait(timeout=10)
+        stopped_after = time.monotonic() - stopped_at
 
     assert draining == (503, {"ready": False})
-    assert still_answers["allowed"] is True
-    assert code == 0
+    assert still_answers["allowed"] is True and answer.getheader("Connection") == "close"
+    # Not the 30 s an idle kept connection would hold the server for.
+    assert code == 0 and stopped_after < 5
     assert [line["message"] for line in running.lines() if line["message"] != "admission decision"][-2:] == [
         "draining",
         "stopped",

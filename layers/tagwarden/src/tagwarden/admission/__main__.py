@@ -2,7 +2,8 @@
 
 Like a function's handler: read the configuration once (failing with the variable's name), build the
 service, serve. SIGTERM (a pod being stopped) first makes `/readyz` fail for `--drain-seconds`, so the
-Service stops sending reviews here, then stops accepting connections and lets the reviews in flight finish.
+Service stops sending reviews here (answers then close their connections), then stops accepting
+connections, ends the idle ones and lets the reviews in flight finish.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service.log_event("draining", seconds=args.drain_seconds)
         time.sleep(args.drain_seconds)
         server.shutdown()
+        server.close_idle()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever's loop, which this (main) thread runs: stop from another one.

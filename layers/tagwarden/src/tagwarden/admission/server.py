@@ -85,7 +85,12 @@ class ServingCertificate:
 
 
 class AdmissionServer(ThreadingHTTPServer):
-    """Answers reviews in a thread each; closing waits for the reviews in flight."""
+    """Answers reviews in a thread each; closing waits for the reviews in flight.
+
+    The API server keeps connections open and reuses them, also to a pod that is stopping: while draining,
+    every answer closes its connection (the next review connects to another replica), and `close_idle`
+    ends the connections still waiting for a request, so stopping never waits for their idle timeout.
+    """
 
     daemon_threads = False
     block_on_close = True
@@ -94,7 +99,29 @@ class AdmissionServer(ThreadingHTTPServer):
         self.service = service
         self.certificate = certificate
         self.draining = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, AdmissionHandler)
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        """Remember (or forget) a connection being served."""
+        with self._connections_lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_idle(self) -> None:
+        """End the reading side of every open connection: one waiting for its next request sees the end of
+        its stream and closes; one whose request was read still writes its answer."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            # The plain socket's shutdown: SSLSocket.shutdown would also drop its TLS state mid-answer.
+            try:
+                socket.socket.shutdown(connection, socket.SHUT_RD)
+            except OSError:
+                continue
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = self.socket.accept()
@@ -121,6 +148,14 @@ class AdmissionHandler(BaseHTTPRequestHandler):
     # delayed ACK (about 40 ms on Linux), which would be most of a review's time.
     disable_nagle_algorithm = True
     server: AdmissionServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
 
     def do_POST(self) -> None:
         """A review, on the path of its namespace's mode."""
@@ -159,5 +194,7 @@ class AdmissionHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.server.draining.is_set():
+            self.send_header("Connection", "close")  # sets close_connection: the client reconnects elsewhere
         self.end_headers()
         self.wfile.write(data)
