@@ -32,7 +32,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.support.events import EVENTS
 from tests.support.template import REPO_ROOT
 
-SERVICE_HOST = "tagwarden.tagwarden.svc"
+# The Service `tagwarden admission manifests` creates: tagwarden-admission in namespace tagwarden.
+SERVICE_HOST = "tagwarden-admission.tagwarden.svc"
 KUBERNETES_VERSION = "1.33"
 REVIEWS = EVENTS / "admission"
 
