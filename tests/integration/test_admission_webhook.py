@@ -385,6 +385,35 @@ def test_unknown_kinds_are_allowed_untouched(server: RunningServer) -> None:
     assert server.client.review(review) == {"uid": review["request"]["uid"], "allowed": True}
 
 
+def test_the_certificate_answers_for_the_service_name_only(server: RunningServer, certificates: Certificates) -> None:
+    impostor = ApiServerClient(server.client.port, certificates.ca, host="tagwarden-admission.default.svc")
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        impostor.request("GET", "/healthz")
+
+
+def test_a_pod_update_is_judged_on_the_images_it_changes(server: RunningServer) -> None:
+    created = admission_review("pod_create_dry_run")  # a named pod
+    running = patched(created, server.client.review(created))
+    relabelled = copy.deepcopy(running)
+    relabelled["metadata"]["labels"]["team"] = "checkout"
+    update = copy.deepcopy(created)
+    update["request"].update(
+        {"uid": "11111111-2222-4333-8444-555566667777", "operation": "UPDATE", "object": relabelled, "dryRun": False}
+    )
+    update["request"]["oldObject"] = running
+    changed = copy.deepcopy(update)
+    changed["request"]["uid"] = "11111111-2222-4333-8444-555566667778"
+    changed["request"]["object"]["spec"]["containers"][0]["image"] = f"{ECR}/shop/api:2.0.0"
+
+    unchanged_answer = server.client.review(update)
+    changed_answer = server.client.review(changed)
+
+    assert unchanged_answer["allowed"] is True and "patch" not in unchanged_answer
+    assert [line["decision"] for line in server.decisions(update["request"]["uid"])] == ["skip"]
+    assert changed_answer["allowed"] is False and "failing verdict" in changed_answer["status"]["message"]
+
+
 def test_health_and_readiness(server: RunningServer) -> None:
     assert server.client.request("GET", "/healthz") == (200, {"status": "alive"})
     assert server.client.request("GET", "/readyz") == (200, {"ready": True})
