@@ -15,9 +15,11 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -26,7 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from tagwarden.domain.severity import Severity
 
-from demo.story import ATTACKER, EXPECTED, REPOSITORY, SCANNED, ExpectedAlert, Step, story
+from demo.story import ATTACKER, EXPECTED, EXPECTED_ADMISSIONS, REPOSITORY, SCANNED, ExpectedAlert, Step, story
+from tests.support.admission import ApiServerClient, in_process_server
 from tests.support.audit import ECR
 from tests.support.dynamodb_local import DynamoDBLocalError
 from tests.support.handlers import FakeLambdaContext, load_function_module
@@ -97,15 +100,52 @@ def local_server(port: int) -> Iterator[str]:
             server.stop()
 
 
+@contextlib.contextmanager
+def webhook(stack: Stack) -> Iterator[ApiServerClient]:
+    """The admission webhook's real HTTPS server (as `python -m tagwarden.admission` runs it) on a loopback
+    port, in this process so that it reads the same embedded ledger; its CA verifies it as the API server
+    would. Its decision lines are dropped (the demo prints the answers)."""
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        in_process_server(stack.table_name, Path(directory), _quiet) as client,
+    ):
+        yield client
+
+
+def _quiet(_line: str) -> None:
+    """Where the demo's webhook writes its decision lines."""
+
+
+def admission_outcome(response: dict[str, Any]) -> str:
+    """`pinned`, `denied`, `warned` or `allowed`: what the webhook's answer did to the pod."""
+    if not response["allowed"]:
+        return "denied"
+    if "patch" in response:
+        return "pinned"
+    return "warned" if response.get("warnings") else "allowed"
+
+
 def run(steps: Sequence[Step], stack: Stack) -> list[tuple[Step, dict[str, Any]]]:
-    """Deliver every step's event to its function's real `lambda_handler`; return what each returned."""
+    """Deliver every step's event to its function's real `lambda_handler`, or its review to the webhook's real
+    server over HTTPS; return what each returned (for the webhook: its outcome and answer)."""
     handlers = {name: load_function_module(name, stack.environment()).lambda_handler for name in FUNCTIONS}
-    results = []
-    for step in steps:
-        # Powertools prints each invocation's metrics as a JSON line; the demo shows its own output.
-        with contextlib.redirect_stdout(io.StringIO()):
-            results.append((step, handlers[step.function](step.event, FakeLambdaContext())))
+    results: list[tuple[Step, dict[str, Any]]] = []
+    with webhook(stack) as client:
+        for step in steps:
+            if step.function == "admission":
+                response = client.review(step.event, step.mode)
+                results.append((step, {"admission": admission_outcome(response), "response": response}))
+                continue
+            # Powertools prints each invocation's metrics as a JSON line; the demo shows its own output.
+            with contextlib.redirect_stdout(io.StringIO()):
+                results.append((step, handlers[step.function](step.event, FakeLambdaContext())))
     return results
+
+
+def admission_misses(results: Sequence[tuple[Step, dict[str, Any]]]) -> list[tuple[str, str, str]]:
+    """Expected webhook outcomes (act, mode, outcome) that did not happen."""
+    got = {(step.act, step.mode, result["admission"]) for step, result in results if "admission" in result}
+    return [expected for expected in EXPECTED_ADMISSIONS if expected not in got]
 
 
 def missing(expected: Sequence[ExpectedAlert], received: Sequence[ReceivedAlert]) -> list[ExpectedAlert]:
@@ -126,9 +166,18 @@ def _print_report(console: Console, results: list[tuple[Step, dict[str, Any]]], 
     for column in ("act", "who", "what happens", "function", "alerts"):
         timeline.add_column(column)
     for step, result in results:
+        if "admission" in result:
+            outcome = result["admission"]
+            shown = f"[red]{outcome}[/red]" if outcome == "denied" else f"[green]{outcome}[/green]"
+            timeline.add_row(step.act, step.actor, step.what, f"webhook ({step.mode})", shown)
+            continue
         count = len(result.get("alerts", []))
         timeline.add_row(step.act, step.actor, step.what, step.function, f"[red]{count}[/red]" if count else "-")
     console.print(timeline)
+    for step, result in results:
+        if result.get("admission") == "denied":
+            console.print(f"act {step.act}, the API server refuses the pod: {result['response']['status']['message']}")
+    console.print()
     console.rule(f"[bold]The security team's inbox (SNS -> SQS): {severity_counts(received) or 'empty'}[/bold]")
     colours = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "cyan", "INFO": "green"}
     for item in received:
@@ -191,21 +240,26 @@ def print_try_commands(endpoint: str, table: str) -> None:
     print("\nCtrl-C stops it (and forgets the ledger).", flush=True)
 
 
-def _play(console: Console | None) -> tuple[Stack, list[ReceivedAlert], list[ExpectedAlert]]:
+def _play(console: Console | None) -> tuple[Stack, list[ReceivedAlert], list[ExpectedAlert], list[Any]]:
     stack = create_stack(STACK_NAME)
     results = run(story(), stack)
     received = stack.received_alerts()
     if console is not None:
         _print_report(console, results, received)
-    return stack, received, missing(EXPECTED, received)
+    return stack, received, missing(EXPECTED, received), admission_misses(results)
 
 
-def _verdict(console: Console, received: list[ReceivedAlert], absent: list[ExpectedAlert]) -> None:
+def _verdict(console: Console, received: list[ReceivedAlert], absent: list[ExpectedAlert], misses: list[Any]) -> None:
     if absent:
         console.print(f"[bold red]MISSING {len(absent)} expected alert(s):[/bold red] {absent}")
     else:
         caught = f"Caught: all {len(EXPECTED)} expected alerts arrived ({severity_counts(received)})."
         console.print(f"[bold green]{caught}[/bold green]")
+    if misses:
+        console.print(f"[bold red]The webhook did not answer as expected (act, mode, outcome):[/bold red] {misses}")
+    else:
+        stopped = "Stopped at admission: the first pod pinned to the scanned digest, the rescheduled one denied."
+        console.print(f"[bold green]{stopped}[/bold green]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,22 +287,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.keep:
             return _keep(console, args.port)
         with _embedded_aws(args.dynamodb_local):
-            _, received, absent = _play(None if args.json else console)
+            _, received, absent, misses = _play(None if args.json else console)
     except (DynamoDBLocalError, PortInUseError) as error:
         print(f"demo: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps([r.raw for r in received], indent=2))
     else:
-        _verdict(console, received, absent)
-    return 1 if absent else 0
+        _verdict(console, received, absent, misses)
+    return 1 if absent or misses else 0
 
 
 def _keep(console: Console, port: int) -> int:
     with local_server(port) as endpoint:
-        stack, received, absent = _play(console)
-        _verdict(console, received, absent)
-        if absent:
+        stack, received, absent, misses = _play(console)
+        _verdict(console, received, absent, misses)
+        if absent or misses:
             return 1
         seed_registry()
         print_try_commands(endpoint, stack.table_name)

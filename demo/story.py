@@ -10,6 +10,7 @@ from typing import Any
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 
+from tests.support.admission import admission_review
 from tests.support.audit import ECR, audit_line, envelope, kubelet_status
 from tests.support.events import ecr_image_action, ecr_scan
 
@@ -29,6 +30,8 @@ class Step:
     what: str
     function: str
     event: dict[str, Any]
+    # For the admission webhook: the mode of the namespace (the path the review is POSTed to).
+    mode: str = "enforce"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ def _rescheduled_pod() -> dict[str, Any]:
     return line
 
 
+def _pod_review(uid: str) -> dict[str, Any]:
+    """The AdmissionReview of the ReplicaSet controller creating a pod from `shop/api:latest` (generateName only)."""
+    review = admission_review("pod_create_generate_name")
+    review["request"]["uid"] = uid
+    return review
+
+
 def _event_id(name: str) -> str:
     """A stable EventBridge event id, so that the ledger (and `make try`'s output) is the same on every run."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://tagwarden.invalid/demo/{name}"))
@@ -66,6 +76,8 @@ def story() -> list[Step]:
         Step("1", "ECR", "basic scan completes: 2 HIGH, 7 MEDIUM, no CRITICAL (pass)", "scan_recorder",
              ecr_scan(digest=SCANNED, tags=["1.4.0", "latest"], time="2026-11-20T09:14:52Z",
                       counts={"HIGH": 2, "MEDIUM": 7}, event_id=_event_id("ecr-scan"))),
+        Step("2", "API server", "asks the webhook (enforce) about the new pod: pinned to the scanned digest",
+             "admission", _pod_review("0df28fbd-5f5f-11e8-bc74-36e6bb280816")),
         Step("2", "deployer", "creates Deployment shop/api with shop/api:latest", "audit_watcher",
              envelope([audit_line("deployment_create.json"), audit_line("pod_create_request_response.json")])),
         Step("2", "kubelet", "node ip-10-42-48-91 pulls the scanned digest and starts the pod", "audit_watcher",
@@ -79,12 +91,20 @@ def story() -> list[Step]:
         Step("3", "attacker", "pushes the same image as shop/api:1.4.0", "push_guard",
              ecr_image_action(tag="1.4.0", digest=ATTACKER, time="2026-11-20T10:03:12Z",
                               event_id=_event_id("attacker-push-1.4.0"))),
-        Step("4", "scheduler", "the pod is rescheduled: a new pod is created from shop/api:latest", "audit_watcher",
+        Step("4", "API server", "asks the webhook (enforce) about the rescheduled pod: denied", "admission",
+             _pod_review("5b0e7c2a-93d1-4f6e-8a47-2d91c3e8f015")),
+        Step("4", "API server", "the same pod where the namespace is in warn mode: allowed, with a warning",
+             "admission", _pod_review("6c1f8d3b-a4e2-4f7a-9b58-3ea2d4f9a026"), mode="warn"),
+        Step("4", "scheduler", "(warn mode) the pod is rescheduled from shop/api:latest", "audit_watcher",
              envelope([_rescheduled_pod()])),
         Step("4", "kubelet", "node ip-10-42-61-17 pulls shop/api:latest: the attacker's digest", "audit_watcher",
              envelope([kubelet_status("api-7d9f8c6b5d-r4w8n", LATEST, f"{ECR}/shop/api@{ATTACKER}", "c2")])),
     ]  # fmt: skip
 
+
+# What the webhook answers (act, mode, decision): the first pod pinned to the scanned digest, the
+# rescheduled one refused in enforce and let through with a warning in warn.
+EXPECTED_ADMISSIONS = (("2", "enforce", "pinned"), ("4", "enforce", "denied"), ("4", "warn", "warned"))
 
 EXPECTED = (
     ExpectedAlert(AlertType.TAG_MOVED_AFTER_SCAN, Severity.MEDIUM, "latest"),

@@ -110,6 +110,13 @@ class DetectionConfig(BaseModel):
             raise ConfigurationError(f"invalid Tagwarden configuration: {problems}") from None
 
 
+def table_name(value: str) -> str:
+    """A DynamoDB table name's length check (the ledger's name comes from the template)."""
+    if not 3 <= len(value) <= 255:
+        raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
+    return value
+
+
 class LedgerConfig(DetectionConfig):
     """Configuration every function shares: where the ledger and the alerts topic are."""
 
@@ -119,9 +126,7 @@ class LedgerConfig(DetectionConfig):
     @field_validator("LEDGER_TABLE_NAME")
     @classmethod
     def _table_name(cls, value: str) -> str:
-        if not 3 <= len(value) <= 255:
-            raise ValueError("must be a DynamoDB table name (3 to 255 characters)")
-        return value
+        return table_name(value)
 
     @field_validator("ALERTS_TOPIC_ARN")
     @classmethod
@@ -141,3 +146,43 @@ class ScanRecorderConfig(LedgerConfig):
 
 class AuditWatcherConfig(LedgerConfig):
     """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""
+
+
+# --- The admission webhook (an in-cluster server, not a function) ---------------------------------------
+
+DEFAULT_EXEMPT_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "tagwarden")
+# The webhook configuration's `timeoutSeconds` is 5: a decision, ledger retry included, must come well before.
+MAX_LEDGER_TIMEOUT_SECONDS = 2.5
+
+
+class AdmissionConfig(DetectionConfig):
+    """The admission webhook reads the ledger only: no alerts topic (nothing on its hot path publishes)."""
+
+    LEDGER_TABLE_NAME: str
+    # Namespaces never judged, even if a webhook selector let them through (the webhook's own among them).
+    ADMISSION_EXEMPT_NAMESPACES: frozenset[str] = frozenset(DEFAULT_EXEMPT_NAMESPACES)
+    # The time one ledger read attempt may take (two attempts at most; see aws_clients.admission_config).
+    ADMISSION_LEDGER_TIMEOUT_SECONDS: float = 2.0
+    # Also pin workload pod templates (Argo CD and Flux then see drift unless told to ignore image fields).
+    ADMISSION_PIN_TEMPLATES: bool = False
+    # The region of the ledger (boto3 otherwise reads AWS_DEFAULT_REGION or its configuration files).
+    AWS_REGION: str | None = None
+
+    @field_validator("LEDGER_TABLE_NAME")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        return table_name(value)
+
+    @field_validator("ADMISSION_EXEMPT_NAMESPACES", mode="before")
+    @classmethod
+    def _namespaces(cls, value: object) -> object:
+        return frozenset(split_patterns(value)) if isinstance(value, str) else value
+
+    @field_validator("ADMISSION_LEDGER_TIMEOUT_SECONDS")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= MAX_LEDGER_TIMEOUT_SECONDS:
+            raise ValueError(
+                f"must be more than 0 and at most {MAX_LEDGER_TIMEOUT_SECONDS} seconds (the webhook times out at 5)"
+            )
+        return value

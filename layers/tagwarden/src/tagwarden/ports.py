@@ -13,6 +13,7 @@ Services depend on these protocols only; adapters implement them and never impor
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
 | ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
 | TagResolver       | `tagwarden prepush`                     | oci_registry.OciRegistry                  |
+| AdmissionLedger   | admission webhook                       | dynamodb.admission_ledger                 |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from tagwarden.domain.admission import AdmissionView
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
@@ -389,4 +391,17 @@ class TagResolver(Protocol):
 
         Raises RegistryUnavailableError, RegistryRefusedError or NotARegistryError.
         """
+# --- Admission: the webhook's read of the ledger -------------------------------------------------------
+
+
+class AdmissionLedger(Protocol):
+    """What the admission webhook reads: where tags point now and what digests' scans say (never writes)."""
+
+    def read_admission_view(self, tags: Iterable[TagRef], digests: Iterable[tuple[ImageName, str]]) -> AdmissionView:
+        """Pointers and digest records of one object's images in one consistent request; raises
+        LedgerUnavailableError when the ledger does not answer within the webhook's budget."""
+        ...
+
+    def probe(self) -> None:
+        """One cheap consistent read, for readiness; raises LedgerUnavailableError when the ledger does not answer."""
         ...

@@ -44,11 +44,15 @@ def publish_config() -> Config:
     )
 
 
-def _client(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
+def _client(
+    service: str, endpoint_url: str | None = None, config: Config | None = None, region: str | None = None
+) -> Any:
     import boto3
 
     # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
-    return boto3.client(service, endpoint_url=endpoint_url, config=config or client_config())  # type: ignore[call-overload]
+    return boto3.client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint_url, config=config or client_config(), region_name=region
+    )
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
@@ -66,4 +70,32 @@ def sns_client(endpoint_url: str | None = None) -> SNSClient:
 def ecr_client(endpoint_url: str | None = None) -> ECRClient:
     """An ECR client (the push guard reads image indexes and, on same-second ties, where a tag points)."""
     client: ECRClient = _client("ecr", endpoint_url)
+    return client
+
+
+# The admission webhook answers the API server within the webhook's `timeoutSeconds` (5): two attempts of
+# at most a quarter of the budget to connect and half of it to read, plus standard mode's first backoff
+# (at most 1 s): 1.5 x budget + 1 s, 4 s for the default 2 s budget.
+ADMISSION_RETRY_ATTEMPTS = 2
+
+
+def admission_config(budget_seconds: float) -> Config:
+    """The settings of the webhook's DynamoDB client: a decision always comes before the API server gives up."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": ADMISSION_RETRY_ATTEMPTS},
+        connect_timeout=budget_seconds / 4,
+        read_timeout=budget_seconds / 2,
+        # One connection per concurrent review: the API server sends reviews in parallel.
+        max_pool_connections=32,
+        tcp_keepalive=True,
+    )
+
+
+def admission_dynamodb_client(
+    budget_seconds: float, region: str | None = None, endpoint_url: str | None = None
+) -> DynamoDBClient:
+    """The webhook's DynamoDB client (credentials from boto3's default chain: EKS Pod Identity in a cluster)."""
+    client: DynamoDBClient = _client("dynamodb", endpoint_url, admission_config(budget_seconds), region)
     return client

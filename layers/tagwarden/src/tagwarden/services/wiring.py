@@ -17,8 +17,16 @@ from tagwarden.adapters.sns_publisher import SnsAlertPublisher
 from tagwarden.services.alert_delivery import AlertDelivery, DeliveryMode
 
 if TYPE_CHECKING:
-    from tagwarden.config import AuditWatcherConfig, DetectionConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
+    from tagwarden.config import (
+        AdmissionConfig,
+        AuditWatcherConfig,
+        DetectionConfig,
+        LedgerConfig,
+        PushGuardConfig,
+        ScanRecorderConfig,
+    )
     from tagwarden.ports import AlertPublisher, ManifestSource
+    from tagwarden.services.admission import AdmissionService, LineWriter
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
@@ -79,3 +87,26 @@ def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
 def build_audit_watcher(config: AuditWatcherConfig) -> AuditWatcher:
     """The audit watcher on the deployed ledger table and alerts topic."""
     return compose_audit_watcher(*_deployed(config), config)
+
+
+# --- The admission webhook (an in-cluster server: reads the ledger, publishes nothing) -----------------
+
+
+def compose_admission(
+    table: LedgerTable, config: AdmissionConfig, write_line: LineWriter | None = None
+) -> AdmissionService:
+    """The admission service on a ledger table (decision lines to `write_line`, stdout by default)."""
+    from tagwarden.adapters.dynamodb.admission_ledger import DynamoDbAdmissionLedger
+    from tagwarden.domain.admission import AdmissionPolicy
+    from tagwarden.services.admission import AdmissionService, stdout_line
+
+    policy = AdmissionPolicy(config.registry_scope, config.ADMISSION_EXEMPT_NAMESPACES, config.ADMISSION_PIN_TEMPLATES)
+    return AdmissionService(DynamoDbAdmissionLedger(table), policy, write_line or stdout_line)
+
+
+def build_admission(config: AdmissionConfig, write_line: LineWriter | None = None) -> AdmissionService:
+    """The admission service on the deployed ledger, with a client whose timeouts fit the webhook's."""
+    from tagwarden.adapters.aws_clients import admission_dynamodb_client
+
+    client = admission_dynamodb_client(config.ADMISSION_LEDGER_TIMEOUT_SECONDS, config.AWS_REGION)
+    return compose_admission(LedgerTable(client, config.LEDGER_TABLE_NAME), config, write_line)
