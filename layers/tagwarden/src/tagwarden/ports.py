@@ -391,6 +391,8 @@ class TagResolver(Protocol):
 
         Raises RegistryUnavailableError, RegistryRefusedError or NotARegistryError.
         """
+
+
 # --- Admission: the webhook's read of the ledger -------------------------------------------------------
 
 
