@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
 # spends on one call before the event itself is retried by Lambda.
@@ -66,4 +67,10 @@ def sns_client(endpoint_url: str | None = None) -> SNSClient:
 def ecr_client(endpoint_url: str | None = None) -> ECRClient:
     """An ECR client (the push guard reads image indexes and, on same-second ties, where a tag points)."""
     client: ECRClient = _client("ecr", endpoint_url)
+    return client
+
+
+def sqs_client(endpoint_url: str | None = None) -> SQSClient:
+    """An SQS client (the push guard hands revert requests to the tag reverter's queue)."""
+    client: SQSClient = _client("sqs", endpoint_url)
     return client
