@@ -22,7 +22,8 @@ tracer = Tracer(service="tagwarden")
 TAG_REVERTER = build_tag_reverter(TagReverterConfig.from_env())
 # A record that fails (bad body, registry or ledger unavailable) is reported alone and delivered again;
 # after the queue's maxReceiveCount it goes to the dead-letter queue. The others are settled.
-PROCESSOR = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is reported like any other (not raised): the invocation itself worked.
+PROCESSOR = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def settle(record: SQSRecord) -> None:
