@@ -7,6 +7,7 @@ moto drops an image when its only tag moves (real ECR keeps it untagged), so eac
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,3 +259,20 @@ def test_a_malformed_request_fails_alone_and_the_others_are_settled(world: World
     assert failure["itemIdentifier"]
     (received,) = world.alerts()
     assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.REVERTED
+
+
+def test_tagwarden_history_shows_the_request_and_the_revert(world: World) -> None:
+    from tests.integration.test_cli import tagwarden
+
+    world.released()
+    world.attacked()
+    world.reverter.run()
+    world.push_guard(revert_push())
+
+    table = tagwarden("history", f"{REGISTRY}/shop/api:1.4.0", "--table", world.stack.table_name)
+    as_json = tagwarden("--json", "history", f"{REGISTRY}/shop/api:1.4.0", "--table", world.stack.table_name)
+
+    assert table.exit_code == 0, table.output
+    assert "revert requested" in table.stdout
+    assert [e["revert"] for e in json.loads(as_json.stdout)] == [None, "revert requested", "revert"]
+    assert [e["digest"] for e in json.loads(as_json.stdout)] == [A, B, A]
