@@ -80,6 +80,7 @@ class Reverter:
     module: ModuleType
     context: FakeLambdaContext
     put_images: int = 0
+    delivered: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def run(self) -> int:
@@ -92,6 +93,7 @@ class Reverter:
             if not messages:
                 return delivered
             delivered += len(messages)
+            self.delivered += len(messages)
             result = self.module.lambda_handler(sqs_event(messages, self.queue_url), self.context)
             self.results.append(result)
             failed = {failure["itemIdentifier"] for failure in result["batchItemFailures"]}
