@@ -276,3 +276,15 @@ def test_tagwarden_history_shows_the_request_and_the_revert(world: World) -> Non
     assert "revert requested" in table.stdout
     assert [e["revert"] for e in json.loads(as_json.stdout)] == [None, "revert requested", "revert"]
     assert [e["digest"] for e in json.loads(as_json.stdout)] == [A, B, A]
+
+
+def test_the_sample_event_naming_no_recorded_request_writes_nothing(world: World) -> None:
+    from tests.support.events import load_event
+
+    before = world.stack.items()
+
+    result = world.reverter.module.lambda_handler(load_event("tag_reverter/revert_request.json"), world.reverter.context)
+
+    # A message the ledger never asked for (forged, or mangled) cannot make the reverter write anything.
+    assert result == {"batchItemFailures": []}
+    assert world.stack.items() == before and world.alerts() == [] and world.reverter.put_images == 0
