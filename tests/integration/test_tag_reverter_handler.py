@@ -282,8 +282,9 @@ def test_the_sample_event_naming_no_recorded_request_writes_nothing(world: World
     from tests.support.events import load_event
 
     before = world.stack.items()
+    event = load_event("tag_reverter/revert_request.json")
 
-    result = world.reverter.module.lambda_handler(load_event("tag_reverter/revert_request.json"), world.reverter.context)
+    result = world.reverter.module.lambda_handler(event, world.reverter.context)
 
     # A message the ledger never asked for (forged, or mangled) cannot make the reverter write anything.
     assert result == {"batchItemFailures": []}
