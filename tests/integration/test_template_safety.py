@@ -386,8 +386,11 @@ def test_the_revert_queues_log_group_and_alarms_are_as_safe_as_the_others() -> N
     assert str(queue["RedrivePolicy"]["maxReceiveCount"]) == environment["REVERT_MAX_ATTEMPTS"]
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": "RevertRequestDeadLetterQueue.Arn"}
     assert queue["VisibilityTimeout"] >= 6 * template()["Globals"]["Function"]["Timeout"]
-    [event] = found["TagReverterFunction"]["Properties"]["Events"].values()
-    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    mapping = found["TagReverterRequests"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": "RevertRequestQueue.Arn"}
+    # No SAM SQS event: it would attach a managed policy receiving from every queue of the account.
+    assert "Events" not in found["TagReverterFunction"]["Properties"]
     group = found["TagReverterLogGroup"]["Properties"]
     assert key_of(group["KmsKeyId"]) == "stack key" and group["RetentionInDays"] == 365
     assert found["TagReverterFunction"]["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": "TagReverterLogGroup"}}
