@@ -289,3 +289,32 @@ def test_the_sample_event_naming_no_recorded_request_writes_nothing(world: World
     # A message the ledger never asked for (forged, or mangled) cannot make the reverter write anything.
     assert result == {"batchItemFailures": []}
     assert world.stack.items() == before and world.alerts() == [] and world.reverter.put_images == 0
+
+
+HOSTILE_BODIES = [
+    "not json",
+    "[]",
+    '{"registry": "x"}',
+    json.dumps({"registry": REGISTRY, "repository": "shop/api", "tag": "1.4.0#x|y", "entry_key": "k"}),
+    json.dumps({"registry": REGISTRY, "repository": "Shop/API", "tag": "1.4.0", "entry_key": "k"}),
+    json.dumps({"registry": "a" * 5000, "repository": "shop/api", "tag": "1.4.0", "entry_key": "k"}),
+    json.dumps({"registry": REGISTRY, "repository": "shop/api", "tag": "1.4.0", "entry_key": "2026\u202e#\x00"}),
+    json.dumps(
+        {"registry": REGISTRY, "repository": "shop/api", "tag": "1.4.0", "entry_key": "k", "target": "sha256:evil"}
+    ),
+    "[" * 5000 + "]" * 5000,
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES, ids=range(len(HOSTILE_BODIES)))
+def test_hostile_bodies_fail_alone_and_write_nothing(world: World, body: str) -> None:
+    world.released()
+    before = world.stack.items()
+    world.stack.sqs.send_message(QueueUrl=world.reverter.queue_url, MessageBody=body)
+
+    world.reverter.run()
+
+    # Reported as the batch's failed record (SQS delivers it again, then dead-letters it); nothing written.
+    (failure,) = world.reverter.results[-1]["batchItemFailures"]
+    assert failure["itemIdentifier"]
+    assert world.stack.items() == before and world.alerts() == [] and world.reverter.put_images == 0

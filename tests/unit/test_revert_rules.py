@@ -143,3 +143,28 @@ def test_the_alerts_say_the_outcome_under_the_same_ids() -> None:
     assert said.alert_id == alert.alert_id and said.revert == outcome
     assert said.summary == alert.summary + " Not reverted: the repository's tags are immutable now."
     assert replace(PENDING, status=RevertStatus.REVERTED).pending is False
+
+
+BASE = {"LEDGER_TABLE_NAME": "tagwarden-ledger", "ALERTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:111122223333:alerts"}
+
+
+def test_the_push_guard_refuses_revert_without_prefixes_or_queue_at_cold_start() -> None:
+    from tagwarden.config import ConfigurationError, PushGuardConfig
+
+    with pytest.raises(ConfigurationError, match="REVERT_REPOSITORY_PREFIXES and REVERT_QUEUE_URL"):
+        PushGuardConfig.from_env({**BASE, "REVERT_PROTECTED_TAGS": "true", "REVERT_QUEUE_URL": "https://sqs/q"})
+    config = PushGuardConfig.from_env(
+        {**BASE, "REVERT_PROTECTED_TAGS": "true", "REVERT_REPOSITORY_PREFIXES": " shop/, platform/ ",
+         "REVERT_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/111122223333/requests"}
+    )  # fmt: skip
+    assert config.revert_scope == RevertScope(("shop/", "platform/"))
+    # Off (the template's default), the push guard needs neither.
+    assert PushGuardConfig.from_env({**BASE, "REVERT_PROTECTED_TAGS": "false"}).REVERT_PROTECTED_TAGS is False
+
+
+def test_the_reverter_needs_its_prefixes() -> None:
+    from tagwarden.config import ConfigurationError, TagReverterConfig
+
+    with pytest.raises(ConfigurationError, match="REVERT_REPOSITORY_PREFIXES"):
+        TagReverterConfig.from_env({**BASE, "REVERT_REPOSITORY_PREFIXES": ""})
+    assert TagReverterConfig.from_env({**BASE, "REVERT_REPOSITORY_PREFIXES": "shop/"}).REVERT_MAX_ATTEMPTS == 5
