@@ -318,3 +318,23 @@ def test_hostile_bodies_fail_alone_and_write_nothing(world: World, body: str) ->
     (failure,) = world.reverter.results[-1]["batchItemFailures"]
     assert failure["itemIdentifier"]
     assert world.stack.items() == before and world.alerts() == [] and world.reverter.put_images == 0
+
+
+def test_a_registry_that_refuses_the_reverter_is_not_waited_for(world: World) -> None:
+    from botocore.exceptions import ClientError
+
+    world.released()
+    world.attacked()
+
+    def refused(**_: Any) -> None:
+        # What ECR answers a role without access (another account's registry, say).
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "BatchGetImage")
+
+    world.reverter.module.TAG_REVERTER._registry._client.meta.events.register("before-call.ecr.BatchGetImage", refused)
+
+    world.reverter.run()  # the first attempt settles it: retrying cannot help
+
+    (received,) = world.alerts()
+    assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.NOT_REVERTED
+    assert "may not read the previous image" in received.alert.revert.detail
+    assert world.reverter.put_images == 0 and world.reverter.pending() == 0

@@ -25,7 +25,14 @@ from tagwarden.domain.revert import (
     with_outcome,
 )
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import ConcurrentUpdateError, RevertLedger, RevertRefusedError, TagEntry, TagRestorer
+from tagwarden.ports import (
+    ConcurrentUpdateError,
+    ManifestUnreadableError,
+    RevertLedger,
+    RevertRefusedError,
+    TagEntry,
+    TagRestorer,
+)
 from tagwarden.services.alert_delivery import AlertDelivery
 
 
@@ -85,7 +92,13 @@ class TagReverter:
         tag = pending.request.tag
         if not self._scope.covers_repository(tag.image.repository):
             return out_of_scope(tag.image.repository)
-        manifest = self._registry.manifest(tag.image, pending.target)
+        try:
+            manifest = self._registry.manifest(tag.image, pending.target)
+        except ManifestUnreadableError as error:
+            # Refused for good (another account's registry, a key the role may not use): do not wait for it.
+            return RevertOutcome(
+                status=RevertStatus.NOT_REVERTED, detail=f"the reverter may not read the previous image ({error})"
+            )
         view = RegistryView(
             mutability=self._registry.mutability(tag.image),
             tag_digest=self._registry.tag_digest(tag),
