@@ -27,8 +27,9 @@ BROUGHT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5
 
 
 @cache
-def expanded(clusters: tuple[str, ...] = (), kms_key_arn: str = "") -> dict[str, Any]:
-    """The template after AWS::LanguageExtensions for these parameters (the others at their defaults).
+def expanded(clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The template after AWS::LanguageExtensions for these parameters (the others at their defaults);
+    `revert`: RevertProtectedTags on, with these repository prefixes.
 
     SAM CLI's expansion also resolves parameters and conditions it can, so values read as a deployed
     stack would have them: a parameter's value, the If branch its condition picks.
@@ -36,13 +37,19 @@ def expanded(clusters: tuple[str, ...] = (), kms_key_arn: str = "") -> dict[str,
     parameters: dict[str, Any] = {"KmsKeyArn": kms_key_arn}
     if clusters:
         parameters["EksClusterNames"] = list(clusters)
+    if revert:
+        parameters |= {"RevertProtectedTags": "true", "RevertRepositoryPrefixes": list(revert)}
     result: dict[str, Any] = process_template(template(), parameter_values=parameters)
     return result
 
 
-def resources(clusters: tuple[str, ...] = (), kms_key_arn: str = "") -> dict[str, Any]:
-    found: dict[str, Any] = expanded(clusters, kms_key_arn)["Resources"]
-    return found
+def resources(clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resources a stack with these parameters has (the expansion keeps a resource whose condition is false,
+    with its references dropped: the opt-in revert's are left out unless `revert` turns it on)."""
+    found: dict[str, Any] = expanded(clusters, kms_key_arn, revert)["Resources"]
+    if revert:
+        return found
+    return {name: r for name, r in found.items() if r.get("Condition") != "RevertOn"}
 
 
 def of_type(kind: str, kms_key_arn: str = "") -> dict[str, Any]:
@@ -212,7 +219,7 @@ def test_the_ledger_denies_are_one_managed_policy_on_every_functions_role() -> N
 # --- EksClusterNames ----------------------------------------------------------------------------------
 
 
-def _rule_value(expression: Any, parameters: dict[str, list[str]]) -> Any:
+def _rule_value(expression: Any, parameters: dict[str, Any]) -> Any:
     """Evaluate the rule functions template.yaml's Rules use, as CloudFormation defines them."""
     if not isinstance(expression, dict):
         return expression
@@ -222,6 +229,8 @@ def _rule_value(expression: Any, parameters: dict[str, list[str]]) -> Any:
     values = [_rule_value(item, parameters) for item in argument]
     if function == "Fn::Not":
         return not values[0]
+    if function == "Fn::Equals":
+        return values[0] == values[1]
     if function == "Fn::Contains":
         return values[1] in values[0]
     if function == "Fn::EachMemberEquals":
@@ -236,7 +245,15 @@ def cloudformation_accepts_clusters(value: str) -> bool:
     pattern = template()["Parameters"]["EksClusterNames"]["AllowedPattern"]
     if not all(re.fullmatch(pattern, entry) for entry in entries):
         return False
-    parameters = {"EksClusterNames": entries}
+    return rules_accept({**REVERT_DEFAULTS, "EksClusterNames": entries})
+
+
+# Parameters at their defaults, as the rule functions see them (a CommaDelimitedList as a list).
+REVERT_DEFAULTS: dict[str, Any] = {"RevertProtectedTags": "false", "RevertRepositoryPrefixes": [""]}
+
+
+def rules_accept(parameters: dict[str, Any]) -> bool:
+    """Whether every rule whose condition holds accepts these parameter values."""
     for rule in template()["Rules"].values():
         if "RuleCondition" in rule and not _rule_value(rule["RuleCondition"], parameters):
             continue
@@ -303,3 +320,111 @@ def test_the_readmes_example_key_policy_is_the_policy_the_stack_gives_its_own_ke
     policy = template()["Resources"]["TagwardenKey"]["Properties"]["KeyPolicy"]
 
     assert example == _resolved(policy, variables)
+
+
+# --- opt-in revert (issue 12) -------------------------------------------------------------------------
+
+REVERT_PREFIXES = ("shop/", "platform/base")
+
+
+def statements(function: str, revert: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The inline IAM statements of a function's role, as deployed with these parameters."""
+    policies = resources(revert=revert)[function]["Properties"]["Policies"]
+    return [statement for policy in policies if isinstance(policy, dict) and "Statement" in policy
+            for statement in policy["Statement"]]  # fmt: skip
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+@pytest.mark.parametrize("revert", [(), REVERT_PREFIXES], ids=["revert off", "revert on"])
+def test_only_the_tag_reverter_writes_to_ecr(revert: tuple[str, ...]) -> None:
+    for function in FUNCTIONS:
+        ecr = [
+            a
+            for s in statements(function, revert)
+            if s["Effect"] == "Allow"
+            for a in actions(s)
+            if a.startswith("ecr:")
+        ]
+        # The push guard reads image indexes and where tags point; nobody else touches ECR.
+        assert ecr == (["ecr:BatchGetImage"] if function == "PushGuardFunction" else []), function
+
+
+def test_the_tag_reverters_ecr_write_is_limited_to_the_prefixes() -> None:
+    ecr = [
+        s for s in statements("TagReverterFunction", REVERT_PREFIXES) if any(a.startswith("ecr:") for a in actions(s))
+    ]
+
+    [statement] = ecr
+    assert sorted(actions(statement)) == ["ecr:BatchGetImage", "ecr:DescribeRepositories", "ecr:PutImage"]
+    prefix = "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/"
+    assert statement["Resource"] == [f"{prefix}shop/*", f"{prefix}platform/base*"]
+
+
+def test_revert_resources_exist_only_when_turned_on() -> None:
+    names = {"TagReverterFunction", "RevertRequestQueue", "RevertRequestDeadLetterQueue", "TagReverterLogGroup"}
+    assert not names & set(resources())
+    assert names <= set(resources(revert=REVERT_PREFIXES))
+    assert "HandRevertRequestsOver" not in {s.get("Sid") for s in statements("PushGuardFunction")}
+    [handoff] = [
+        s for s in statements("PushGuardFunction", REVERT_PREFIXES) if s.get("Sid") == "HandRevertRequestsOver"
+    ]
+    assert handoff["Action"] == "sqs:SendMessage"
+    assert handoff["Resource"] == {"Fn::GetAtt": "RevertRequestQueue.Arn"}
+
+
+def test_the_revert_queues_log_group_and_alarms_are_as_safe_as_the_others() -> None:
+    found = resources(revert=REVERT_PREFIXES)
+    queue, dead_letter = found["RevertRequestQueue"]["Properties"], found["RevertRequestDeadLetterQueue"]["Properties"]
+    for properties in (queue, dead_letter):
+        assert key_of(properties["KmsMasterKeyId"]) == "stack key"
+    # The reverter's last receive (REVERT_MAX_ATTEMPTS) is the queue's last before the dead-letter queue.
+    environment = found["TagReverterFunction"]["Properties"]["Environment"]["Variables"]
+    assert str(queue["RedrivePolicy"]["maxReceiveCount"]) == environment["REVERT_MAX_ATTEMPTS"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": "RevertRequestDeadLetterQueue.Arn"}
+    assert queue["VisibilityTimeout"] >= 6 * template()["Globals"]["Function"]["Timeout"]
+    mapping = found["TagReverterRequests"]["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": "RevertRequestQueue.Arn"}
+    # No SAM SQS event: it would attach a managed policy receiving from every queue of the account.
+    assert "Events" not in found["TagReverterFunction"]["Properties"]
+    group = found["TagReverterLogGroup"]["Properties"]
+    assert key_of(group["KmsKeyId"]) == "stack key" and group["RetentionInDays"] == 365
+    assert found["TagReverterFunction"]["Properties"]["LoggingConfig"] == {"LogGroup": {"Ref": "TagReverterLogGroup"}}
+    alarms = [r["Properties"] for r in found.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = {(a["MetricName"], repr(a["Dimensions"][0]["Value"])) for a in alarms if a["AlarmActions"] == OPERATIONS}
+    assert ("Errors", repr({"Ref": "TagReverterFunction"})) in watched
+    assert ("Throttles", repr({"Ref": "TagReverterFunction"})) in watched
+    assert (
+        "ApproximateNumberOfMessagesVisible",
+        repr({"Fn::GetAtt": "RevertRequestDeadLetterQueue.QueueName"}),
+    ) in watched
+
+
+@pytest.mark.parametrize(
+    ("on", "prefixes", "accepted"),
+    [
+        ("false", [""], True),
+        ("true", ["shop/"], True),
+        ("true", ["shop/", "platform/base"], True),
+        ("true", [""], False),
+        ("true", ["shop/", ""], False),
+    ],
+)
+def test_revert_needs_repository_prefixes_before_any_resource_changes(
+    on: str, prefixes: list[str], accepted: bool
+) -> None:
+    pattern = template()["Parameters"]["RevertRepositoryPrefixes"]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, prefix) for prefix in prefixes)
+    assert (
+        rules_accept({"EksClusterNames": [""], "RevertProtectedTags": on, "RevertRepositoryPrefixes": prefixes})
+        is accepted
+    )
+
+
+def test_a_wildcard_prefix_is_refused_by_the_pattern() -> None:
+    pattern = template()["Parameters"]["RevertRepositoryPrefixes"]["AllowedPattern"]
+    assert not any(re.fullmatch(pattern, prefix) for prefix in ["*", "shop/*", "Shop/", " shop/"])

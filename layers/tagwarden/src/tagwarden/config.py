@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from tagwarden.domain.images import canonical_registry, validate_registry
 from tagwarden.domain.registry_scope import RegistryScope, parse_image_prefix
+from tagwarden.domain.revert import RevertScope
 from tagwarden.domain.scans import FindingSeverity
 from tagwarden.domain.tag_policy import (
     DEFAULT_MUTABLE_TAG_PATTERNS,
@@ -136,8 +137,47 @@ class LedgerConfig(DetectionConfig):
         return value
 
 
-class PushGuardConfig(LedgerConfig):
-    """The push guard needs the shared configuration only."""
+class RevertConfig(BaseModel):
+    """Opt-in revert of overwritten protected tags (template parameters RevertProtectedTags and
+    RevertRepositoryPrefixes): the push guard asks for reverts, the tag reverter performs them."""
+
+    REVERT_REPOSITORY_PREFIXES: tuple[str, ...] = ()
+
+    @field_validator("REVERT_REPOSITORY_PREFIXES", mode="before")
+    @classmethod
+    def _revert_prefixes(cls, value: object) -> object:
+        return split_patterns(value) if isinstance(value, str) else value
+
+    @property
+    def revert_scope(self) -> RevertScope:
+        """The repositories whose protected tags are put back."""
+        return RevertScope(self.REVERT_REPOSITORY_PREFIXES)
+
+
+class PushGuardConfig(LedgerConfig, RevertConfig):
+    """The shared configuration, and with REVERT_PROTECTED_TAGS the prefixes and the reverter's queue."""
+
+    REVERT_PROTECTED_TAGS: bool = False
+    REVERT_QUEUE_URL: str = ""
+
+    @model_validator(mode="after")
+    def _revert_needs_scope_and_queue(self) -> Self:
+        if self.REVERT_PROTECTED_TAGS and not (self.REVERT_REPOSITORY_PREFIXES and self.REVERT_QUEUE_URL):
+            raise ValueError("REVERT_PROTECTED_TAGS needs REVERT_REPOSITORY_PREFIXES and REVERT_QUEUE_URL")
+        return self
+
+
+class TagReverterConfig(LedgerConfig, RevertConfig):
+    """The tag reverter: the prefixes it may revert in, and how many receives a request gets (the queue's
+    maxReceiveCount): the last one publishes the alert even if the revert keeps failing."""
+
+    REVERT_MAX_ATTEMPTS: int = 5
+
+    @model_validator(mode="after")
+    def _needs_prefixes(self) -> Self:
+        if not self.REVERT_REPOSITORY_PREFIXES:
+            raise ValueError("REVERT_REPOSITORY_PREFIXES is not set")
+        return self
 
 
 class ScanRecorderConfig(LedgerConfig):

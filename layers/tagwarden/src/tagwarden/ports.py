@@ -14,6 +14,9 @@ Services depend on these protocols only; adapters implement them and never impor
 | ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
 | TagResolver       | `tagwarden prepush`                     | oci_registry.OciRegistry                  |
 | AdmissionLedger   | admission webhook                       | dynamodb.admission_ledger                 |
+| RevertRequests    | push guard (opt-in revert hand-off)     | sqs_revert_requests.SqsRevertRequests     |
+| RevertLedger      | tag reverter                            | dynamodb.revert_ledger                    |
+| TagRestorer       | tag reverter (the only ECR writer)      | ecr_restorer.EcrTagRestorer               |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -28,13 +31,14 @@ from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.admission import AdmissionView
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Alert, RevertOutcome
 from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.prepush import TagLookup
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
+from tagwarden.domain.revert import Mutability, PendingRevert, RevertRequest
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
@@ -147,6 +151,8 @@ class TagSnapshot:
     existing_key: str | None = None
     # For an image index: its record's derivation counter (see `IndexPush`).
     derivation: int | None = None
+    # The revert the existing entry asked for, and its state (opt-in revert).
+    existing_revert: PendingRevert | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,4 +412,69 @@ class AdmissionLedger(Protocol):
 
     def probe(self) -> None:
         """One cheap consistent read, for readiness; raises LedgerUnavailableError when the ledger does not answer."""
+        ...
+
+
+# --- Opt-in revert of overwritten protected tags (domain.revert) ------------------------------------
+
+
+class RevertHandoffError(TagwardenError):
+    """A revert request could not be handed to the reverter; the event must be retried (its retry hands it again)."""
+
+
+class RevertRefusedError(TagwardenError):
+    """The registry refused to put the tag back for a reason retrying cannot change (the message says which)."""
+
+
+class RevertRequests(Protocol):
+    """Where the push guard hands revert requests to the reverter (a queue)."""
+
+    def request(self, request: RevertRequest) -> None:
+        """Hand one request over; raise RevertHandoffError when it was not accepted."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """A manifest as the registry stores it: its exact bytes (as text) and media type."""
+
+    body: str
+    media_type: str
+
+
+class TagRestorer(Protocol):
+    """The registry, as the reverter reads and writes it."""
+
+    def mutability(self, image: ImageName) -> Mutability:
+        """The repository's tag mutability setting."""
+        ...
+
+    def tag_digest(self, tag: TagRef) -> str | None:
+        """The digest the tag names in the registry now; None when the registry has no such tag."""
+        ...
+
+    def manifest(self, image: ImageName, digest: str) -> StoredManifest | None:
+        """The manifest `digest` of the repository; None when the registry no longer holds it."""
+        ...
+
+    def put_tag(self, tag: TagRef, digest: str, manifest: StoredManifest) -> None:
+        """Make the tag name `digest` again by putting its manifest back under the tag.
+
+        Raises RevertRefusedError when the registry refuses for good (immutable tag, missing layers)."""
+        ...
+
+
+class RevertLedger(Protocol):
+    """The revert requests recorded on history entries, as the reverter reads and settles them."""
+
+    def pending_revert(self, request: RevertRequest) -> tuple[PendingRevert, RecordedAlerts] | None:
+        """The request as recorded on its entry, with the entry's alerts; None if no entry asked for it."""
+        ...
+
+    def settle_revert(
+        self, pending: PendingRevert, outcome: RevertOutcome, alerts: tuple[Alert, ...]
+    ) -> RecordedAlerts:
+        """Record the outcome and the alerts that say it, provided the request is still pending.
+
+        Raises ConcurrentUpdateError when another attempt settled it first."""
         ...

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
 # spends on one call before the event itself is retried by Lambda.
@@ -98,4 +99,10 @@ def admission_dynamodb_client(
 ) -> DynamoDBClient:
     """The webhook's DynamoDB client (credentials from boto3's default chain: EKS Pod Identity in a cluster)."""
     client: DynamoDBClient = _client("dynamodb", endpoint_url, admission_config(budget_seconds), region)
+    return client
+
+
+def sqs_client(endpoint_url: str | None = None) -> SQSClient:
+    """An SQS client (the push guard hands revert requests to the tag reverter's queue)."""
+    client: SQSClient = _client("sqs", endpoint_url)
     return client

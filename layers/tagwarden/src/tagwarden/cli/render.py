@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from tagwarden.domain.alerts import Alert
-    from tagwarden.domain.tags import TagRef
+    from tagwarden.domain.tags import TagMove, TagRef
     from tagwarden.services.backfill import BackfillReport
     from tagwarden.services.ledger_queries import HistoryEntry, ImageCheck
 
@@ -77,6 +77,7 @@ def history_json(entries: Sequence[HistoryEntry]) -> list[dict[str, object]]:
             "scan": scan_json(entry.scan),
             "alerts": [alert.alert_id for alert in entry.move.alerts],
             "index": _index_json(entry),
+            "revert": _revert_role(entry.move),
         }
         for entry in entries
     ]
@@ -125,7 +126,7 @@ def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
         previous = f"\n← {short(move.previous_digest)}" if move.previous_digest is not None else ""
         table.add_row(
             f"{move.source.event_time.astimezone(UTC):%Y-%m-%d\n%H:%M:%S}",
-            move.action.value,
+            move.action.value + (f"\n{role}" if (role := _revert_role(move)) else ""),
             f"{short(move.digest)}{previous}{_index_note(entry)}",
             move.source.event_id,
             "late" if move.late else "",
@@ -133,6 +134,13 @@ def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
             _verdict_cell(scan),
         )
     return table
+
+
+def _revert_role(move: TagMove) -> str | None:
+    """An entry's part in an opt-in revert: the overwrite that asked for one, or the push that put the tag back."""
+    if move.reverts:
+        return "revert"
+    return "revert requested" if move.revert_requested else None
 
 
 def _scan_cell(scan: ScanState | None) -> str:

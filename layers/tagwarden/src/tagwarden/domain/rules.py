@@ -172,12 +172,21 @@ def decide_current(
     mark = None if pointer is None else pointer.scanned_mark()
     in_use = {} if pointer is None else pruned(pointer.in_use, detected_at)
     key = action.source.key
+    # A requested revert stays outstanding until the tag names its target again (see domain.revert).
+    revert_to = None if pointer is None else pointer.revert_to
     if action.action is TagAction.DELETE:
-        move = TagMove(TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key)
+        move = TagMove(
+            TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key, revert_to=revert_to
+        )
         scan = previous_scan if previous == action.digest else scans.get(action.digest)
-        return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan, mark, in_use))
+        return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan, mark, in_use, revert_to))
     alerts: tuple[Alert, ...] = ()
-    if previous is not None and previous != action.digest:
+    reverts = revert_to is not None and revert_to == action.digest and previous != action.digest
+    if reverts:
+        # The tag put back where a requested revert puts it: Tagwarden's own push (or someone doing the same),
+        # history only. It is accounted for (`alerted`), so a late event before it never alerts the change.
+        revert_to = None
+    elif previous is not None and previous != action.digest:
         facts = MoveFacts(
             tag,
             previous,
@@ -196,10 +205,12 @@ def decide_current(
         action.source,
         alerts=alerts,
         previous_key=previous_key,
-        alerted=bool(alerts),
+        alerted=bool(alerts) or reverts,
+        revert_to=revert_to,
+        reverts=reverts,
     )
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
-    new_pointer = TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use)
+    new_pointer = TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use, revert_to)
     return TagDecision(move, new_pointer, digest_scan=scans.get(action.digest))
 
 
@@ -220,14 +231,21 @@ def decide_late(
     - P->X is alerted, unless S has the same content as X and was alerted already: that alert was about the
       change into this very content;
     - X->S is alerted when the content changes and S's entry was never alerted (a first push, or a push
-      of unchanged content, as it looked before X arrived).
+      of unchanged content, as it looked before X arrived);
+    - a push of the content P's requested revert puts back is that revert's own push: history, never alerted.
     """
     before, after = neighbours.before, neighbours.after
     previous = before.digest if before is not None else None
     alerts: list[Alert] = []
     alerted = False
     after_alerted = after.alerted if after is not None else False
-    if action.action is TagAction.PUSH and previous is not None and previous != action.digest:
+    revert_to = before.revert_to if before is not None else None
+    # A late revert push (the predecessor asked to put the tag back on this content): history, no alert.
+    reverts = action.action is TagAction.PUSH and revert_to is not None and revert_to == action.digest
+    reverts = reverts and previous != action.digest
+    if reverts:
+        alerted, revert_to = True, None
+    elif action.action is TagAction.PUSH and previous is not None and previous != action.digest:
         alerted = True
         # When S has X's content and was alerted, that alert was about the change into this very content:
         # it stands for P->X too, and is never sent twice (S keeps its flag, as its alert id is taken).
@@ -266,6 +284,8 @@ def decide_late(
         alerts=tuple(alerts),
         previous_key=before.source.key if before is not None else None,
         alerted=alerted,
+        revert_to=revert_to,
+        reverts=reverts,
     )
     seen = scans.get(action.digest)
     if after is None:

@@ -74,6 +74,8 @@ class TagPointer:
     last_scanned: ScannedDigest | None = None
     # Where workloads were seen using the tag ("cluster/namespace/kind/name" -> last seen).
     in_use: Mapping[str, datetime] = field(default_factory=dict)
+    # Opt-in revert (domain.revert): the content a requested revert puts the tag back on, until it is back.
+    revert_to: str | None = None
 
     @property
     def deleted(self) -> bool:
@@ -103,6 +105,11 @@ class TagMove:
     previous_key: str | None = None
     # Whether an alert was raised for the change of content into this entry (by it, or by a late entry).
     alerted: bool = False
+    # Opt-in revert (domain.revert): the revert target outstanding after this entry, whether this entry asked
+    # for the revert (an overwrite in scope), and whether this push put the tag back (the revert's own push).
+    revert_to: str | None = None
+    revert_requested: bool = False
+    reverts: bool = False
 
     @property
     def moved(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from tagwarden.clock import utcnow
@@ -55,6 +55,12 @@ class AlertDelivery:
     def lease_until(self) -> datetime:
         """Until when a writer that records alerts now holds their delivery (written with the entry)."""
         return self._clock() + ALERT_LEASE
+
+    def handed_over(self) -> datetime:
+        """The lease of alerts recorded for another component to publish (the tag reverter publishes an
+        overwrite's alerts with the revert's outcome): expired from the start, so that component's `claim`
+        takes the delivery at once."""
+        return datetime(1970, 1, 1, tzinfo=UTC)
 
     def deliver(
         self, entry: AlertEntry, alerts: tuple[Alert, ...], published: frozenset[str] = frozenset()

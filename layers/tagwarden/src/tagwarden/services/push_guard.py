@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from tagwarden.clock import utcnow
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.indexes import ImageIndex, derived_scan, is_index
+from tagwarden.domain.revert import PendingRevert, RevertRequest, RevertScope, request_revert
 from tagwarden.domain.rules import TagDecision, break_tie, decide_current, decide_late, is_late, same_second_tie
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tags import ImageAction, TagAction, TagRef
@@ -18,6 +20,7 @@ from tagwarden.ports import (
     ManifestSource,
     ManifestUnreadableError,
     RecordedAlerts,
+    RevertRequests,
     TagEntry,
     TagLedger,
     TagSnapshot,
@@ -29,6 +32,14 @@ from tagwarden.services.results import Outcome, Result, duplicate, ignored
 # Entries of an index recorded with its push: with the history entry, pointer and records, a transaction
 # holds at most 100 items. Real indexes hold a few platforms and as many attestations.
 MAX_INDEX_ENTRIES = 90
+
+
+@dataclass(frozen=True, slots=True)
+class RevertHandoff:
+    """Opt-in revert (domain.revert): which overwrites are put back, and where their requests go."""
+
+    scope: RevertScope
+    requests: RevertRequests
 
 
 class PushGuard:
@@ -45,7 +56,9 @@ class PushGuard:
         policy: TagPolicy,
         clock: Callable[[], datetime] = utcnow,
         manifests: ManifestSource | None = None,
+        revert: RevertHandoff | None = None,
     ) -> None:
+        self._revert = revert
         self._ledger = ledger
         self._delivery = delivery
         self._policy = policy
@@ -64,24 +77,38 @@ class PushGuard:
             return Result(Outcome.UNTAGGED)
         # Read once, outside the optimistic retries: the registry's index does not change with the ledger.
         index = self._index_of(fact)
-        recorded, key = with_optimistic_retries(lambda: self._record(tag, fact, index))
+        recorded, key, pending = with_optimistic_retries(lambda: self._record(tag, fact, index))
         entry = TagEntry(tag, key)
         if isinstance(recorded, RecordedAlerts):
+            if pending is not None and pending.pending and self._revert is not None:
+                # Its alerts are the reverter's to publish, with the outcome: hand the request over again
+                # (the first hand-off may be what failed; the reverter settles a request only once).
+                self._revert.requests.request(pending.request)
+                metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+                logger.info("duplicate event: revert request handed over again", extra={"tag": str(tag)})
+                return Result(Outcome.DUPLICATE, revert_requested=True)
             return duplicate(self._delivery, entry, recorded, fact.source.event_id)
         self._log_move(tag, recorded)
+        if recorded.move.revert_requested and self._revert is not None:
+            # Recorded with the request (same transaction); if the hand-off fails the event is retried and
+            # its duplicate hands it over. The reverter publishes the alerts, saying what became of the revert.
+            self._revert.requests.request(RevertRequest(tag, key))
+            metrics.add_metric(name="RevertsRequested", unit="Count", value=1)
+            logger.info("revert requested", extra={"tag": str(tag), "target": recorded.move.revert_to})
+            return Result(Outcome.RECORDED, revert_requested=True)
         published = self._delivery.deliver(entry, recorded.alerts)
         return Result(Outcome.LATE if recorded.move.late else Outcome.RECORDED, published)
 
     def _record(
         self, tag: TagRef, fact: ImageAction, index: ImageIndex | None
-    ) -> tuple[TagDecision | RecordedAlerts, str]:
-        """One optimistic attempt: the decision written, or what an earlier delivery already recorded, with
-        the history position of the entry."""
+    ) -> tuple[TagDecision | RecordedAlerts, str, PendingRevert | None]:
+        """One optimistic attempt: the decision written, or what an earlier delivery already recorded (and the
+        revert it asked for), with the history position of the entry."""
         # Every entry, attestations too: each learns its parent, on the condition that its scan is as read.
         children = tuple(dict.fromkeys(child.digest for child in index.children)) if index is not None else ()
         snapshot = self._ledger.read_for_action(tag, fact, children)
         if snapshot.existing is not None:
-            return snapshot.existing, snapshot.existing_key or fact.source.key
+            return snapshot.existing, snapshot.existing_key or fact.source.key, snapshot.existing_revert
         fact = self._placed(fact, snapshot)
         scans = dict(snapshot.scans)
         pushed: IndexPush | None = None
@@ -95,8 +122,13 @@ class PushGuard:
                 # Not every platform is scanned (yet): the index counts as unscanned, whatever it had.
                 scans.pop(fact.digest, None)
         decision = self._decide(tag, fact, TagSnapshot(snapshot.pointer, None, scans))
-        self._ledger.apply(tag, fact, decision, snapshot.pointer, self._delivery.lease_until(), pushed)
-        return decision, fact.source.key
+        lease = self._delivery.lease_until()
+        if self._revert is not None:
+            decision = request_revert(decision, tag, self._revert.scope, self._policy)
+            if decision.move.revert_requested:
+                lease = self._delivery.handed_over()
+        self._ledger.apply(tag, fact, decision, snapshot.pointer, lease, pushed)
+        return decision, fact.source.key, None
 
     def _placed(self, fact: ImageAction, snapshot: TagSnapshot) -> ImageAction:
         """The action at its position in time; in a same-second tie with the pointer, where the registry's

@@ -27,10 +27,15 @@ class Result:
 
     outcome: Outcome
     alerts: tuple[str, ...] = field(default=())
+    # Opt-in revert: the alerts were handed to the tag reverter, which publishes them with the outcome.
+    revert_requested: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly form, returned by the Lambda handler."""
-        return {"outcome": self.outcome.value, "alerts": list(self.alerts)}
+        result: dict[str, object] = {"outcome": self.outcome.value, "alerts": list(self.alerts)}
+        if self.revert_requested:
+            result["revert"] = "requested"
+        return result
 
 
 def ignored(event: IgnoredEvent) -> Result:

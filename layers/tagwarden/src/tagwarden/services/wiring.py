@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tagwarden.adapters.aws_clients import dynamodb_client, ecr_client, sns_client
+from tagwarden.adapters.aws_clients import dynamodb_client, ecr_client, sns_client, sqs_client
 from tagwarden.adapters.dynamodb.outbox import DynamoDbAlertOutbox
 from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
@@ -24,12 +24,14 @@ if TYPE_CHECKING:
         LedgerConfig,
         PushGuardConfig,
         ScanRecorderConfig,
+        TagReverterConfig,
     )
-    from tagwarden.ports import AlertPublisher, ManifestSource
+    from tagwarden.ports import AlertPublisher, ManifestSource, TagRestorer
     from tagwarden.services.admission import AdmissionService, LineWriter
     from tagwarden.services.audit_watcher import AuditWatcher
-    from tagwarden.services.push_guard import PushGuard
+    from tagwarden.services.push_guard import PushGuard, RevertHandoff
     from tagwarden.services.scan_recorder import ScanRecorder
+    from tagwarden.services.tag_reverter import TagReverter
 
 
 def alert_delivery(
@@ -40,14 +42,29 @@ def alert_delivery(
 
 
 def compose_push_guard(
-    table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig, manifests: ManifestSource | None = None
+    table: LedgerTable,
+    delivery: AlertDelivery,
+    config: DetectionConfig,
+    manifests: ManifestSource | None = None,
+    revert: RevertHandoff | None = None,
 ) -> PushGuard:
     """The push guard on a ledger table; with the registry's `manifests`, it records image indexes' platforms
-    and settles same-second ties (without, indexes count as unscanned and ties go by event order)."""
+    and settles same-second ties (without, indexes count as unscanned and ties go by event order); with
+    `revert`, overwrites of protected tags in its scope are handed to the tag reverter."""
     from tagwarden.adapters.dynamodb.tag_ledger import DynamoDbTagLedger
     from tagwarden.services.push_guard import PushGuard
 
-    return PushGuard(DynamoDbTagLedger(table), delivery, config.tag_policy, manifests=manifests)
+    return PushGuard(DynamoDbTagLedger(table), delivery, config.tag_policy, manifests=manifests, revert=revert)
+
+
+def compose_tag_reverter(
+    table: LedgerTable, delivery: AlertDelivery, config: TagReverterConfig, registry: TagRestorer
+) -> TagReverter:
+    """The tag reverter on a ledger table and a registry it may write to."""
+    from tagwarden.adapters.dynamodb.revert_ledger import DynamoDbRevertLedger
+    from tagwarden.services.tag_reverter import TagReverter
+
+    return TagReverter(DynamoDbRevertLedger(table), registry, delivery, config.revert_scope, config.REVERT_MAX_ATTEMPTS)
 
 
 def compose_scan_recorder(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> ScanRecorder:
@@ -76,7 +93,20 @@ def build_push_guard(config: PushGuardConfig) -> PushGuard:
     """The push guard on the deployed ledger table and alerts topic, reading manifests from ECR."""
     from tagwarden.adapters.ecr_registry import EcrRegistry
 
-    return compose_push_guard(*_deployed(config), config, EcrRegistry(ecr_client()))
+    revert = None
+    if config.REVERT_PROTECTED_TAGS:
+        from tagwarden.adapters.sqs_revert_requests import SqsRevertRequests
+        from tagwarden.services.push_guard import RevertHandoff
+
+        revert = RevertHandoff(config.revert_scope, SqsRevertRequests(sqs_client(), config.REVERT_QUEUE_URL))
+    return compose_push_guard(*_deployed(config), config, EcrRegistry(ecr_client()), revert)
+
+
+def build_tag_reverter(config: TagReverterConfig) -> TagReverter:
+    """The tag reverter on the deployed ledger table and alerts topic, writing to ECR."""
+    from tagwarden.adapters.ecr_restorer import EcrTagRestorer
+
+    return compose_tag_reverter(*_deployed(config), config, EcrTagRestorer(ecr_client()))
 
 
 def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:

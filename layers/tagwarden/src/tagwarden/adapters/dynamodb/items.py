@@ -12,6 +12,7 @@ from typing import Any
 
 from tagwarden.adapters.dynamodb.keys import (
     FINDING_SK,
+    MOVE_PREFIX,
     POINTER_SK,
     ROLLOUTS_SK,
     finding_pk,
@@ -24,9 +25,10 @@ from tagwarden.adapters.dynamodb.keys import (
 )
 from tagwarden.adapters.dynamodb.table import Values
 from tagwarden.clock import iso, parse_iso
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Alert, RevertStatus
 from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.revert import PendingRevert, RevertRequest
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagAction, TagMove, TagPointer, TagRef
@@ -104,6 +106,7 @@ def pointer_values(tag: TagRef, pointer: TagPointer, source: SourceEvent, now: d
         "scan": scan_values(scan) if scan is not None else None,
         "last_scanned": mark_values(mark) if mark is not None else None,
         "in_use": usage_values(pointer.in_use),
+        "revert_to": pointer.revert_to,
     }
 
 
@@ -118,6 +121,7 @@ def stored_pointer(item: Mapping[str, Any]) -> TagPointer:
         scan=optional_scan(item),
         last_scanned=ScannedDigest(mark["digest"], parse_iso(mark["scanned_at"])) if mark else None,
         in_use=stored_usage(item),
+        revert_to=item.get("revert_to"),
     )
 
 
@@ -138,7 +142,32 @@ def move_values(tag: TagRef, move: TagMove, now: datetime) -> Values:
         "previous_key": move.previous_key,
         "account": move.source.account,
         "region": move.source.region,
+        **revert_values(move),
     }
+
+
+def revert_values(move: TagMove) -> Values:
+    """An entry's part in an opt-in revert (domain.revert): the target outstanding, the request and its state
+    (`revert_status`, `revert_target`, later `revert_detail`), or that this push was the revert."""
+    values: Values = {"revert_to": move.revert_to}
+    if move.revert_requested:
+        values |= {"revert_status": RevertStatus.PENDING.value, "revert_target": move.revert_to}
+    if move.reverts:
+        values["reverts"] = True
+    return values
+
+
+def stored_pending_revert(tag: TagRef, item: Mapping[str, Any]) -> PendingRevert | None:
+    """The revert an entry asked for, with its state; None for an entry that asked for none."""
+    if "revert_status" not in item:
+        return None
+    return PendingRevert(
+        request=RevertRequest(tag, item["sk"].removeprefix(MOVE_PREFIX)),
+        target=item["revert_target"],
+        overwriting=item["digest"],
+        status=RevertStatus(item["revert_status"]),
+        detail=item.get("revert_detail"),
+    )
 
 
 def stored_move(item: Mapping[str, Any]) -> TagMove:
@@ -157,6 +186,9 @@ def stored_move(item: Mapping[str, Any]) -> TagMove:
         alerts=stored_alerts(item),
         previous_key=item.get("previous_key"),
         alerted=item.get("move_alerted", False),
+        revert_to=item.get("revert_to"),
+        revert_requested="revert_status" in item,
+        reverts=item.get("reverts", False),
     )
 
 

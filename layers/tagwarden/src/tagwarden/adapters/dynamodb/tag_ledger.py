@@ -22,6 +22,7 @@ from tagwarden.adapters.dynamodb.items import (
     pointer_values,
     scan_values,
     stored_move,
+    stored_pending_revert,
     stored_pointer,
 )
 from tagwarden.adapters.dynamodb.keys import (
@@ -59,10 +60,11 @@ class DynamoDbTagLedger:
         child_keys = {child: digest_key(tag.image, child) for child in dict.fromkeys(children)}
         items = self._table.batch_get([pointer_key(tag), *entry_keys, image_key, *child_keys.values()])
         pointer, image = items.get(key_text(pointer_key(tag))), items.get(key_text(image_key))
-        existing, existing_key = None, None
+        existing, existing_key, existing_revert = None, None, None
         for position, entry_key in zip(positions, entry_keys, strict=True):
             if (entry := items.get(key_text(entry_key))) is not None:
                 existing, existing_key = recorded_alerts(entry), position
+                existing_revert = stored_pending_revert(tag, entry)
                 break
         scans: dict[str, ScanState] = {}
         for digest, item_key in [(action.digest, image_key), *child_keys.items()]:
@@ -75,6 +77,7 @@ class DynamoDbTagLedger:
             scans=scans,
             existing_key=existing_key,
             derivation=stored_derivation(image),
+            existing_revert=existing_revert,
         )
 
     def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
