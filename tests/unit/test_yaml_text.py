@@ -32,7 +32,7 @@ def test_any_document_reads_back_as_written(document: dict[str, Any]) -> None:
 
 
 def test_a_stream_reads_back_as_its_documents_in_order() -> None:
-    documents = [
+    documents: list[dict[str, Any]] = [
         {"kind": "Namespace", "metadata": {"labels": {"tagwarden.io/mode": "off"}}},
         {"kind": "List", "items": []},
     ]
