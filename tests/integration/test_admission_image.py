@@ -5,19 +5,34 @@ with a stand-in engine that records what it is asked, against a moto server's Cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import sys
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
 from tagwarden import __version__
-from tagwarden.cli.admission import RUN_AS, SERVER_COMMAND, SERVER_PORT
+from tagwarden.cli.admission import (
+    NAME,
+    NAMESPACE,
+    RUN_AS,
+    SERVER_COMMAND,
+    SERVER_PORT,
+    ManifestSettings,
+    build_manifests,
+    make_tls_material,
+    server_environment,
+)
 
 from tests.integration.test_cli import create_cloudformation_stack
 from tests.support.stack import REGION
@@ -210,3 +225,76 @@ def test_make_image_builds_from_the_repository_root_and_pushes_to_the_stacks_rep
     digest = detail["imageDigest"]
     assert f"==> pushed {registry}@{digest}" in result.stdout
     assert f"admission manifests --stack-name {stack} --image {registry}@{digest}" in result.stdout
+
+
+# --- the image's command, run ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get_over_tls(port: int, path: str, ca: bytes) -> bytes:
+    """GET as the kubelet's probe or the API server would reach the pod, verified for the Service's name."""
+    context = ssl.create_default_context(cadata=ca.decode())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=f"{NAME}.{NAMESPACE}.svc") as tls,
+    ):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {NAME}.{NAMESPACE}.svc\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+        return answer
+
+
+def test_the_entry_point_with_the_deployments_environment_serves_the_generated_certificate(tmp_path: Path) -> None:
+    # The server is tagwarden.admission (the admission-core work); this runs wherever it is present.
+    pytest.importorskip("tagwarden.admission")
+    tls = make_tls_material(datetime.now(UTC), 1)
+    certificate, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    certificate.write_bytes(tls.cert_pem)
+    key.write_bytes(tls.key_pem)
+    environment = server_environment(
+        {"LedgerTableName": "tagwarden-ledger", "LedgerTableArn": f"arn:aws:dynamodb:{REGION}:111122223333:table/t"},
+        {"ProtectedTagPatterns": "v*", "FailSeverity": "HIGH", "MonitoredAccounts": ""},
+        None,
+    )
+    settings = ManifestSettings(image="example/image:1", environment=environment, tls=tls)
+    [deployment] = [obj for obj in build_manifests(settings) if obj["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    pod_environment = {variable["name"]: variable["value"] for variable in container["env"]}
+    port = free_port()
+    # The image's command as it is, with this test's port and files, on loopback only.
+    arguments = list(SERVER_COMMAND[1:])
+    arguments[arguments.index("--port") + 1] = str(port)
+    arguments[arguments.index("--tls-cert") + 1] = str(certificate)
+    arguments[arguments.index("--tls-key") + 1] = str(key)
+    env = {
+        **os.environ,
+        **pod_environment,
+        # No ledger: nothing listens there (the liveness probe does not need one).
+        "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9",
+    }
+    process = subprocess.Popen(
+        [sys.executable, *arguments, "--host", "127.0.0.1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        answer = b""
+        while not answer:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            with contextlib.suppress(OSError):
+                answer = get_over_tls(port, "/healthz", tls.ca_pem)
+            assert time.monotonic() < deadline, "the server did not answer"
+            time.sleep(0.1)
+        assert answer.startswith(b"HTTP/1.") and b" 200 " in answer.split(b"\r\n")[0]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -301,11 +301,11 @@ def _container(settings: ManifestSettings) -> dict[str, Any]:
         "ADMISSION_PIN_TEMPLATES": "true" if settings.pin_templates else "false",
     }
 
-    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    def probe(path: str, period: int, timeout: int, failures: int) -> dict[str, Any]:
         return {
             "httpGet": {"path": path, "port": "https", "scheme": "HTTPS"},
             "periodSeconds": period,
-            "timeoutSeconds": 2,
+            "timeoutSeconds": timeout,
             "failureThreshold": failures,
         }
 
@@ -320,8 +320,9 @@ def _container(settings: ManifestSettings) -> dict[str, Any]:
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "256Mi"},
         },
-        "livenessProbe": probe("/healthz", 10, 3),
-        "readinessProbe": probe("/readyz", 5, 2),
+        "livenessProbe": probe("/healthz", 10, 2, 3),
+        # /readyz may read the ledger (two attempts of ADMISSION_LEDGER_TIMEOUT_SECONDS): give it the time.
+        "readinessProbe": probe("/readyz", 10, 2 * LEDGER_TIMEOUT_SECONDS + 1, 2),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS,
