@@ -51,7 +51,6 @@ SERVER_COMMAND = (
     f"{TLS_DIR}/tls.key",
 )
 MODE_LABEL = "tagwarden.io/mode"
-ORIGINAL_IMAGES_ANNOTATION = "tagwarden.io/original-images"
 MODES = ("enforce", "warn", "off")
 WEBHOOK_MODES = ("enforce", "warn")  # `off` has no entry: its namespaces match neither selector
 # Never admitted through the webhook: the control plane's own namespaces and the webhook's (its pods must be
