@@ -255,6 +255,12 @@ def test_one_entry_per_mode_with_the_api_servers_settings(deployed: Stack) -> No
         }
 
 
+def test_the_warn_entry_may_ignore_an_unreachable_webhook_the_enforce_entry_never(deployed: Stack) -> None:
+    hooks = webhooks(manifests("--warn-failure-policy", "Ignore"))
+
+    assert (hooks["warn"]["failurePolicy"], hooks["enforce"]["failurePolicy"]) == ("Ignore", "Fail")
+
+
 NAMESPACES = {
     "unlabelled": namespace_labels("shop"),
     "enforce": namespace_labels("payments", {"tagwarden.io/mode": "enforce"}),
@@ -543,6 +549,7 @@ def test_repository_prints_the_stacks_image_repository(deployed: Stack) -> None:
         (("--stack-name", "nope"), "'nope' does not exist"),
         (("--stack-name", "tagwarden", "--default-mode", "audit"), "--default-mode: 'audit'"),
         (("--stack-name", "tagwarden", "--replicas", "1"), "--replicas: 1"),
+        (("--stack-name", "tagwarden", "--warn-failure-policy", "ignore"), "--warn-failure-policy: 'ignore'"),
         (("--stack-name", "tagwarden", "--days", "0"), "--days: 0"),
         (("--stack-name", "tagwarden", "--image", "Not A Reference"), "--image:"),
         (("--stack-name", "tagwarden", "--image", "registry.example.com/Shop/API:1"), "--image:"),

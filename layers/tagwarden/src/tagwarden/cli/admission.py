@@ -102,6 +102,9 @@ class ManifestSettings:
     cert_manager: bool = False
     fallback_policy: bool = False
     pin_templates: bool = False
+    # `Fail` (the default): an unreachable webhook stops pod creation in warn namespaces too. `Ignore` trades
+    # that for pods admitted unpinned while the webhook is down, in warn namespaces only.
+    warn_failure_policy: str = "Fail"
     # Extra CA certificates trusted next to the new one (the previous caBundle, during a rotation).
     trusted_ca_pem: bytes = b""
     tls: TlsMaterial | None = None
@@ -284,7 +287,7 @@ def _webhook(mode: str, settings: ManifestSettings, ca_bundle: str | None) -> di
         "clientConfig": client_config,
         "rules": [{**rule, "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"} for rule in WEBHOOK_RULES],
         "namespaceSelector": namespace_selector(mode, settings.default_mode),
-        "failurePolicy": "Fail",
+        "failurePolicy": settings.warn_failure_policy if mode == "warn" else "Fail",
         "matchPolicy": "Equivalent",
         "sideEffects": "None",
         "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
@@ -775,6 +778,15 @@ def manifests(
             help="Add a ValidatingAdmissionPolicy requiring digests in enforce namespaces (Kubernetes 1.30+).",
         ),
     ] = False,
+    warn_failure_policy: Annotated[
+        str,
+        typer.Option(
+            "--warn-failure-policy",
+            metavar="POLICY",
+            help="failurePolicy of the warn entry: Fail (pods wait for the webhook) or Ignore (admitted unpinned "
+            "while it is down). The enforce entry is always Fail.",
+        ),
+    ] = "Fail",
     replicas: Annotated[int, typer.Option("--replicas", help="Server replicas (2 or more).")] = 2,
     days: Annotated[
         int, typer.Option("--days", help="Validity in days of the generated CA and serving certificate (1-3650).")
@@ -804,6 +816,8 @@ def manifests(
     with exit_codes(runtime):
         if default_mode not in MODES:
             raise usage_error(f"--default-mode: {default_mode!r} is not one of {', '.join(MODES)}")
+        if warn_failure_policy not in ("Fail", "Ignore"):
+            raise usage_error(f"--warn-failure-policy: {warn_failure_policy!r} is not Fail or Ignore")
         if replicas < 2:
             raise usage_error(
                 f"--replicas: {replicas} leaves pod creation without a webhook during a rollout (2 or more)"
@@ -828,6 +842,7 @@ def manifests(
             cert_manager=cert_manager,
             fallback_policy=fallback_policy,
             pin_templates=pin_templates,
+            warn_failure_policy=warn_failure_policy,
             trusted_ca_pem=trusted,
             tls=None if cert_manager else make_tls_material(dt.datetime.now(dt.UTC), days),
         )
