@@ -33,7 +33,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV ?= $(CHECKOV_VENV)/bin/checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
 
-.PHONY: help venv node registry-tools lint security-scan build test demo try bench clean distclean
+.PHONY: help venv node registry-tools lint security-scan build test demo try bench clean distclean image
 
 # The name column is as wide as the longest target name.
 help: ## List the targets
@@ -77,13 +77,15 @@ registry-tools: ## Install the local OCI registry the tests use (Debian packages
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 		$(REGISTRY_TOOLS_PACKAGES) >/dev/null
 
-lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint, sam validate --lint and the security scan
+lint: $(VENV_STAMP) ## ruff, mypy, hadolint, cfn-lint, sam validate --lint and the security scan
 	@echo "==> ruff check"
 	@$(BIN)/ruff check .
 	@echo "==> ruff format --check"
 	@$(BIN)/ruff format --check .
 	@echo "==> mypy"
 	@$(BIN)/mypy
+	@echo "==> hadolint admission/Dockerfile"
+	@$(BIN)/hadolint admission/Dockerfile
 	@echo "==> cfn-lint template.yaml"
 	@$(BIN)/cfn-lint template.yaml
 	@echo "==> sam validate --lint"
@@ -127,6 +129,13 @@ demo: $(VENV_STAMP) ## Run the end-to-end demo
 # PORT: the local server's port (default 4580, as the README's examples use).
 try: $(VENV_STAMP) ## Run the demo, keep its ledger up and print tagwarden commands to try (Ctrl-C stops)
 	@$(PY) -m demo --keep $(if $(PORT),--port $(PORT))
+
+# The admission webhook's image (admission/Dockerfile), built with the first of docker, podman or buildah
+# that answers and pushed to the stack's AdmissionImageRepositoryUri; without an engine it says so and
+# fails. STACK_NAME=<stack>; optional IMAGE_TAG (default: the package version), PLATFORM, REGION.
+image: $(VENV_STAMP) ## Build and push the webhook's image (STACK_NAME=...; needs docker, podman or buildah)
+	@STACK_NAME="$(STACK_NAME)" IMAGE_TAG="$(IMAGE_TAG)" PLATFORM="$(PLATFORM)" REGION="$(REGION)" \
+		PY=$(PY) TAGWARDEN=$(BIN)/tagwarden bash admission/image.sh
 
 bench: $(VENV_STAMP) registry-tools ## Run the benchmarks (prints figures)
 	@$(PY) benchmarks/run.py

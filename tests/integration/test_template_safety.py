@@ -428,3 +428,108 @@ def test_revert_needs_repository_prefixes_before_any_resource_changes(
 def test_a_wildcard_prefix_is_refused_by_the_pattern() -> None:
     pattern = template()["Parameters"]["RevertRepositoryPrefixes"]["AllowedPattern"]
     assert not any(re.fullmatch(pattern, prefix) for prefix in ["*", "shop/*", "Shop/", " shop/"])
+
+
+# --- the admission webhook (issue 11) ------------------------------------------------------------------
+
+ADMISSION_RESOURCES = ("AdmissionWebhookRole", "AdmissionImageRepository")
+
+
+def arn_of(value: Any) -> str:
+    """The resource a GetAtt of `Arn` names, in either form the expansion leaves."""
+    target = value["Fn::GetAtt"]
+    name, attribute = target.split(".") if isinstance(target, str) else target
+    assert attribute == "Arn", value
+    return str(name)
+
+
+def test_the_webhooks_role_and_repository_exist_only_with_clusters() -> None:
+    template_resources = template()["Resources"]
+
+    for name in ADMISSION_RESOURCES:
+        assert template_resources[name]["Condition"] == "HasEksClusters"
+    for output in ("AdmissionWebhookRoleArn", "AdmissionImageRepositoryUri"):
+        assert template()["Outputs"][output]["Condition"] == "HasEksClusters"
+    [loop] = [value for key, value in template_resources.items() if key.endswith("AdmissionPodIdentityAssociations")]
+    assert next(iter(loop[2].values()))["Condition"] == "HasEksClusters"
+
+
+def test_the_webhooks_role_only_reads_the_ledger_and_decrypts_through_dynamodb() -> None:
+    from tagwarden.cli.admission import NAMESPACE, SERVICE_ACCOUNT
+
+    role = resources(("prod",))["AdmissionWebhookRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    allowed = {
+        (action, arn_of(s["Resource"]) if action.startswith("dynamodb:") else key_of(s["Resource"]))
+        for s in statements
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(trust["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert {action for action, _ in allowed} == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "kms:Decrypt",
+    }
+    assert {resource for action, resource in allowed if action.startswith("dynamodb:")} == {"LedgerTable"}
+    [decrypt] = [s for s in statements if s["Action"] == "kms:Decrypt"]
+    assert key_of(decrypt["Resource"]) == "stack key"
+    assert (
+        key_of(
+            resources(("prod",), BROUGHT_KEY)["AdmissionWebhookRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+                "Statement"
+            ][1]["Resource"]
+        )
+        == BROUGHT_KEY
+    )
+    assert sub_text(decrypt["Condition"]["StringEquals"]["kms:ViaService"]) == "dynamodb.${AWS::Region}.amazonaws.com"
+    # The ledger's denies too, as every function's role has them; no other managed policy.
+    assert role["ManagedPolicyArns"] == [{"Ref": "LedgerHistoryIsNeverDeletedPolicy"}]
+    # Nothing in the template grants the role more (no other policy names it).
+    others = {
+        name
+        for name, resource in resources(("prod",)).items()
+        if resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+        and _mentions(resource, "AdmissionWebhookRole")
+    }
+    assert others == set()
+    associations = {
+        name: r["Properties"]
+        for name, r in resources(("prod", "stage-1")).items()
+        if r["Type"] == "AWS::EKS::PodIdentityAssociation"
+    }
+    assert set(associations) == {"AdmissionPodIdentityprod", "AdmissionPodIdentitystage1"}
+    for properties in associations.values():
+        assert (properties["Namespace"], properties["ServiceAccount"]) == (NAMESPACE, SERVICE_ACCOUNT)
+        assert arn_of(properties["RoleArn"]) == "AdmissionWebhookRole"
+    assert sorted(p["ClusterName"] for p in associations.values()) == ["prod", "stage-1"]
+
+
+def test_the_webhooks_image_repository_is_immutable_scanned_and_encrypted_with_the_key() -> None:
+    repository = resources(("prod",))["AdmissionImageRepository"]
+    properties = repository["Properties"]
+
+    assert properties["ImageTagMutability"] == "IMMUTABLE"
+    assert properties["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert properties["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+    assert key_of(properties["EncryptionConfiguration"]["KmsKey"]) == "stack key"
+    assert (
+        key_of(
+            resources(("prod",), BROUGHT_KEY)["AdmissionImageRepository"]["Properties"]["EncryptionConfiguration"][
+                "KmsKey"
+            ]
+        )
+        == BROUGHT_KEY
+    )
+    # An image a cluster may still run is not deleted with the stack.
+    assert repository["DeletionPolicy"] == "RetainExceptOnCreate"
+
+
+def test_the_outputs_the_command_reads_are_the_templates() -> None:
+    from tagwarden.cli.admission import REPOSITORY_OUTPUT, ROLE_OUTPUT, TABLE_ARN_OUTPUT
+
+    assert {REPOSITORY_OUTPUT, ROLE_OUTPUT, TABLE_ARN_OUTPUT} <= set(template()["Outputs"])

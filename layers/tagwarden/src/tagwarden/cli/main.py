@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup, TyperOption
 
+from tagwarden.cli.admission import admission_app
 from tagwarden.cli.errors import EXIT_CODES_HELP, ExitCode, exit_codes, usage_error
 from tagwarden.cli.prepush import prepush
 from tagwarden.cli.render import (
@@ -572,3 +573,6 @@ def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -
     # Most severe first, as everywhere else; alerts of one severity keep the order they were raised in.
     for alert in sorted(withheld, key=lambda alert: -alert.severity.rank):
         typer.echo(f"  would alert: {alert.alert_id} {alert.type.value} {alert.severity.value} {alert.summary}")
+
+
+app.add_typer(admission_app)  # tagwarden admission manifests|repository (issue 11)
