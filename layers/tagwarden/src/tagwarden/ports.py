@@ -12,6 +12,8 @@ Services depend on these protocols only; adapters implement them and never impor
 | AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
 | ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
+| TrailLedger       | trail watcher                           | dynamodb.trail_ledger.DynamoDbTrailLedger |
+| RepositorySettings| posture                                 | ecr_registry.EcrRegistry                  |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -25,15 +27,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
+from tagwarden.domain.identity import ActorReport, HistoryCandidate
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
+from tagwarden.domain.tag_protection import ProtectionSetting, SettingsChange
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
 from tagwarden.domain.workloads import Rollouts
 
@@ -143,6 +147,8 @@ class TagSnapshot:
     existing_key: str | None = None
     # For an image index: its record's derivation counter (see `IndexPush`).
     derivation: int | None = None
+    # Who made this action, if CloudTrail's record of it arrived first (read in the same request).
+    pending_actor: Actor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +206,12 @@ class TagLedger(Protocol):
         expected: TagPointer | None,
         lease_until: datetime,
         index: IndexPush | None = None,
+        pending_actor: Actor | None = None,
     ) -> None:
         """Write the decision atomically (its alerts leased until `lease_until`), provided the pointer is
-        still `expected`. A pushed `index` is recorded with its children, and each child learns its parent.
+        still `expected` and the action's pending actor is still `pending_actor` (so an actor CloudTrail
+        leaves meanwhile is read on the retry). A pushed `index` is recorded with its children, and each
+        child learns its parent.
 
         Raises ConcurrentUpdateError when the pointer changed or the event was recorded meanwhile.
         """
@@ -356,4 +365,65 @@ class ImageInventory(Protocol):
 
     def scan_of(self, image: RegistryImage) -> RegistryScan | None:
         """The image's latest finished scan, or None if it has none."""
+        ...
+
+
+# --- CloudTrail: repository settings and who pushed (trail watcher) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSetting:
+    """The latest tag mutability setting the ledger holds for a repository or creation template."""
+
+    setting: ProtectionSetting
+    # The position in time of the CloudTrail event that set it (`SourceEvent.key`).
+    event_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsReading:
+    """What the ledger holds for one settings change, read in one request before deciding."""
+
+    recorded: RecordedSetting | None
+    # This event's alert, if an earlier delivery recorded it.
+    existing: RecordedAlerts | None
+
+
+class TrailLedger(Protocol):
+    """Repository settings and the actors of tag actions (the trail watcher's view)."""
+
+    def read_settings(self, change: SettingsChange, alert_id: str) -> SettingsReading:
+        """The subject's recorded setting and the alert this change would raise, if recorded, in one read."""
+        ...
+
+    def apply_settings(
+        self,
+        change: SettingsChange,
+        expected: RecordedSetting | None,
+        record: bool,
+        alert: Alert | None,
+        lease_until: datetime,
+    ) -> None:
+        """Write the new setting (when `record`, provided the recorded one is still `expected`) and the alert
+        (once per id, leased until `lease_until`) atomically. Raises ConcurrentUpdateError otherwise."""
+        ...
+
+    def history_near(self, tag: TagRef, start: datetime, end: datetime) -> list[HistoryCandidate]:
+        """The tag's history entries recorded between `start` and `end`."""
+        ...
+
+    def name_actor(self, tag: TagRef, event_key: str, actor: Actor) -> bool:
+        """Set the entry's actor unless it names another CloudTrail event's; False when it does."""
+        ...
+
+    def leave_actor(self, report: ActorReport) -> None:
+        """Keep the actor where the push guard reads it with the action (a newer call's actor wins)."""
+        ...
+
+
+class RepositorySettings(Protocol):
+    """Every repository of a registry with its tag mutability setting."""
+
+    def repository_settings(self) -> Iterable[tuple[ImageName, str, ProtectionSetting]]:
+        """Each repository (name, registry account, setting), page by page."""
         ...

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.images import ImageName, validate_digest, validate_tag
 from tagwarden.domain.scans import ScannedDigest, ScanState
 from tagwarden.domain.sources import SourceEvent
@@ -103,6 +103,8 @@ class TagMove:
     previous_key: str | None = None
     # Whether an alert was raised for the change of content into this entry (by it, or by a late entry).
     alerted: bool = False
+    # Who made the call, once CloudTrail said (before or after this entry was recorded).
+    actor: Actor | None = None
 
     @property
     def moved(self) -> bool:

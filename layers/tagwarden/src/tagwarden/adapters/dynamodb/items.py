@@ -24,7 +24,7 @@ from tagwarden.adapters.dynamodb.keys import (
 )
 from tagwarden.adapters.dynamodb.table import Values
 from tagwarden.clock import iso, parse_iso
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import FindingSeverity, ScanCompleted, ScannedDigest, ScanState, ScanStatus, Verdict
@@ -138,7 +138,22 @@ def move_values(tag: TagRef, move: TagMove, now: datetime) -> Values:
         "previous_key": move.previous_key,
         "account": move.source.account,
         "region": move.source.region,
+        **actor_values(move.actor),
     }
+
+
+def actor_values(actor: Actor | None) -> Values:
+    """Who made a call, as stored on a history entry or a pending actor item: the Actor as JSON, and its
+    CloudTrail event id apart, for conditions."""
+    if actor is None:
+        return {}
+    return {"actor": actor.model_dump_json(), "actor_event_id": actor.trail_event_id}
+
+
+def stored_actor(item: Mapping[str, Any]) -> Actor | None:
+    """Inverse of `actor_values`."""
+    text = item.get("actor")
+    return Actor.model_validate_json(text) if text else None
 
 
 def stored_move(item: Mapping[str, Any]) -> TagMove:
@@ -157,6 +172,7 @@ def stored_move(item: Mapping[str, Any]) -> TagMove:
         alerts=stored_alerts(item),
         previous_key=item.get("previous_key"),
         alerted=item.get("move_alerted", False),
+        actor=stored_actor(item),
     )
 
 
