@@ -141,3 +141,7 @@ class ScanRecorderConfig(LedgerConfig):
 
 class AuditWatcherConfig(LedgerConfig):
     """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""
+
+
+class TrailWatcherConfig(LedgerConfig):
+    """The trail watcher judges settings against PROTECTED_TAG_PATTERNS and MUTABLE_TAG_PATTERNS (shared)."""

@@ -430,20 +430,20 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
     def _settings(
         self, detail: PutImageTagMutabilityDetail | CreateRepositoryDetail | CreationTemplateDetail
     ) -> SettingsChange:
-        request = detail.request_parameters
+        request: _MutabilityFields = detail.request_parameters
         answered: _MutabilityFields | None
         if isinstance(detail, CreationTemplateDetail):
             response = detail.response_elements
             answered = response.repository_creation_template if response else None
             registry_id = response.registry_id if response else None
-            subject, name = SettingsSubject.CREATION_TEMPLATE, request.prefix
+            subject, name = SettingsSubject.CREATION_TEMPLATE, detail.request_parameters.prefix
         else:
             repository = detail.response_elements
             answered = repository.repository if isinstance(repository, CreateRepositoryResponse) else repository
             registry_id = (answered.registry_id if isinstance(answered, RepositoryFields) else None) or (
-                request.registry_id
+                detail.request_parameters.registry_id
             )
-            subject, name = SettingsSubject.REPOSITORY, request.repository_name
+            subject, name = SettingsSubject.REPOSITORY, detail.request_parameters.repository_name
         # ECR's answer states the setting in force; a request that names none leaves ECR's default, MUTABLE.
         setting = (
             (answered.setting() if answered is not None else None)

@@ -17,11 +17,19 @@ from tagwarden.adapters.sns_publisher import SnsAlertPublisher
 from tagwarden.services.alert_delivery import AlertDelivery, DeliveryMode
 
 if TYPE_CHECKING:
-    from tagwarden.config import AuditWatcherConfig, DetectionConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
+    from tagwarden.config import (
+        AuditWatcherConfig,
+        DetectionConfig,
+        LedgerConfig,
+        PushGuardConfig,
+        ScanRecorderConfig,
+        TrailWatcherConfig,
+    )
     from tagwarden.ports import AlertPublisher, ManifestSource
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
+    from tagwarden.services.trail_watcher import TrailWatcher
 
 
 def alert_delivery(
@@ -79,3 +87,16 @@ def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
 def build_audit_watcher(config: AuditWatcherConfig) -> AuditWatcher:
     """The audit watcher on the deployed ledger table and alerts topic."""
     return compose_audit_watcher(*_deployed(config), config)
+
+
+def compose_trail_watcher(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> TrailWatcher:
+    """The trail watcher (CloudTrail's ECR calls: settings and who pushed) on a ledger table."""
+    from tagwarden.adapters.dynamodb.trail_ledger import DynamoDbTrailLedger
+    from tagwarden.services.trail_watcher import TrailWatcher
+
+    return TrailWatcher(DynamoDbTrailLedger(table), delivery, config.tag_policy)
+
+
+def build_trail_watcher(config: TrailWatcherConfig) -> TrailWatcher:
+    """The trail watcher on the deployed ledger table and alerts topic."""
+    return compose_trail_watcher(*_deployed(config), config)
