@@ -238,3 +238,24 @@ def test_batch_delete_names_who_deleted_the_tag(stack: Stack, push_guard: Handle
     push_guard(load_event("push_guard/delete_tag.json"))
 
     assert entry_actors(stack) == [("PUSH", A, None), ("DELETE", A, "Mary_Major")]
+
+
+def test_history_shows_who_pushed_once_known(stack: Stack, push_guard: Handler, trail_watcher: Handler) -> None:
+    from tests.integration.test_cli import tagwarden
+
+    push_guard(load_event("push_guard/push_tagged.json"))
+    push_guard(load_event("push_guard/push_overwrite.json"))
+    reference = f"{REGISTRY}/shop/api:latest"
+    before = json.loads(tagwarden("--json", "history", reference, "--table", stack.table_name).stdout)
+    assert [entry["actor"] for entry in before] == [None, None]  # not yet known
+
+    trail_watcher(load_event("trail_watcher/put_image.json"))
+
+    table = tagwarden("history", reference, "--table", stack.table_name, env={"COLUMNS": "160"})
+    assert table.exit_code == 0, table.output
+    assert "by ci-release/gha-run-4711 from 198.51.100.24" in table.stdout
+    after = json.loads(tagwarden("--json", "history", reference, "--table", stack.table_name).stdout)
+    assert after[0]["actor"] is None
+    assert after[1]["actor"]["principal"] == "ci-release/gha-run-4711"
+    assert after[1]["actor"]["arn"] == "arn:aws:sts::111122223333:assumed-role/ci-release/gha-run-4711"
+    assert after[1]["actor"]["trail_event_id"] == "2bfd4ee2-2178-4a82-a27d-b12939923f0f"
