@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup, TyperOption
 
 from tagwarden.cli.errors import EXIT_CODES_HELP, ExitCode, exit_codes, usage_error
+from tagwarden.cli.posture import posture
 from tagwarden.cli.render import (
     alert_json,
     backfill_json,
@@ -553,6 +554,9 @@ def preflight(
                 typer.echo(line)
         if not all(result.ready for result in results):
             raise typer.Exit(int(ExitCode.REFUSED))
+
+
+app.command(epilog=GLOBAL_OPTIONS_NOTE)(posture)
 
 
 def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -> None:
