@@ -259,3 +259,37 @@ def test_history_shows_who_pushed_once_known(stack: Stack, push_guard: Handler, 
     assert after[1]["actor"]["principal"] == "ci-release/gha-run-4711"
     assert after[1]["actor"]["arn"] == "arn:aws:sts::111122223333:assumed-role/ci-release/gha-run-4711"
     assert after[1]["actor"]["trail_event_id"] == "2bfd4ee2-2178-4a82-a27d-b12939923f0f"
+
+
+def test_dead_lettered_records_replay_through_the_trail_watcher(
+    stack: Stack, push_guard: Handler, tmp_path: Any
+) -> None:
+    from tests.integration.test_cli import tagwarden, write_events
+
+    push_guard(load_event("push_guard/push_tagged.json"))
+    push_guard(load_event("push_guard/push_overwrite.json"))
+    stack.received_alerts()
+    records = [
+        load_event("trail_watcher/put_image.json"),
+        # As the function's on-failure destination keeps a failed invocation: the event in requestPayload.
+        {
+            "version": "1.0",
+            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": load_event("trail_watcher/put_image_tag_mutability_mutable.json"),
+        },
+        load_event("trail_watcher/put_image_failed.json"),
+    ]
+    path = write_events(tmp_path / "trail.json", records)
+
+    result = tagwarden("--json", "replay", str(path), "--table", stack.table_name, "--topic-arn", stack.topic_arn)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(e["function"], e["outcome"]) for e in report["events"]] == [
+        ("trail-watcher", "actor_recorded"),
+        ("trail-watcher", "setting_recorded"),
+        ("trail-watcher", "ignored"),
+    ]
+    (received,) = stack.received_alerts()
+    assert received.alert.type is AlertType.TAG_PROTECTION_WEAKENED
+    assert entry_actors(stack)[-1] == ("PUSH", B, "ci-release/gha-run-4711")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
+    from tagwarden.services.trail_watcher import TrailWatcher
 
 GLOBAL = "Global options"
 REFERENCE_FORMAT = "<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag>][@<digest>]"
@@ -409,6 +410,7 @@ class _ReplayServices:
         self._topic_arn = topic_arn
         self._publish = publish
         self._built: tuple[PushGuard, ScanRecorder, AuditWatcher] | None = None
+        self._trail: TrailWatcher | None = None
         self.route: AlertRoute | None = None
 
     def _services(self) -> tuple[PushGuard, ScanRecorder, AuditWatcher]:
@@ -429,6 +431,14 @@ class _ReplayServices:
     def audit_watcher(self) -> AuditWatcher:
         """The audit watcher."""
         return self._services()[2]
+
+    def trail_watcher(self) -> TrailWatcher:
+        """The trail watcher (CloudTrail's ECR calls), on the same alert route."""
+        if self._trail is None:
+            self._services()
+            assert self.route is not None
+            self._trail = self._runtime.trail_watcher(self.route)
+        return self._trail
 
 
 @app.command(epilog=GLOBAL_OPTIONS_NOTE)
