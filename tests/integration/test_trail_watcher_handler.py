@@ -8,10 +8,14 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 from tagwarden.events.parsing import InvalidEventError
+from tagwarden.services.trail_watcher import TrailOutcome
 
+from tests.integration.test_fuzz_handlers import JSON_VALUES, SETTINGS
 from tests.support.events import load_event
 from tests.support.handlers import Handler
 from tests.support.stack import Stack
@@ -293,3 +297,45 @@ def test_dead_lettered_records_replay_through_the_trail_watcher(
     (received,) = stack.received_alerts()
     assert received.alert.type is AlertType.TAG_PROTECTION_WEAKENED
     assert entry_actors(stack)[-1] == ("PUSH", B, "ci-release/gha-run-4711")
+
+
+# --- hostile input -------------------------------------------------------------------------------------
+
+TRAIL_KEYS = ["eventID", "eventTime", "eventName", "eventSource", "awsRegion", "userIdentity", "sourceIPAddress",
+              "userAgent", "errorCode", "requestParameters", "responseElements"]  # fmt: skip
+CALL_KEYS = ["repositoryName", "registryId", "imageTag", "imageTagMutability", "imageTagMutabilityExclusionFilters",
+             "prefix", "image", "imageIds", "repository", "repositoryCreationTemplate"]  # fmt: skip
+
+
+SAMPLES = st.sampled_from(
+    [
+        "trail_watcher/put_image.json",
+        "trail_watcher/batch_delete_image.json",
+        "trail_watcher/put_image_tag_mutability_exclusion.json",
+        "trail_watcher/create_repository_creation_template.json",
+    ]
+)
+MUTATION = st.tuples(st.sampled_from(["detail", "request", "response"]), st.integers(0, 100), JSON_VALUES)
+
+
+@SETTINGS
+@given(sample=SAMPLES, mutations=st.lists(MUTATION, min_size=1, max_size=4))
+def test_hostile_records_are_rejected_cleanly(
+    stack: Stack, trail_watcher: Handler, sample: str, mutations: list[tuple[str, int, Any]]
+) -> None:
+    event = load_event(sample)
+    detail = event["detail"]
+    for where, pick, value in mutations:
+        if where == "detail":
+            detail[TRAIL_KEYS[pick % len(TRAIL_KEYS)]] = value
+        else:
+            target = detail.get("requestParameters" if where == "request" else "responseElements")
+            if isinstance(target, dict):
+                target[CALL_KEYS[pick % len(CALL_KEYS)]] = value
+    before = stack.items()
+    try:
+        result = trail_watcher(event)
+    except InvalidEventError:
+        assert stack.items() == before, "a rejected record wrote something"
+        return
+    assert result["outcome"] in {outcome.value for outcome in TrailOutcome}

@@ -471,8 +471,8 @@ def replay(
     """Feed recorded events through the functions' own parsing and services.
 
     ECR Image Action, Pull Through Cache Action and Replication Action events go to the push guard, ECR Image
-    Scan, Inspector2 Scan and Inspector2 Finding events to the scan recorder, each parsed with its function's
-    event model. EKS audit logs go to the audit watcher, parsed
+    Scan, Inspector2 Scan and Inspector2 Finding events to the scan recorder, ECR API calls via CloudTrail to
+    the trail watcher, each parsed with its function's event model. EKS audit logs go to the audit watcher, parsed
     as its function parses a CloudWatch Logs subscription delivery: an envelope as Lambda receives it, its
     decoded data (encoded again first), or raw audit lines (with --cluster; each run of consecutive lines
     of a file is one delivery of up to 10,000 lines). Prints each event's outcome and alert ids (for audit

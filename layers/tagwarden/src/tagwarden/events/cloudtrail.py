@@ -395,10 +395,11 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
         # The registry named in the call (a push into another account's registry) else the caller's account.
         return ecr_registry(registry_id or self.account, self.detail.aws_region)
 
-    def _source(self) -> SourceEvent:
-        # CloudTrail's own id and time: duplicates of one record share them, whatever EventBridge's envelope says.
+    def _source(self, registry_id: str | None) -> SourceEvent:
+        # CloudTrail's own id and time: duplicates of one record share them, whatever EventBridge's envelope
+        # says. The account is the registry's (the alert's `account`), which a call may name besides its own.
         detail = self.detail
-        return SourceEvent(detail.event_id, detail.event_time, self.account, detail.aws_region)
+        return SourceEvent(detail.event_id, detail.event_time, registry_id or self.account, detail.aws_region)
 
     def _pushed(self, detail: PutImageDetail) -> CallsIdentified | IgnoredEvent:
         request = detail.request_parameters
@@ -457,6 +458,6 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
             setting=setting,
             created=detail.event_name in ("CreateRepository", "CreateRepositoryCreationTemplate"),
             operation=detail.event_name,
-            source=self._source(),
+            source=self._source(registry_id),
             actor=detail.actor(),
         )
