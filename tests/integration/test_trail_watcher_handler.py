@@ -339,3 +339,46 @@ def test_hostile_records_are_rejected_cleanly(
         assert stack.items() == before, "a rejected record wrote something"
         return
     assert result["outcome"] in {outcome.value for outcome in TrailOutcome}
+
+
+# --- the race between the two records ------------------------------------------------------------------
+
+
+def test_an_actor_left_while_the_push_is_being_decided_is_not_lost(stack: Stack) -> None:
+    """The trail watcher leaves its actor after the push guard read and before it wrote: the push guard's write
+    fails on its check of the pending actor, and its retry reads the actor into the entry and the alert."""
+    from tagwarden.adapters.dynamodb.table import LedgerTable
+    from tagwarden.adapters.dynamodb.tag_ledger import DynamoDbTagLedger
+    from tagwarden.adapters.dynamodb.trail_ledger import DynamoDbTrailLedger
+    from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+    from tagwarden.domain.identity import CallsIdentified
+    from tagwarden.domain.tag_policy import TagPolicy
+    from tagwarden.events.cloudtrail import EcrApiCallEvent
+    from tagwarden.events.ecr import EcrImageActionEvent
+    from tagwarden.ports import TagSnapshot
+    from tagwarden.services.push_guard import PushGuard
+    from tagwarden.services.wiring import alert_delivery
+
+    table = LedgerTable(stack.dynamodb, stack.table_name)
+    trail_fact = EcrApiCallEvent.model_validate(load_event("trail_watcher/put_image.json")).to_fact()
+    assert isinstance(trail_fact, CallsIdentified)
+    (report,) = trail_fact.reports
+    reads: list[TagSnapshot] = []
+
+    class RacedLedger(DynamoDbTagLedger):
+        def read_for_action(self, *args: Any, **kwargs: Any) -> TagSnapshot:
+            snapshot = super().read_for_action(*args, **kwargs)
+            reads.append(snapshot)
+            if len(reads) == 2:  # the overwrite's first read: CloudTrail's record lands right after it
+                DynamoDbTrailLedger(table).leave_actor(report)
+            return snapshot
+
+    delivery = alert_delivery(table, SnsAlertPublisher(stack.sns, stack.topic_arn))
+    guard = PushGuard(RacedLedger(table), delivery, TagPolicy())
+    for sample in ("push_guard/push_tagged.json", "push_guard/push_overwrite.json"):
+        guard.handle(EcrImageActionEvent.model_validate(load_event(sample)).to_fact())
+
+    assert [snapshot.pending_actor is not None for snapshot in reads] == [False, False, True]
+    (received,) = stack.received_alerts()
+    assert received.alert.actor is not None and received.alert.actor.principal == "ci-release/gha-run-4711"
+    assert entry_actors(stack) == [("PUSH", A, None), ("PUSH", B, "ci-release/gha-run-4711")]
