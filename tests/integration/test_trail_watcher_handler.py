@@ -382,3 +382,26 @@ def test_an_actor_left_while_the_push_is_being_decided_is_not_lost(stack: Stack)
     (received,) = stack.received_alerts()
     assert received.alert.actor is not None and received.alert.actor.principal == "ci-release/gha-run-4711"
     assert entry_actors(stack) == [("PUSH", A, None), ("PUSH", B, "ci-release/gha-run-4711")]
+
+
+def test_requests_per_record(stack: Stack, push_guard: Handler) -> None:
+    from tests.support.handlers import FakeLambdaContext, load_function_module
+    from tests.support.requests import RequestLog, dynamodb_operations
+
+    requests = RequestLog()
+    requests.attach()  # before the handler's clients exist
+    module = load_function_module("trail_watcher", stack.environment())
+
+    def handled(sample: str) -> tuple[dict[str, Any], dict[str, int]]:
+        with requests.record() as calls:
+            result = module.lambda_handler(load_event(f"trail_watcher/{sample}"), FakeLambdaContext())
+        return result, dict(dynamodb_operations([c for c in calls if not c.alert_bookkeeping]))
+
+    assert handled("put_image_tag_mutability_immutable.json") == (
+        {"outcome": "setting_recorded", "alerts": []},
+        {"BatchGetItem": 1, "TransactWriteItems": 1},
+    )
+    assert handled("put_image_tag_mutability_immutable.json")[1] == {"BatchGetItem": 1}  # duplicate
+    assert handled("put_image.json")[1] == {"Query": 2, "PutItem": 1}  # left for the push guard
+    push_guard(load_event("push_guard/push_overwrite.json"))
+    assert handled("put_image.json")[1] == {"Query": 1, "UpdateItem": 1}  # named on the entry
