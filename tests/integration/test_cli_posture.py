@@ -90,7 +90,19 @@ def test_the_policy_comes_from_the_environment(ecr: Any) -> None:
     assert json.loads(result.stdout)["repositories"][0]["exposed_patterns"] == ["release-*"]
 
 
-def test_an_aws_error_is_one_line_and_exit_3(ecr: Any) -> None:
-    result = tagwarden("posture", "--region", REGION, "--endpoint-url", "http://127.0.0.1:9")
+def test_an_aws_error_is_one_line_and_exit_3(ecr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.stub import Stubber
+    from tagwarden.adapters.ecr_registry import EcrRegistry
+    from tagwarden.cli.runtime import Runtime
+
+    client = boto3.client("ecr", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_client_error("describe_repositories", "AccessDeniedException", "not authorized", 400)
+    stubber.activate()
+    monkeypatch.setattr(Runtime, "registry", lambda self: EcrRegistry(client))
+
+    result = tagwarden("posture", "--region", REGION)
+
     assert result.exit_code == 3, result.output
-    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert result.stderr.strip() == "tagwarden: error: DescribeRepositories failed: AccessDeniedException"
