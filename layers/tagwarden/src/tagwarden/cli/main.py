@@ -1,4 +1,4 @@
-"""The `tagwarden` command line: history, check, pin, backfill, replay.
+"""The `tagwarden` command line: history, check, pin, backfill, replay, preflight, posture.
 
 Commands stay thin: parse the arguments, ask `Runtime` for the ledger or a service, print. The work is
 in the core (`services.ledger_queries`, `services.backfill`, the push guard, scan recorder and audit
