@@ -57,9 +57,8 @@ def test_a_leaked_key_turns_immutability_off_and_moves_a_release_tag(
     trail_watcher(as_attacker("trail_watcher/put_image_tag_mutability_mutable.json"))  # 09:57
     push = ecr_image_action(tag="1.4.0", digest=B, time="2026-11-20T10:02:03Z")
     cloudtrail = attacker_push("1.4.0", B)  # PutImage at 10:02:02
-    for event, handler in ([(cloudtrail, trail_watcher), (push, push_guard)] if cloudtrail_first else [
-        (push, push_guard), (cloudtrail, trail_watcher)
-    ]):  # fmt: skip
+    deliveries = [(cloudtrail, trail_watcher), (push, push_guard)]
+    for event, handler in deliveries if cloudtrail_first else reversed(deliveries):
         handler(event)
         handler(event)  # every event delivered twice
 
