@@ -113,7 +113,7 @@ build: $(VENV_STAMP) ## sam build (no Docker: makefile builds cross-install arm6
 	@test -n "$$(ls $(BUILT_LAYER)/pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so 2>/dev/null)" \
 		|| { echo "built layer lacks pydantic_core for cp313/aarch64" >&2; exit 1; }
 	@test -f $(BUILT_LAYER)/tagwarden/__init__.py || { echo "built layer lacks tagwarden" >&2; exit 1; }
-	@for fn in PushGuardFunction ScanRecorderFunction AuditWatcherFunction TagReverterFunction; do \
+	@for fn in PushGuardFunction ScanRecorderFunction AuditWatcherFunction TagReverterFunction TrailWatcherFunction; do \
 		test -f .aws-sam/build/$$fn/app.py || { echo "built $$fn lacks app.py" >&2; exit 1; }; done
 	@grep -h 'Build Succeeded' .aws-sam/build.log
 

@@ -72,6 +72,12 @@ def audit_watcher(stack: Stack, lambda_context: FakeLambdaContext) -> Handler:
     return cold_start("audit_watcher", stack.environment(), lambda_context)
 
 
+@pytest.fixture
+def trail_watcher(stack: Stack, lambda_context: FakeLambdaContext) -> Handler:
+    """The real trail watcher handler, cold-started against the moto stack."""
+    return cold_start("trail_watcher", stack.environment(), lambda_context)
+
+
 @pytest.fixture(scope="session")
 def dynamodb_local_endpoint() -> Iterator[str]:
     """AWS's own DynamoDB engine on a loopback port, for the whole test session."""

@@ -80,6 +80,7 @@ def test_overwrite_publishes_one_alert_in_schema_v1(stack: Stack, push_guard: Ha
     }  # fmt: skip
     assert received.raw["schema"] == "tagwarden.alert.v1"
     assert received.raw["kubernetes"] is None
+    assert received.raw["actor"] is None  # CloudTrail's record of the push has not arrived: not yet known
 
 
 @pytest.mark.parametrize(("tag", "severity"), [("1.4.0", Severity.HIGH), ("latest", Severity.LOW)])

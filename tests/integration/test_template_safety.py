@@ -21,7 +21,7 @@ from tagwarden.cli.preflight import CLUSTER_NAME_PATTERN, STACK_FILTER_SUFFIX
 
 from tests.support.template import REPO_ROOT, template
 
-FUNCTIONS = ("PushGuardFunction", "ScanRecorderFunction", "AuditWatcherFunction")
+FUNCTIONS = ("PushGuardFunction", "ScanRecorderFunction", "AuditWatcherFunction", "TrailWatcherFunction")
 OPERATIONS = [{"Ref": "OperationsTopic"}]
 BROUGHT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
@@ -169,6 +169,7 @@ def test_every_eventbridge_rule_alarms_when_it_cannot_dead_letter() -> None:
         "ScanRecorderFunctionEcrImageScan",
         "ScanRecorderFunctionInspectorScan",
         "ScanRecorderFunctionInspectorFinding",
+        "TrailWatcherFunctionEcrApiCall",
     }
     assert set(watched) == rules
     assert all(properties["AlarmActions"] == OPERATIONS for properties in watched.values())
@@ -178,7 +179,12 @@ def test_every_failed_event_queue_is_encrypted_and_alarms_on_its_first_message()
     queues = of_type("AWS::SQS::Queue")
     watched = alarms_on("AWS/SQS", "ApproximateNumberOfMessagesVisible")
 
-    assert set(queues) == {"PushGuardDeadLetterQueue", "ScanRecorderDeadLetterQueue", "AuditWatcherFailureQueue"}
+    assert set(queues) == {
+        "PushGuardDeadLetterQueue",
+        "ScanRecorderDeadLetterQueue",
+        "AuditWatcherFailureQueue",
+        "TrailWatcherDeadLetterQueue",
+    }
     assert set(watched) == set(queues)
     for name, queue in queues.items():
         assert key_of(queue["Properties"]["KmsMasterKeyId"]) == "stack key"

@@ -226,3 +226,7 @@ class AdmissionConfig(DetectionConfig):
                 f"must be more than 0 and at most {MAX_LEDGER_TIMEOUT_SECONDS} seconds (the webhook times out at 5)"
             )
         return value
+
+
+class TrailWatcherConfig(LedgerConfig):
+    """The trail watcher judges settings against PROTECTED_TAG_PATTERNS and MUTABLE_TAG_PATTERNS (shared)."""

@@ -17,6 +17,8 @@ Services depend on these protocols only; adapters implement them and never impor
 | RevertRequests    | push guard (opt-in revert hand-off)     | sqs_revert_requests.SqsRevertRequests     |
 | RevertLedger      | tag reverter                            | dynamodb.revert_ledger                    |
 | TagRestorer       | tag reverter (the only ECR writer)      | ecr_restorer.EcrTagRestorer               |
+| TrailLedger       | trail watcher                           | dynamodb.trail_ledger.DynamoDbTrailLedger |
+| RepositorySettings| posture                                 | ecr_registry.EcrRegistry                  |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything
@@ -31,9 +33,10 @@ from datetime import datetime
 from typing import Protocol
 
 from tagwarden.domain.admission import AdmissionView
-from tagwarden.domain.alerts import Alert, RevertOutcome
+from tagwarden.domain.alerts import Actor, Alert, RevertOutcome
 from tagwarden.domain.deployments import DeploymentView, TagPosition
 from tagwarden.domain.findings import FindingReported, KnownFinding
+from tagwarden.domain.identity import ActorReport, HistoryCandidate
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.prepush import TagLookup
@@ -42,6 +45,7 @@ from tagwarden.domain.revert import Mutability, PendingRevert, RevertRequest
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
+from tagwarden.domain.tag_protection import ProtectionSetting, SettingsChange
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
 from tagwarden.domain.workloads import Rollouts
 
@@ -153,6 +157,8 @@ class TagSnapshot:
     derivation: int | None = None
     # The revert the existing entry asked for, and its state (opt-in revert).
     existing_revert: PendingRevert | None = None
+    # Who made this action, if CloudTrail's record of it arrived first (read in the same request).
+    pending_actor: Actor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +216,12 @@ class TagLedger(Protocol):
         expected: TagPointer | None,
         lease_until: datetime,
         index: IndexPush | None = None,
+        pending_actor: Actor | None = None,
     ) -> None:
         """Write the decision atomically (its alerts leased until `lease_until`), provided the pointer is
-        still `expected`. A pushed `index` is recorded with its children, and each child learns its parent.
+        still `expected` and the action's pending actor is still `pending_actor` (so an actor CloudTrail
+        leaves meanwhile is read on the retry). A pushed `index` is recorded with its children, and each
+        child learns its parent.
 
         Raises ConcurrentUpdateError when the pointer changed or the event was recorded meanwhile.
         """
@@ -477,4 +486,65 @@ class RevertLedger(Protocol):
         """Record the outcome and the alerts that say it, provided the request is still pending.
 
         Raises ConcurrentUpdateError when another attempt settled it first."""
+        ...
+
+
+# --- CloudTrail: repository settings and who pushed (trail watcher) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedSetting:
+    """The latest tag mutability setting the ledger holds for a repository or creation template."""
+
+    setting: ProtectionSetting
+    # The position in time of the CloudTrail event that set it (`SourceEvent.key`).
+    event_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsReading:
+    """What the ledger holds for one settings change, read in one request before deciding."""
+
+    recorded: RecordedSetting | None
+    # This event's alert, if an earlier delivery recorded it.
+    existing: RecordedAlerts | None
+
+
+class TrailLedger(Protocol):
+    """Repository settings and the actors of tag actions (the trail watcher's view)."""
+
+    def read_settings(self, change: SettingsChange, alert_id: str) -> SettingsReading:
+        """The subject's recorded setting and the alert this change would raise, if recorded, in one read."""
+        ...
+
+    def apply_settings(
+        self,
+        change: SettingsChange,
+        expected: RecordedSetting | None,
+        record: bool,
+        alert: Alert | None,
+        lease_until: datetime,
+    ) -> None:
+        """Write the new setting (when `record`, provided the recorded one is still `expected`) and the alert
+        (once per id, leased until `lease_until`) atomically. Raises ConcurrentUpdateError otherwise."""
+        ...
+
+    def history_near(self, tag: TagRef, start: datetime, end: datetime) -> list[HistoryCandidate]:
+        """The tag's history entries recorded between `start` and `end`."""
+        ...
+
+    def name_actor(self, tag: TagRef, event_key: str, actor: Actor) -> bool:
+        """Set the entry's actor unless it names another CloudTrail event's; False when it does."""
+        ...
+
+    def leave_actor(self, report: ActorReport) -> None:
+        """Keep the actor where the push guard reads it with the action (a newer call's actor wins)."""
+        ...
+
+
+class RepositorySettings(Protocol):
+    """Every repository of a registry with its tag mutability setting."""
+
+    def repository_settings(self) -> Iterable[tuple[ImageName, str, ProtectionSetting]]:
+        """Each repository (name, registry account, setting), page by page."""
         ...

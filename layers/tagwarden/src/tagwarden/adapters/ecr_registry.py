@@ -28,6 +28,7 @@ from tagwarden.domain.indexes import (
 )
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
 from tagwarden.domain.scans import ScanStatus
+from tagwarden.domain.tag_protection import ProtectionSetting, TagMutability
 from tagwarden.domain.tags import TagRef
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import ManifestUnreadableError, TagwardenError
@@ -101,6 +102,18 @@ class EcrRegistry:
                     image = ImageName(ecr_registry(account, self._region), repository.get("repositoryName", ""))
                     found.append(RegistryRepository(image, account, self._region))
         return sorted(found, key=lambda r: r.image.repository)
+
+    def repository_settings(self) -> Iterator[tuple[ImageName, str, ProtectionSetting]]:
+        """Every repository with its tag mutability and exclusion filters (`DescribeRepositories`, page by page)."""
+        with _registry_errors("DescribeRepositories"):
+            for page in self._client.get_paginator("describe_repositories").paginate():
+                for repository in page.get("repositories", []):
+                    account = repository.get("registryId", "")
+                    image = ImageName(ecr_registry(account, self._region), repository.get("repositoryName", ""))
+                    filters = tuple(f["filter"] for f in repository.get("imageTagMutabilityExclusionFilters", []))
+                    # A repository listed without a setting has ECR's default.
+                    mutability = TagMutability(repository.get("imageTagMutability") or TagMutability.MUTABLE)
+                    yield image, account, ProtectionSetting(mutability, filters)
 
     def images(self, repository: RegistryRepository) -> list[RegistryImage]:
         """Every image of the repository (`DescribeImages`, paginated)."""

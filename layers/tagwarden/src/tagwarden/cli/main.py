@@ -1,4 +1,4 @@
-"""The `tagwarden` command line: history, check, pin, backfill, replay.
+"""The `tagwarden` command line: history, check, pin, backfill, replay, preflight, posture.
 
 Commands stay thin: parse the arguments, ask `Runtime` for the ledger or a service, print. The work is
 in the core (`services.ledger_queries`, `services.backfill`, the push guard, scan recorder and audit
@@ -16,6 +16,7 @@ from typer.core import TyperGroup, TyperOption
 
 from tagwarden.cli.admission import admission_app
 from tagwarden.cli.errors import EXIT_CODES_HELP, ExitCode, exit_codes, usage_error
+from tagwarden.cli.posture import posture
 from tagwarden.cli.prepush import prepush
 from tagwarden.cli.render import (
     alert_json,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
+    from tagwarden.services.trail_watcher import TrailWatcher
 
 GLOBAL = "Global options"
 REFERENCE_FORMAT = "<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag>][@<digest>]"
@@ -410,6 +412,7 @@ class _ReplayServices:
         self._topic_arn = topic_arn
         self._publish = publish
         self._built: tuple[PushGuard, ScanRecorder, AuditWatcher] | None = None
+        self._trail: TrailWatcher | None = None
         self.route: AlertRoute | None = None
 
     def _services(self) -> tuple[PushGuard, ScanRecorder, AuditWatcher]:
@@ -430,6 +433,14 @@ class _ReplayServices:
     def audit_watcher(self) -> AuditWatcher:
         """The audit watcher."""
         return self._services()[2]
+
+    def trail_watcher(self) -> TrailWatcher:
+        """The trail watcher (CloudTrail's ECR calls), on the same alert route."""
+        if self._trail is None:
+            self._services()
+            assert self.route is not None
+            self._trail = self._runtime.trail_watcher(self.route)
+        return self._trail
 
 
 @app.command(epilog=GLOBAL_OPTIONS_NOTE)
@@ -462,8 +473,8 @@ def replay(
     """Feed recorded events through the functions' own parsing and services.
 
     ECR Image Action, Pull Through Cache Action and Replication Action events go to the push guard, ECR Image
-    Scan, Inspector2 Scan and Inspector2 Finding events to the scan recorder, each parsed with its function's
-    event model. EKS audit logs go to the audit watcher, parsed
+    Scan, Inspector2 Scan and Inspector2 Finding events to the scan recorder, ECR API calls via CloudTrail to
+    the trail watcher, each parsed with its function's event model. EKS audit logs go to the audit watcher, parsed
     as its function parses a CloudWatch Logs subscription delivery: an envelope as Lambda receives it, its
     decoded data (encoded again first), or raw audit lines (with --cluster; each run of consecutive lines
     of a file is one delivery of up to 10,000 lines). Prints each event's outcome and alert ids (for audit
@@ -558,6 +569,7 @@ def preflight(
 
 
 app.command(epilog=GLOBAL_OPTIONS_NOTE)(prepush)  # before a push: would it move a tag that must not move
+app.command(epilog=GLOBAL_OPTIONS_NOTE)(posture)
 
 
 def _print_alerts(route: AlertRoute, raised: list[str], withheld: list[Alert]) -> None:

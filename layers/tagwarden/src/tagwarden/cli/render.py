@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from tagwarden.clock import iso
+from tagwarden.domain.identity import actor_label
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ def history_json(entries: Sequence[HistoryEntry]) -> list[dict[str, object]]:
             "alerts": [alert.alert_id for alert in entry.move.alerts],
             "index": _index_json(entry),
             "revert": _revert_role(entry.move),
+            # Who made the call (CloudTrail), or null while not yet known.
+            "actor": entry.move.actor.model_dump(mode="json") if entry.move.actor is not None else None,
         }
         for entry in entries
     ]
@@ -128,7 +131,8 @@ def history_table(tag: TagRef, entries: Sequence[HistoryEntry]) -> Table:
             f"{move.source.event_time.astimezone(UTC):%Y-%m-%d\n%H:%M:%S}",
             move.action.value + (f"\n{role}" if (role := _revert_role(move)) else ""),
             f"{short(move.digest)}{previous}{_index_note(entry)}",
-            move.source.event_id,
+            # Who, once CloudTrail said (an entry without one shows nothing: not yet known).
+            f"{move.source.event_id}\nby {actor_label(move.actor)}" if move.actor is not None else move.source.event_id,
             "late" if move.late else "",
             _scan_cell(scan),
             _verdict_cell(scan),

@@ -30,6 +30,7 @@ from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 from tagwarden.cli.errors import usage_error
 from tagwarden.domain.images import InvalidReferenceError
 from tagwarden.events.audit import AuditBatch, read_batch
+from tagwarden.events.cloudtrail import EcrApiCallEvent
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import InvalidEventError, parse_event
 from tagwarden.events.scans import ScanEvent
@@ -37,6 +38,7 @@ from tagwarden.services.audit_watcher import AuditWatcher
 from tagwarden.services.push_guard import PushGuard
 from tagwarden.services.results import Result
 from tagwarden.services.scan_recorder import ScanRecorder
+from tagwarden.services.trail_watcher import TrailResult, TrailWatcher
 
 # CloudWatch Logs puts at most 10,000 log events in one subscription delivery.
 AUDIT_LINES_PER_DELIVERY = 10_000
@@ -59,6 +61,10 @@ class ReplayServices(Protocol):
         """The audit watcher."""
         ...
 
+    def trail_watcher(self) -> TrailWatcher:
+        """The trail watcher."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Handled:
@@ -72,8 +78,8 @@ class Handled:
     audit: Mapping[str, object] | None = None
 
     @classmethod
-    def of(cls, result: Result) -> Handled:
-        """From the push guard's or the scan recorder's result."""
+    def of(cls, result: Result | TrailResult) -> Handled:
+        """From the push guard's, the scan recorder's or the trail watcher's result."""
         return cls(result.outcome.value, result.alerts)
 
     @classmethod
@@ -135,6 +141,10 @@ def _scan_recorder(services: ReplayServices, event: Any) -> Handled:
     return Handled.of(services.scan_recorder().handle(parse_event(event, ScanEvent).to_fact()))
 
 
+def _trail_watcher(services: ReplayServices, event: Any) -> Handled:
+    return Handled.of(services.trail_watcher().handle(parse_event(event, EcrApiCallEvent).to_fact()))
+
+
 def _audit_watcher(services: ReplayServices, event: Any) -> Handled:
     # As functions/audit_watcher/app.py: the envelope parsed with Powertools' model, read, then checked.
     envelope = event if "awslogs" in event else subscription_envelope(event)
@@ -162,6 +172,7 @@ ROUTES: tuple[Route, ...] = (
         _scan_recorder,
     ),
     Route("audit-watcher", _audit_delivery, _audit_watcher),
+    Route("trail-watcher", _eventbridge(("aws.ecr", "AWS API Call via CloudTrail")), _trail_watcher),
 )
 
 

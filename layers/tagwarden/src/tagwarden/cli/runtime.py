@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from tagwarden.services.ledger_queries import LedgerQueries
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
+    from tagwarden.services.trail_watcher import TrailWatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +236,12 @@ class Runtime:
         from tagwarden.services.wiring import compose_audit_watcher
 
         return compose_audit_watcher(self.table, self.delivery(route), detection_config(self.policy_environment))
+
+    def trail_watcher(self, route: AlertRoute) -> TrailWatcher:
+        """The trail watcher as the function has it, publishing (or withholding) per `route`."""
+        from tagwarden.services.wiring import compose_trail_watcher
+
+        return compose_trail_watcher(self.table, self.delivery(route), detection_config(self.policy_environment))
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from tagwarden.domain.alerts import Alert
+from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.images import ImageName, validate_digest, validate_tag
 from tagwarden.domain.scans import ScannedDigest, ScanState
 from tagwarden.domain.sources import SourceEvent
@@ -110,6 +110,8 @@ class TagMove:
     revert_to: str | None = None
     revert_requested: bool = False
     reverts: bool = False
+    # Who made the call, once CloudTrail said (before or after this entry was recorded).
+    actor: Actor | None = None
 
     @property
     def moved(self) -> bool:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tagwarden.clock import utcnow
 from tagwarden.domain.facts import IgnoredEvent
+from tagwarden.domain.identity import attributed, within_window
 from tagwarden.domain.indexes import ImageIndex, derived_scan, is_index
 from tagwarden.domain.revert import PendingRevert, RevertRequest, RevertScope, request_revert
 from tagwarden.domain.rules import TagDecision, break_tie, decide_current, decide_late, is_late, same_second_tie
@@ -122,12 +123,17 @@ class PushGuard:
                 # Not every platform is scanned (yet): the index counts as unscanned, whatever it had.
                 scans.pop(fact.digest, None)
         decision = self._decide(tag, fact, TagSnapshot(snapshot.pointer, None, scans))
+        # CloudTrail's record of this action arrived first: the entry and its alert name who did it. A late
+        # record is put on the entry by the trail watcher; the alert never waits for it.
+        pending = snapshot.pending_actor
+        actor = pending if within_window(pending, fact.source.event_time) else None
+        decision = attributed(decision, actor, fact.source.event_id)
         lease = self._delivery.lease_until()
         if self._revert is not None:
             decision = request_revert(decision, tag, self._revert.scope, self._policy)
             if decision.move.revert_requested:
                 lease = self._delivery.handed_over()
-        self._ledger.apply(tag, fact, decision, snapshot.pointer, lease, pushed)
+        self._ledger.apply(tag, fact, decision, snapshot.pointer, lease, pushed, pending_actor=pending)
         return decision, fact.source.key, None
 
     def _placed(self, fact: ImageAction, snapshot: TagSnapshot) -> ImageAction:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PushGuardConfig,
         ScanRecorderConfig,
         TagReverterConfig,
+        TrailWatcherConfig,
     )
     from tagwarden.ports import AlertPublisher, ManifestSource, TagRestorer
     from tagwarden.services.admission import AdmissionService, LineWriter
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from tagwarden.services.push_guard import PushGuard, RevertHandoff
     from tagwarden.services.scan_recorder import ScanRecorder
     from tagwarden.services.tag_reverter import TagReverter
+    from tagwarden.services.trail_watcher import TrailWatcher
 
 
 def alert_delivery(
@@ -140,3 +142,16 @@ def build_admission(config: AdmissionConfig, write_line: LineWriter | None = Non
 
     client = admission_dynamodb_client(config.ADMISSION_LEDGER_TIMEOUT_SECONDS, config.AWS_REGION)
     return compose_admission(LedgerTable(client, config.LEDGER_TABLE_NAME), config, write_line)
+
+
+def compose_trail_watcher(table: LedgerTable, delivery: AlertDelivery, config: DetectionConfig) -> TrailWatcher:
+    """The trail watcher (CloudTrail's ECR calls: settings and who pushed) on a ledger table."""
+    from tagwarden.adapters.dynamodb.trail_ledger import DynamoDbTrailLedger
+    from tagwarden.services.trail_watcher import TrailWatcher
+
+    return TrailWatcher(DynamoDbTrailLedger(table), delivery, config.tag_policy)
+
+
+def build_trail_watcher(config: TrailWatcherConfig) -> TrailWatcher:
+    """The trail watcher on the deployed ledger table and alerts topic."""
+    return compose_trail_watcher(*_deployed(config), config)

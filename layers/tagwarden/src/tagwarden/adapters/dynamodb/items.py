@@ -25,7 +25,7 @@ from tagwarden.adapters.dynamodb.keys import (
 )
 from tagwarden.adapters.dynamodb.table import Values
 from tagwarden.clock import iso, parse_iso
-from tagwarden.domain.alerts import Alert, RevertStatus
+from tagwarden.domain.alerts import Actor, Alert, RevertStatus
 from tagwarden.domain.findings import FindingReported, FindingStatus, FindingTally, KnownFinding
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.revert import PendingRevert, RevertRequest
@@ -143,6 +143,7 @@ def move_values(tag: TagRef, move: TagMove, now: datetime) -> Values:
         "account": move.source.account,
         "region": move.source.region,
         **revert_values(move),
+        **actor_values(move.actor),
     }
 
 
@@ -170,6 +171,20 @@ def stored_pending_revert(tag: TagRef, item: Mapping[str, Any]) -> PendingRevert
     )
 
 
+def actor_values(actor: Actor | None) -> Values:
+    """Who made a call, as stored on a history entry or a pending actor item: the Actor as JSON, and its
+    CloudTrail event id apart, for conditions."""
+    if actor is None:
+        return {}
+    return {"actor": actor.model_dump_json(), "actor_event_id": actor.trail_event_id}
+
+
+def stored_actor(item: Mapping[str, Any]) -> Actor | None:
+    """Inverse of `actor_values`."""
+    text = item.get("actor")
+    return Actor.model_validate_json(text) if text else None
+
+
 def stored_move(item: Mapping[str, Any]) -> TagMove:
     """Inverse of `move_values`, with the alerts the entry raised."""
     return TagMove(
@@ -189,6 +204,7 @@ def stored_move(item: Mapping[str, Any]) -> TagMove:
         revert_to=item.get("revert_to"),
         revert_requested="revert_status" in item,
         reverts=item.get("reverts", False),
+        actor=stored_actor(item),
     )
 
 

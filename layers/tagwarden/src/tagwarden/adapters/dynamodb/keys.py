@@ -9,6 +9,9 @@
 | image finding  | `IMAGE#{registry}/{repository}@{digest}` | `VULN#{finding id}`   |
 | finding        | `FINDING#{alert_id}`                     | `FINDING`             |
 | rollouts       | `WORKLOAD#{cluster}/{namespace}/{name}`  | `ROLLOUTS`            |
+| pending actor  | `TAG#{registry}/{repository}:{tag}`      | `ACTOR#{action}#{digest}` |
+| repo settings  | `REPO#{registry}/{repository}`           | `SETTINGS`            |
+| template settings | `TEMPLATE#{registry}/{prefix}`        | `SETTINGS`            |
 
 Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
 """
@@ -34,6 +37,9 @@ FINDING_SK = "FINDING"
 # Inspector's findings of one digest (the finding id is a hex digest of its ARN, safe in a key).
 VULN_PREFIX = "VULN#"
 ROLLOUTS_SK = "ROLLOUTS"
+# Who pushed or deleted a digest as a tag (CloudTrail), kept until the push guard records that action.
+ACTOR_PREFIX = "ACTOR#"
+SETTINGS_SK = "SETTINGS"
 
 
 def tag_pk(tag: TagRef) -> str:
@@ -59,6 +65,16 @@ def workload_pk(location: str) -> str:
 def rollouts_key(location: str) -> Item:
     """The key of a workload's rollouts."""
     return key(workload_pk(location), ROLLOUTS_SK)
+
+
+def pending_actor_key(tag: TagRef, action: str, digest: str) -> Item:
+    """Where CloudTrail's actor of an action waits for the push guard (in the tag's partition)."""
+    return key(tag_pk(tag), f"{ACTOR_PREFIX}{action}#{digest}")
+
+
+def settings_key(kind: str, registry: str, name: str) -> Item:
+    """The latest tag mutability setting of a repository (`REPO`) or creation template prefix (`TEMPLATE`)."""
+    return key(f"{kind}#{registry}/{name}", SETTINGS_SK)
 
 
 def move_sk(event_key: str) -> str:

@@ -21,6 +21,7 @@ from tagwarden.adapters.dynamodb.items import (
     optional_scan,
     pointer_values,
     scan_values,
+    stored_actor,
     stored_move,
     stored_pending_revert,
     stored_pointer,
@@ -32,11 +33,13 @@ from tagwarden.adapters.dynamodb.keys import (
     key,
     key_text,
     move_sk,
+    pending_actor_key,
     pointer_key,
     tag_pk,
 )
 from tagwarden.adapters.dynamodb.outbox import outbox_values, recorded_alerts
 from tagwarden.adapters.dynamodb.table import LedgerTable, to_item
+from tagwarden.domain.alerts import Actor
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scans import ScanState
@@ -52,13 +55,15 @@ class DynamoDbTagLedger:
 
     def read_for_action(self, tag: TagRef, action: ImageAction, children: Iterable[str] = ()) -> TagSnapshot:
         """Pointer, this event's history entry (at its own position or either a same-second tie could give
-        it), the digest record and the records of an index's children, in one consistent BatchGetItem."""
+        it), the digest record, the records of an index's children and the actor CloudTrail may have left for
+        this action, in one consistent BatchGetItem."""
         source = action.source
         positions = [source.key, source.last_in_its_second().key, source.just_before_its_second().key]
         entry_keys = [key(tag_pk(tag), move_sk(position)) for position in positions]
         image_key = digest_key(tag.image, action.digest)
         child_keys = {child: digest_key(tag.image, child) for child in dict.fromkeys(children)}
-        items = self._table.batch_get([pointer_key(tag), *entry_keys, image_key, *child_keys.values()])
+        actor_key = pending_actor_key(tag, action.action.value, action.digest)
+        items = self._table.batch_get([pointer_key(tag), *entry_keys, image_key, actor_key, *child_keys.values()])
         pointer, image = items.get(key_text(pointer_key(tag))), items.get(key_text(image_key))
         existing, existing_key, existing_revert = None, None, None
         for position, entry_key in zip(positions, entry_keys, strict=True):
@@ -78,6 +83,7 @@ class DynamoDbTagLedger:
             existing_key=existing_key,
             derivation=stored_derivation(image),
             existing_revert=existing_revert,
+            pending_actor=stored_actor(items.get(key_text(actor_key), {})),
         )
 
     def neighbours(self, tag: TagRef, event_key: str) -> Neighbours:
@@ -99,9 +105,11 @@ class DynamoDbTagLedger:
         expected: TagPointer | None,
         lease_until: datetime,
         index: IndexPush | None = None,
+        pending_actor: Actor | None = None,
     ) -> None:
         """One TransactWriteItems: history entry with its alerts, pointer (optimistically locked), digest record;
-        for an index, also its children on its record and the parent on each child's record."""
+        for an index, also its children on its record and the parent on each child's record; and a check that
+        the action's pending actor is still the one read (an item, not a request)."""
         now = self._table.clock()
         entry = {**move_values(tag, decision.move, now), **outbox_values(decision.alerts, lease_until)}
         writes: list[dict[str, Any]] = [
@@ -116,6 +124,7 @@ class DynamoDbTagLedger:
         elif action.action is TagAction.PUSH:
             # A scan that landed since the read would be missing from the new pointer: read again.
             writes.append({"Update": unchanged_scan(image_action_update(action, now), decision.digest_scan)})
+        writes.append({"ConditionCheck": _actor_unchanged(tag, action, pending_actor)})
         self._table.transact("TransactWriteItems tag action", writes)
 
     def record_untagged(self, action: ImageAction) -> None:
@@ -150,6 +159,19 @@ def _index_writes(action: ImageAction, pushed: IndexPush, now: datetime) -> list
         update = parent_update(action.image, child, action.digest, pushed.child_scans.get(child), now)
         writes.append({"Update": update})
     return writes
+
+
+def _actor_unchanged(tag: TagRef, action: ImageAction, pending: Actor | None) -> dict[str, Any]:
+    """CloudTrail's actor for this action is still what was read: if the trail watcher leaves one between the
+    read and this write, the write fails and the retry reads it (the watcher, for its part, looks for the
+    entry again after leaving the actor, so neither side misses the other)."""
+    check: dict[str, Any] = {"Key": pending_actor_key(tag, action.action.value, action.digest)}
+    if pending is None:
+        check["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        check["ConditionExpression"] = "actor_event_id = :actor"
+        check["ExpressionAttributeValues"] = to_item({":actor": pending.trail_event_id})
+    return check
 
 
 def _pointer_put(
