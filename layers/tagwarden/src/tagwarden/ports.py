@@ -54,6 +54,11 @@ class AlertDeliveryError(TagwardenError):
     """An alert could not be published; the event must be retried so the alert is not lost."""
 
 
+class AlertRejectedError(AlertDeliveryError):
+    """An optional alert sink (chat, Security Hub) refused an alert for good (not enabled, no permission,
+    invalid): retrying would not help, so delivery counts it, logs it and goes on."""
+
+
 class ManifestUnreadableError(TagwardenError):
     """The registry refused to show a manifest or tag (no permission: another account's registry); retrying
     would not help."""

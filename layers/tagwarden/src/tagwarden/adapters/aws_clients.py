@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_securityhub import SecurityHubClient
     from mypy_boto3_sns import SNSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
@@ -66,4 +67,11 @@ def sns_client(endpoint_url: str | None = None) -> SNSClient:
 def ecr_client(endpoint_url: str | None = None) -> ECRClient:
     """An ECR client (the push guard reads image indexes and, on same-second ties, where a tag points)."""
     client: ECRClient = _client("ecr", endpoint_url)
+    return client
+
+
+def securityhub_client(endpoint_url: str | None = None) -> SecurityHubClient:
+    """A Security Hub client for importing alerts, bounded like the SNS client: the alert sinks are called
+    concurrently (adapters.alert_sinks), so each one's bound must end within the delivery lease on its own."""
+    client: SecurityHubClient = _client("securityhub", endpoint_url, publish_config())
     return client
