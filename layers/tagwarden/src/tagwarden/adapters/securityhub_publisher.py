@@ -137,7 +137,8 @@ def _resources(alert: Alert, partition: str, region: str, account: str) -> list[
 def _workload(cluster: str, namespace: str, workload: str, partition: str, region: str) -> dict[str, Any]:
     return {
         "Type": "Other",
-        "Id": plain(f"kubernetes://{cluster}/{namespace}/{workload}", 512),
+        # Not an AWS resource: named `kubernetes/<cluster>/<namespace>/<workload>` (no scheme, nothing to click).
+        "Id": plain(f"kubernetes/{cluster}/{namespace}/{workload}", 512),
         "Partition": partition,
         "Region": region,
     }
