@@ -14,6 +14,7 @@ from tagwarden.adapters.securityhub_publisher import SecurityHubAlertPublisher, 
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
 from tagwarden.domain.alert_text import email_text
 from tagwarden.domain.alerts import Alert, AlertType
+from tagwarden.domain.severity import Severity
 from tagwarden.ports import AlertDeliveryError
 
 from tests.conftest import cold_start
@@ -197,3 +198,46 @@ def test_the_email_protocol_gets_the_text_and_every_other_protocol_the_json() ->
     assert Alert.model_validate_json(json.loads(request["Message"])["default"]) == alert
     assert request["Subject"] == alert.subject
     assert set(request["MessageAttributes"]) == {"type", "severity", "repository", "alert_id"}
+
+
+def readme_subscription_attributes() -> list[dict[str, str]]:
+    """The `--attributes` of the README's `aws sns subscribe` examples, in order."""
+    import re
+
+    from tests.support.template import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    return [json.loads(found) for found in re.findall(r"--attributes '([^']+)'", readme)]
+
+
+def test_the_readmes_filter_policies_send_high_and_critical_to_the_pager_and_everything_to_the_tickets(
+    stack: Stack,
+) -> None:
+    pager, tickets, team = readme_subscription_attributes()
+    queues = {}
+    for name, attributes in (("pager", pager), ("tickets", tickets), ("team", team)):
+        url = stack.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # SQS stands in for the pager's HTTPS endpoint and the team's e-mail: the filter is the same.
+        stack.sns.subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+        queues[name] = url
+    publisher = SnsAlertPublisher(stack.sns, stack.topic_arn)
+    alerts = sample_alerts()
+    low = alerts[AlertType.TAG_OVERWRITTEN].model_copy(update={"severity": Severity.LOW, "alert_id": "tw-low"})
+    other_team = alerts[AlertType.TAG_MOVED_AFTER_SCAN].model_copy(
+        update={"repository": "billing/api", "alert_id": "tw-b"}
+    )
+    for alert in (*alerts.values(), low, other_team):
+        publisher.publish(alert)
+
+    def ids(queue: str) -> set[str]:
+        bodies = drain(stack.sqs, queues[queue])
+        return {
+            Alert.model_validate_json(b if queue == "tickets" else json.loads(b)["Message"]).alert_id for b in bodies
+        }
+
+    everything = {alert.alert_id for alert in (*alerts.values(), low, other_team)}
+    assert ids("tickets") == everything  # raw delivery: the body is the schema v1 JSON
+    assert ids("pager") == everything - {"tw-low"}  # the samples are HIGH or CRITICAL
+    shop_moves = {alerts[AlertType.TAG_OVERWRITTEN].alert_id, alerts[AlertType.TAG_MOVED_AFTER_SCAN].alert_id}
+    assert ids("team") == shop_moves | {"tw-low"}  # shop/ tag moves of any severity, not billing/'s
