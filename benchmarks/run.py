@@ -31,7 +31,7 @@ os.environ.update(
 
 from importlib.metadata import version  # noqa: E402
 
-from benchmarks import audit_throughput, cold_start, load, request_counts, throughput  # noqa: E402 - needs the repo root on sys.path
+from benchmarks import alert_rendering, audit_throughput, cold_start, load, request_counts, throughput  # noqa: E402 - needs the repo root on sys.path
 from benchmarks.report import heading  # noqa: E402
 
 
@@ -93,6 +93,12 @@ def load_section() -> bool:
     return verdict
 
 
+def alert_rendering_section() -> None:
+    """Figure 6 (issue 13): what readable alerts cost per alert, and the fan-out to the alert sinks."""
+    print(heading("6. Alert renderings: e-mail + JSON, chat, Security Hub per alert (medians), and the fan-out"))
+    print(alert_rendering.render(alert_rendering.measure()))
+
+
 @contextmanager
 def timed() -> Iterator[None]:
     """Print how long the section took."""
@@ -122,6 +128,8 @@ def main() -> int:
         audit_section()
     with timed():
         loaded_soundly = load_section()
+    with timed():
+        alert_rendering_section()
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     if not cold_started:
         print("a handler failed to import or to handle its sample event (see figure 2)", file=sys.stderr)
