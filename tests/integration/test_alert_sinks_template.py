@@ -8,6 +8,7 @@ from typing import Any
 
 from tagwarden.config import PushGuardConfig
 
+from tests.integration.test_template_safety import resources as expanded_resources
 from tests.support.template import REPO_ROOT, resource_properties, template
 
 PACKAGE = REPO_ROOT / "layers" / "tagwarden" / "src" / "tagwarden"
@@ -57,10 +58,28 @@ def dashboard() -> dict[str, Any]:
 
 
 def emitted_metrics() -> set[str]:
+    """Metrics the code emits, and those the template's metric filters make from its log lines."""
     names: set[str] = set()
     for path in PACKAGE.rglob("*.py"):
-        names.update(re.findall(r'(?:add_metric|single_metric)\(\s*name="(\w+)"', path.read_text()))
+        names.update(re.findall(r'add_metric\(\s*name="(\w+)"', path.read_text()))
+    filters = [r for r in expanded_resources().values() if r["Type"] == "AWS::Logs::MetricFilter"]
+    names.update(t["MetricName"] for r in filters for t in r["Properties"]["MetricTransformations"])
     return names
+
+
+def test_alerts_by_type_and_severity_come_from_the_line_every_published_alert_logs() -> None:
+    filters = {n: r for n, r in expanded_resources().items() if r["Type"] == "AWS::Logs::MetricFilter"}
+    assert set(filters) == {f"{f}AlertsByTypeAndSeverityFilter" for f in ("PushGuard", "ScanRecorder", "AuditWatcher")}
+    source = (PACKAGE / "services" / "alert_delivery.py").read_text()
+    assert 'logger.warning(\n            "alert published",' in source
+    assert '"alert_type": alert.type, "severity": alert.severity' in source
+    for resource in filters.values():
+        assert resource["Properties"]["FilterPattern"] == '{ $.message = "alert published" }'
+        (transformation,) = resource["Properties"]["MetricTransformations"]
+        assert transformation["Dimensions"] == [
+            {"Key": "type", "Value": "$.alert_type"},
+            {"Key": "severity", "Value": "$.severity"},
+        ]
 
 
 def test_the_dashboard_shows_what_operations_watch_from_metrics_the_code_emits() -> None:

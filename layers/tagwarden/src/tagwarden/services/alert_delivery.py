@@ -20,8 +20,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
 from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.observability import logger, metrics
@@ -110,11 +108,6 @@ class AlertDelivery:
         if self._mode is DeliveryMode.WITHHOLD:
             return
         metrics.add_metric(name="AlertsPublished", unit="Count", value=1)
-        # Alerts by type and severity, for the dashboard: one small metric line per alert (alerts are few), with
-        # its own dimensions so the per-function metrics above keep theirs.
-        with single_metric(name="AlertsByTypeAndSeverity", unit=MetricUnit.Count, value=1) as metric:
-            metric.add_dimension(name="type", value=alert.type.value)
-            metric.add_dimension(name="severity", value=alert.severity.value)
         logger.warning(
             "alert published",
             extra={"alert_id": alert.alert_id, "alert_type": alert.type, "severity": alert.severity},
