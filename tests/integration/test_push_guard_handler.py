@@ -76,7 +76,7 @@ def test_overwrite_publishes_one_alert_in_schema_v1(stack: Stack, push_guard: Ha
     assert set(received.raw) == {
         "schema", "alert_id", "type", "severity", "summary", "detected_at", "event_time", "account", "region",
         "registry", "repository", "tag", "previous_digest", "current_digest", "scanned_digest", "scanned_at",
-        "kubernetes", "in_use", "evidence", "runbook",
+        "kubernetes", "in_use", "evidence", "runbook", "actor", "revert",
     }  # fmt: skip
     assert received.raw["schema"] == "tagwarden.alert.v1"
     assert received.raw["kubernetes"] is None
