@@ -38,18 +38,25 @@ class FanOutAlertPublisher:
 
     def publish(self, alert: Alert) -> None:
         """Publish to every sink; raise AlertDeliveryError (after all have finished) if any did not take it."""
-        if len(self._sinks) == 1:
-            self._sinks[PRIMARY_SINK].publish(alert)
+        primary, *optional = self._sinks.items()
+        if not optional:
+            primary[1].publish(alert)
             return
-        with ThreadPoolExecutor(max_workers=len(self._sinks), thread_name_prefix="alert-sink") as pool:
-            futures: dict[str, Future[None]] = {
-                name: pool.submit(sink.publish, alert) for name, sink in self._sinks.items()
-            }
+        # The alerts topic on the invocation's own thread (its X-Ray trace context and the Lambda context stay
+        # as they are), the optional sinks on worker threads at the same time.
+        outcomes: dict[str, BaseException | None] = {}
+        with ThreadPoolExecutor(max_workers=len(optional), thread_name_prefix="alert-sink") as pool:
+            futures: dict[str, Future[None]] = {name: pool.submit(sink.publish, alert) for name, sink in optional}
+            try:
+                primary[1].publish(alert)
+                outcomes[primary[0]] = None
+            except Exception as primary_error:  # collected with the others' below, once every sink has finished
+                outcomes[primary[0]] = primary_error
         # The pool has joined: every sink has finished, successfully or not. Metrics and logs from here, on
         # the invocation's own thread (Powertools' metric buffer is not shared with worker threads).
+        outcomes.update({name: future.exception() for name, future in futures.items()})
         failures: list[tuple[str, BaseException]] = []
-        for name, future in futures.items():
-            error = future.exception()
+        for name, error in outcomes.items():
             if error is None:
                 continue
             if isinstance(error, AlertRejectedError) and name != PRIMARY_SINK:
