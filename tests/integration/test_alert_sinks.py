@@ -241,3 +241,33 @@ def test_the_readmes_filter_policies_send_high_and_critical_to_the_pager_and_eve
     assert ids("pager") == everything - {"tw-low"}  # the samples are HIGH or CRITICAL
     shop_moves = {alerts[AlertType.TAG_OVERWRITTEN].alert_id, alerts[AlertType.TAG_MOVED_AFTER_SCAN].alert_id}
     assert ids("team") == shop_moves | {"tw-low"}  # shop/ tag moves of any severity, not billing/'s
+
+
+def test_a_deployment_finding_names_cluster_and_workload_and_a_hostile_deployer_stays_inert(
+    sinks: Sinks, lambda_context: FakeLambdaContext
+) -> None:
+    from tests.support.audit import ECR, audit_line, envelope, with_images
+
+    audit_watcher = cold_start("audit_watcher", sinks.environment(), lambda_context)
+    line = with_images(audit_line("deployment_create.json"), f"{ECR}/shop/api:1.4.0")
+    hostile = "eve <!here> @channel [login](https://evil.example)\n*Severity:* INFO"
+    line["user"]["username"] = hostile
+
+    result = audit_watcher(envelope([line]))
+
+    (alert_id,) = result["alerts"]
+    (received,) = sinks.stack.received_alerts()
+    assert received.alert.kubernetes is not None and received.alert.kubernetes.user == hostile  # JSON: as it is
+    (chat_body,) = drain(sinks.stack.sqs, sinks.chat_inbox)
+    notification = json.loads(chat_body)
+    jsonschema.validate(notification, SCHEMA)
+    description = notification["content"]["description"]
+    assert "<!here>" not in description and "@channel" not in description and "https://" not in description
+    # One code span; look-alikes for < > @ (U+2039, U+203A, U+FF20), the scheme defanged, the newline a space.
+    lookalike = "eve \u2039!here\u203a \uff20channel [login](https[:]//evil.example) *Severity:* INFO"
+    assert f"*Deployed by:* `{lookalike}`" in description
+    (finding,) = sinks.findings()
+    assert finding["ProductFields"]["tagwarden/AlertId"] == alert_id
+    assert [resource["Type"] for resource in finding["Resources"]] == ["AwsEcrContainerImage", "AwsEksCluster", "Other"]
+    assert finding["Resources"][1]["Id"] == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod-eks"
+    assert finding["Resources"][2]["Id"].startswith("kubernetes/prod-eks/shop/")
