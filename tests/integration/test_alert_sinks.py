@@ -158,7 +158,10 @@ def test_a_sink_that_fails_makes_the_retry_publish_to_every_sink_again(
 
 
 def test_reimporting_an_alert_updates_its_one_finding_and_keeps_the_users_resolution(sinks: Sinks) -> None:
-    publisher = SecurityHubAlertPublisher(sinks.securityhub, PRODUCT_ARN)
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 11, 30, 5, 0, tzinfo=UTC)]
+    publisher = SecurityHubAlertPublisher(sinks.securityhub, PRODUCT_ARN, clock=lambda: now[0])
     alerts = sample_alerts()
     for alert in alerts.values():
         publisher.publish(alert)
@@ -172,6 +175,7 @@ def test_reimporting_an_alert_updates_its_one_finding_and_keeps_the_users_resolu
     ]
     stored.data["Workflow"] = {"Status": "RESOLVED"}
 
+    now[0] += timedelta(minutes=3)
     publisher.publish(moved)  # a redelivery of the same alert
 
     findings = {finding["Id"]: finding for finding in sinks.findings()}
@@ -179,6 +183,8 @@ def test_reimporting_an_alert_updates_its_one_finding_and_keeps_the_users_resolu
     again = findings[finding_id(PRODUCT_ARN, moved.alert_id)]
     assert again["Workflow"] == {"Status": "RESOLVED"}  # we never send Workflow, so nothing resets it
     assert again["RecordState"] == "ACTIVE"  # never ARCHIVED, so never ARCHIVED -> ACTIVE (which reopens)
+    # Created when the alert was made; updated by the later import (newer, so Security Hub applies it).
+    assert (again["CreatedAt"], again["UpdatedAt"]) == ("2026-11-30T04:12:09Z", "2026-11-30T05:03:00Z")
 
 
 def test_the_email_protocol_gets_the_text_and_every_other_protocol_the_json() -> None:

@@ -9,8 +9,8 @@ duplicate event, a replay) updates the same finding instead of adding one. What 
   `ARCHIVED` to `ACTIVE`. We always send `ACTIVE` and never archive, so that transition never happens.
 - severity and types go in `FindingProviderFields` (the provider's fields); the top-level `Severity` and
   `Types` are required on the first import and, once a user has changed them, Security Hub keeps the user's.
-- the content of one alert id never changes (`detected_at` is fixed when the alert is made), so a re-import
-  is the same finding with the same `UpdatedAt`.
+- `CreatedAt` is when the alert was made; `UpdatedAt` is when it was (re)imported, so a later import (a
+  redelivery, or the alert enriched with who pushed) is newer than what Security Hub holds and applies.
 A situation that ends (tag back on the scanned digest, workload gone) raises no alert; one that comes back is
 a new failing episode with a new alert id, hence a new finding, and never reopens the one a user resolved.
 Sources: https://docs.aws.amazon.com/securityhub/latest/userguide/finding-update-batchimportfindings.html
@@ -20,9 +20,11 @@ and https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_Workflow.html
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tagwarden.clock import iso
+from tagwarden.clock import iso, utcnow
 from tagwarden.domain.alert_text import TYPE_TITLES, image_reference, look_closer_commands, plain, who_pushed
 from tagwarden.domain.alerts import Alert, AlertType
 from tagwarden.ports import AlertDeliveryError
@@ -71,8 +73,9 @@ def finding_id(product_arn: str, alert_id: str) -> str:
     return f"{product_arn}/tagwarden/{alert_id}"
 
 
-def asff_finding(alert: Alert, product_arn: str) -> dict[str, Any]:
-    """The alert as an ASFF finding for the default product of the Tagwarden account."""
+def asff_finding(alert: Alert, product_arn: str, imported_at: datetime | None = None) -> dict[str, Any]:
+    """The alert as an ASFF finding for the default product of the Tagwarden account, imported at
+    `imported_at` (default: when the alert was made)."""
     partition, region, account = hub_of(product_arn)
     severity = {"Label": alert.severity.value}
     types = [FINDING_TYPES[alert.type]]
@@ -101,7 +104,7 @@ def asff_finding(alert: Alert, product_arn: str) -> dict[str, Any]:
         "Types": types,
         "FirstObservedAt": iso(alert.event_time),
         "CreatedAt": iso(alert.detected_at),
-        "UpdatedAt": iso(alert.detected_at),
+        "UpdatedAt": iso(max(imported_at or alert.detected_at, alert.detected_at)),
         "Severity": severity,
         "FindingProviderFields": {"Severity": severity, "Types": types},
         "Title": plain(f"{TYPE_TITLES[alert.type]}: {image_reference(alert)}", TITLE_LIMIT),
@@ -175,10 +178,11 @@ REJECTED_FINDING_CODES = frozenset({"InvalidInput", "AccessDenied", "FindingSize
 class SecurityHubAlertPublisher:
     """Imports each alert as a finding of the Tagwarden account's default Security Hub product."""
 
-    def __init__(self, client: SecurityHubClient, product_arn: str) -> None:
+    def __init__(self, client: SecurityHubClient, product_arn: str, clock: Callable[[], datetime] = utcnow) -> None:
         hub_of(product_arn)  # fail at cold start on a wrong ARN, not on the first alert
         self._client = client
         self._product_arn = product_arn
+        self._clock = clock
 
     def publish(self, alert: Alert) -> None:
         """Import (or re-import, unchanged) the alert's finding."""
@@ -187,7 +191,8 @@ class SecurityHubAlertPublisher:
         from tagwarden.ports import AlertRejectedError
 
         try:
-            response = self._client.batch_import_findings(Findings=[asff_finding(alert, self._product_arn)])  # type: ignore[list-item]
+            finding: Any = asff_finding(alert, self._product_arn, self._clock())  # a plain dict, as ASFF is JSON
+            response = self._client.batch_import_findings(Findings=[finding])
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code in PERMANENT_ERRORS:
