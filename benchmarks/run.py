@@ -33,6 +33,7 @@ from importlib.metadata import version  # noqa: E402
 
 from benchmarks import (  # noqa: E402 - needs the repo root on sys.path
     admission,
+    alert_rendering,
     audit_throughput,
     cold_start,
     load,
@@ -136,6 +137,12 @@ def posture_section() -> None:
     print(posture.render(posture.measure()))
 
 
+def alert_rendering_section() -> None:
+    """Figure 10 (issue 13): what readable alerts cost per alert, and the fan-out to the alert sinks."""
+    print(heading("10. Alert renderings: e-mail + JSON, chat, Security Hub per alert (medians), and the fan-out"))
+    print(alert_rendering.render(alert_rendering.measure()))
+
+
 @contextmanager
 def timed() -> Iterator[None]:
     """Print how long the section took."""
@@ -145,7 +152,7 @@ def timed() -> Iterator[None]:
 
 
 def main() -> int:
-    """Run the nine figures; the exit status reflects the budget and the benchmark's own soundness."""
+    """Run the ten figures; the exit status reflects the budget and the benchmark's own soundness."""
     started = time.perf_counter()
     print(
         f"Tagwarden benchmarks: Python {platform.python_version()}, boto3 {version('boto3')}, "
@@ -173,6 +180,8 @@ def main() -> int:
         reverted_soundly = revert_section()
     with timed():
         posture_section()
+    with timed():
+        alert_rendering_section()
     print(f"\nDone in {time.perf_counter() - started:.1f} s.")
     if not cold_started:
         print("a handler failed to import or to handle its sample event (see figure 2)", file=sys.stderr)

@@ -68,7 +68,8 @@ def alarms_on(namespace: str, metric: str) -> dict[str, dict[str, Any]]:
     """Alarm properties by the dimension value they watch (a Ref or GetAtt, as written)."""
     watched: dict[str, dict[str, Any]] = {}
     for properties in (r["Properties"] for r in of_type("AWS::CloudWatch::Alarm").values()):
-        if properties["Namespace"] == namespace and properties["MetricName"] == metric:
+        # Metric-math alarms (several metrics, no Namespace of their own) watch no single resource.
+        if properties.get("Namespace") == namespace and properties.get("MetricName") == metric:
             [dimension] = properties["Dimensions"]
             value = dimension["Value"]
             watched[value.get("Ref") or value["Fn::GetAtt"][0]] = properties

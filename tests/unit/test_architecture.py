@@ -59,3 +59,24 @@ def test_an_alert_publish_ends_within_the_delivery_lease() -> None:
     backoff = sum(min(20, 2 ** (n - 1)) for n in range(1, attempts))
     worst = attempts * (config.connect_timeout + config.read_timeout) + backoff
     assert worst < ALERT_LEASE.total_seconds() * 0.9, worst
+
+
+def test_every_alert_sink_publishes_within_the_delivery_lease_and_they_publish_together() -> None:
+    # The sinks are called concurrently (adapters.alert_sinks), so each client's own bound must hold; called
+    # one after another, their bounds would add up past the lease.
+    import inspect
+
+    from tagwarden.adapters import alert_sinks
+    from tagwarden.adapters.aws_clients import securityhub_client, sns_client
+    from tagwarden.services.alert_delivery import ALERT_LEASE
+
+    for client in (
+        sns_client(endpoint_url="http://127.0.0.1:1"),
+        securityhub_client(endpoint_url="http://127.0.0.1:1"),
+    ):
+        config: Any = client.meta.config
+        attempts = config.retries["total_max_attempts"]
+        backoff = sum(min(20, 2 ** (n - 1)) for n in range(1, attempts))
+        worst = attempts * (config.connect_timeout + config.read_timeout) + backoff
+        assert worst < ALERT_LEASE.total_seconds() * 0.9, (client.meta.service_model.service_name, worst)
+    assert "ThreadPoolExecutor" in inspect.getsource(alert_sinks.FanOutAlertPublisher.publish)

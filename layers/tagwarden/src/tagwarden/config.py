@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Self
 
@@ -123,6 +124,9 @@ class LedgerConfig(DetectionConfig):
 
     LEDGER_TABLE_NAME: str
     ALERTS_TOPIC_ARN: str
+    # Optional alert sinks (issue 13), empty when the template's ChatNotifications / SecurityHubFindings are off.
+    CHAT_TOPIC_ARN: str | None = None
+    SECURITY_HUB_PRODUCT_ARN: str | None = None
 
     @field_validator("LEDGER_TABLE_NAME")
     @classmethod
@@ -134,6 +138,28 @@ class LedgerConfig(DetectionConfig):
     def _topic_arn(cls, value: str) -> str:
         if not value.startswith("arn:") or ":sns:" not in value:
             raise ValueError("must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return value
+
+    @field_validator("CHAT_TOPIC_ARN", mode="before")
+    @classmethod
+    def _chat_topic_arn(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and (not value.startswith("arn:") or ":sns:" not in value):
+            raise ValueError("must be empty or an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+        return value
+
+    @field_validator("SECURITY_HUB_PRODUCT_ARN", mode="before")
+    @classmethod
+    def _product_arn(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not re.fullmatch(
+            r"arn:[\w-]+:securityhub:[\w-]+:(\d{12}):product/\1/default", value
+        ):
+            raise ValueError(
+                "must be empty or arn:<partition>:securityhub:<region>:<account>:product/<account>/default"
+            )
         return value
 
 

@@ -9,7 +9,9 @@ Services depend on these protocols only; adapters implement them and never impor
 | DeploymentLedger  | audit watcher                           | dynamodb.deployment_ledger                |
 | LedgerReader      | ledger queries, backfill                | dynamodb.reader.DynamoDbLedgerReader      |
 | AlertOutbox       | alert delivery (services.alert_delivery) | dynamodb.outbox.DynamoDbAlertOutbox      |
-| AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
+| AlertPublisher    | alert delivery                          | sns_publisher, alert_collector; the sinks |
+|                   |                                         | chat_publisher, securityhub_publisher,    |
+|                   |                                         | fanned out by alert_sinks (issue 13)      |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
 | ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
 | TagResolver       | `tagwarden prepush`                     | oci_registry.OciRegistry                  |
@@ -64,6 +66,11 @@ class ConcurrentUpdateError(TagwardenError):
 
 class AlertDeliveryError(TagwardenError):
     """An alert could not be published; the event must be retried so the alert is not lost."""
+
+
+class AlertRejectedError(AlertDeliveryError):
+    """An optional alert sink (chat, Security Hub) refused an alert for good (not enabled, no permission,
+    invalid): retrying would not help, so delivery counts it, logs it and goes on."""
 
 
 class ManifestUnreadableError(TagwardenError):

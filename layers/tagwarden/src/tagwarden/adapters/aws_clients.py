@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_securityhub import SecurityHubClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -105,4 +106,11 @@ def admission_dynamodb_client(
 def sqs_client(endpoint_url: str | None = None) -> SQSClient:
     """An SQS client (the push guard hands revert requests to the tag reverter's queue)."""
     client: SQSClient = _client("sqs", endpoint_url)
+    return client
+
+
+def securityhub_client(endpoint_url: str | None = None) -> SecurityHubClient:
+    """A Security Hub client for importing alerts, bounded like the SNS client: the alert sinks are called
+    concurrently (adapters.alert_sinks), so each one's bound must end within the delivery lease on its own."""
+    client: SecurityHubClient = _client("securityhub", endpoint_url, publish_config())
     return client

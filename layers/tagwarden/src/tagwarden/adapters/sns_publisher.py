@@ -1,14 +1,63 @@
-"""Alerts published to the SNS alerts topic as schema v1 JSON, with attributes for subscription filters."""
+"""Alerts published to the SNS alerts topic: schema v1 JSON for machines, readable text for e-mail.
+
+One publish with `MessageStructure="json"`: SNS hands each subscription the value under its protocol's key,
+or `default` when there is none. `default` is the schema v1 JSON, exactly as before this structure existed,
+so SQS, Lambda, HTTP/S, Firehose and e-mail-json subscribers (none of which has a key here) receive it
+unchanged; `email` is the text of `domain.alert_text.email_text`. Listing the machine protocols' keys too
+would only repeat the JSON and eat into the size limit.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
+from tagwarden.domain.alert_text import email_subject, email_text, truncate_utf8
 from tagwarden.domain.alerts import Alert
 from tagwarden.ports import AlertDeliveryError
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
+
+# SNS accepts messages up to 256 KiB (262,144 bytes), message attributes included.
+SNS_MESSAGE_LIMIT = 262_144
+TOO_LARGE = "This alert is too large for an e-mail: its JSON subscribers (queues, functions) receive it whole."
+
+
+def message_attributes(alert: Alert) -> dict[str, MessageAttributeValueTypeDef]:
+    """The attributes subscription filter policies match on (documented in the README's schema section)."""
+    return {
+        "type": {"DataType": "String", "StringValue": alert.type.value},
+        "severity": {"DataType": "String", "StringValue": alert.severity.value},
+        "repository": {"DataType": "String", "StringValue": alert.repository},
+        "alert_id": {"DataType": "String", "StringValue": alert.alert_id},
+    }
+
+
+def structured_message(alert: Alert, limit: int = SNS_MESSAGE_LIMIT) -> str:
+    """The `MessageStructure=json` body: `default` the schema v1 JSON, `email` the text, within `limit` bytes
+    together with the attributes. Only the text is ever cut; the JSON subscribers parse stays whole."""
+    attributes = message_attributes(alert)
+    overhead = sum(
+        len(name) + len(str(value.get("StringValue", "")).encode()) + 16 for name, value in attributes.items()
+    )
+    budget = limit - overhead
+    text = email_text(alert)
+    body = _structure(alert, text)
+    while len(body.encode()) > budget:
+        # JSON escaping makes the text longer in the body than on its own: cut a little more than the excess.
+        room = len(text.encode()) - (len(body.encode()) - budget) - 64
+        if room <= len(TOO_LARGE.encode()):
+            return _structure(alert, TOO_LARGE)
+        text = truncate_utf8(text, room)
+        body = _structure(alert, text)
+    return body
+
+
+def _structure(alert: Alert, text: str) -> str:
+    # ensure_ascii=False: UTF-8 costs a non-ASCII character 2 to 4 bytes, \u escapes 6 to 12.
+    return json.dumps({"default": alert.to_json(), "email": text}, ensure_ascii=False)
 
 
 class SnsAlertPublisher:
@@ -25,14 +74,10 @@ class SnsAlertPublisher:
         try:
             self._client.publish(
                 TopicArn=self._topic_arn,
-                Subject=alert.subject,
-                Message=alert.to_json(),
-                MessageAttributes={
-                    "type": {"DataType": "String", "StringValue": alert.type.value},
-                    "severity": {"DataType": "String", "StringValue": alert.severity.value},
-                    "repository": {"DataType": "String", "StringValue": alert.repository},
-                    "alert_id": {"DataType": "String", "StringValue": alert.alert_id},
-                },
+                Subject=email_subject(alert),
+                Message=structured_message(alert),
+                MessageStructure="json",
+                MessageAttributes=message_attributes(alert),
             )
         except (ClientError, BotoCoreError) as error:
             raise AlertDeliveryError(f"alert {alert.alert_id} was not published: {error}") from error

@@ -85,10 +85,32 @@ def compose_audit_watcher(table: LedgerTable, delivery: AlertDelivery, config: D
     return AuditWatcher(DynamoDbDeploymentLedger(table), delivery, config.registry_scope)
 
 
+# --- Alert sinks (issue 13) --------------------------------------------------------------------------
+def alert_sinks(config: LedgerConfig) -> AlertPublisher:
+    """The alerts topic, plus the chat topic and Security Hub when the template configured them: each an
+    adapter behind `AlertPublisher`, called together (adapters.alert_sinks says what a partial failure does)."""
+    primary = SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN)
+    optional: dict[str, AlertPublisher] = {}
+    if config.CHAT_TOPIC_ARN:
+        from tagwarden.adapters.chat_publisher import ChatAlertPublisher
+
+        optional["chat-topic"] = ChatAlertPublisher(sns_client(), config.CHAT_TOPIC_ARN)
+    if config.SECURITY_HUB_PRODUCT_ARN:
+        from tagwarden.adapters.aws_clients import securityhub_client
+        from tagwarden.adapters.securityhub_publisher import SecurityHubAlertPublisher
+
+        optional["security-hub"] = SecurityHubAlertPublisher(securityhub_client(), config.SECURITY_HUB_PRODUCT_ARN)
+    if not optional:
+        return primary
+    from tagwarden.adapters.alert_sinks import FanOutAlertPublisher
+
+    return FanOutAlertPublisher(primary, optional)
+
+
 def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
-    """The deployed ledger table and the alerts topic, with clients from the Lambda environment."""
+    """The deployed ledger table and the alert sinks, with clients from the Lambda environment."""
     table = LedgerTable(dynamodb_client(), config.LEDGER_TABLE_NAME)
-    return table, alert_delivery(table, SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN))
+    return table, alert_delivery(table, alert_sinks(config))
 
 
 def build_push_guard(config: PushGuardConfig) -> PushGuard:

@@ -1,0 +1,73 @@
+"""Alerts published to the chat topic as Amazon Q Developer in chat applications custom notifications.
+
+Amazon Q Developer (formerly AWS Chatbot) renders a message on a topic mapped to a Slack or Microsoft Teams
+channel when the message is a custom notification: `version` "1.0", `source` "custom", and `content` with
+`textType` "client-markdown", `title`, `description`, `nextSteps`, `keywords`; optional `id` and `metadata`
+(`threadId`, `summary`, `eventType`, `relatedResources`, `additionalContext`). Other messages are dropped
+without an error. Format: https://docs.aws.amazon.com/chatbot/latest/adminguide/custom-notifs.html
+The card's text (title, description, steps) comes from `domain.alert_text.chat_card`, with every outside
+name inert; the metadata repeats only values Tagwarden makes (ids, types, severities).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from tagwarden.domain.alert_text import chat_card
+from tagwarden.domain.alerts import Alert
+from tagwarden.ports import AlertDeliveryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+
+def chat_notification(alert: Alert) -> dict[str, Any]:
+    """The alert as a custom notification (the documented event schema, version 1.0)."""
+    card = chat_card(alert)
+    return {
+        "version": "1.0",
+        "source": "custom",
+        "id": alert.alert_id,
+        "content": {
+            "textType": "client-markdown",
+            "title": card.title,
+            "description": card.description,
+            "nextSteps": list(card.next_steps),
+            "keywords": list(card.keywords),
+        },
+        "metadata": {
+            # A redelivered alert lands in the thread of its first post, not as a new top-level message.
+            "threadId": alert.alert_id,
+            "summary": f"{alert.severity} {alert.type}",
+            "eventType": alert.type.value,
+            "additionalContext": {
+                "alert_id": alert.alert_id,
+                "severity": alert.severity.value,
+                "schema": alert.schema_,
+            },
+        },
+    }
+
+
+class ChatAlertPublisher:
+    """Publishes each alert to the chat topic, which Amazon Q Developer maps to chat channels."""
+
+    def __init__(self, client: SNSClient, topic_arn: str) -> None:
+        self._client = client
+        self._topic_arn = topic_arn
+
+    def publish(self, alert: Alert) -> None:
+        """Publish one alert's custom notification, with the same filterable attributes as the alerts topic."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from tagwarden.adapters.sns_publisher import message_attributes
+
+        try:
+            self._client.publish(
+                TopicArn=self._topic_arn,
+                Message=json.dumps(chat_notification(alert), ensure_ascii=False),
+                MessageAttributes=message_attributes(alert),
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise AlertDeliveryError(f"alert {alert.alert_id} was not posted to chat: {error}") from error

@@ -1,0 +1,279 @@
+"""Alerts through the real push guard handler to every sink on moto: the alerts topic (schema v1 JSON for
+queues, raw and wrapped; text for e-mail), the chat topic (custom notifications) and Security Hub (findings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+from tagwarden.adapters.securityhub_publisher import SecurityHubAlertPublisher, finding_id
+from tagwarden.adapters.sns_publisher import SnsAlertPublisher
+from tagwarden.domain.alert_text import email_text
+from tagwarden.domain.alerts import Alert, AlertType
+from tagwarden.domain.severity import Severity
+from tagwarden.ports import AlertDeliveryError
+
+from tests.conftest import cold_start
+from tests.support.alerts import sample_alerts
+from tests.support.events import ecr_image_action
+from tests.support.handlers import FakeLambdaContext, Handler
+from tests.support.stack import REGION, Stack
+
+if TYPE_CHECKING:
+    from mypy_boto3_securityhub import SecurityHubClient
+    from mypy_boto3_sqs import SQSClient
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "support" / "schemas" / "chat_custom_notification.json").read_text())
+ACCOUNT = "123456789012"  # moto's
+PRODUCT_ARN = f"arn:aws:securityhub:{REGION}:{ACCOUNT}:product/{ACCOUNT}/default"
+A, B = ("sha256:" + c * 64 for c in "ab")
+
+
+def subscribe_queue(stack: Stack, topic_arn: str, name: str, *, raw: bool) -> str:
+    url = stack.sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attributes = {"RawMessageDelivery": "true"} if raw else {}
+    stack.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+    return url
+
+
+def drain(sqs: SQSClient, url: str) -> list[str]:
+    bodies: list[str] = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in batch:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+class Sinks:
+    """The alerts topic's wrapped inbox (the stack's) and a raw one, the chat topic's queue, Security Hub."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.raw_inbox = subscribe_queue(stack, stack.topic_arn, "raw-inbox", raw=True)
+        self.chat_topic_arn = stack.sns.create_topic(Name="tagwarden-chat")["TopicArn"]
+        self.chat_inbox = subscribe_queue(stack, self.chat_topic_arn, "chat-inbox", raw=True)
+        self.securityhub: SecurityHubClient = boto3.client("securityhub", region_name=REGION)
+        self.securityhub.enable_security_hub()
+
+    def environment(self, **overrides: str) -> dict[str, str]:
+        return {
+            **self.stack.environment(),
+            "CHAT_TOPIC_ARN": self.chat_topic_arn,
+            "SECURITY_HUB_PRODUCT_ARN": PRODUCT_ARN,
+            **overrides,
+        }
+
+    def findings(self) -> list[dict[str, Any]]:
+        return list(self.securityhub.get_findings()["Findings"])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sinks(stack: Stack) -> Sinks:
+    return Sinks(stack)
+
+
+@pytest.fixture
+def push_guard_with_sinks(sinks: Sinks, lambda_context: FakeLambdaContext) -> Handler:
+    return cold_start("push_guard", sinks.environment(), lambda_context)
+
+
+def overwrite(push_guard: Handler) -> Any:
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T10:00:00Z", event_id="e-1"))
+    return push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+
+def test_one_alert_reaches_every_sink_in_its_format(sinks: Sinks, push_guard_with_sinks: Handler) -> None:
+    result = overwrite(push_guard_with_sinks)
+
+    (alert_id,) = result["alerts"]
+    # The alerts topic, wrapped delivery: the envelope's Message is the schema v1 JSON, unchanged.
+    (received,) = sinks.stack.received_alerts()
+    alert = received.alert
+    assert alert.alert_id == alert_id and alert.type is AlertType.TAG_OVERWRITTEN
+    assert json.loads(alert.to_json()) == received.raw
+    assert received.attributes["severity"] == alert.severity.value
+    assert received.subject == "[HIGH] TAG_OVERWRITTEN shop/api:v1.4.2"  # a protected tag
+    # Raw delivery: the body is the schema v1 JSON itself, exactly what `default` holds.
+    (raw_body,) = drain(sinks.stack.sqs, sinks.raw_inbox)
+    assert raw_body == alert.to_json()
+    # Chat: a custom notification in the documented shape.
+    (chat_body,) = drain(sinks.stack.sqs, sinks.chat_inbox)
+    notification = json.loads(chat_body)
+    jsonschema.validate(notification, SCHEMA)
+    assert notification["id"] == alert_id and notification["content"]["title"].startswith("HIGH Protected tag")
+    # Security Hub: one finding for the alert.
+    (finding,) = sinks.findings()
+    assert finding["Id"] == finding_id(PRODUCT_ARN, alert_id)
+    assert finding["ProductFields"]["tagwarden/AlertId"] == alert_id
+    assert finding["Resources"][0]["Id"] == f"arn:aws:ecr:eu-west-1:111122223333:repository/shop/api/{B}"
+
+
+def test_a_duplicate_event_adds_nothing_anywhere(sinks: Sinks, push_guard_with_sinks: Handler) -> None:
+    overwrite(push_guard_with_sinks)
+    sinks.stack.received_alerts()
+    drain(sinks.stack.sqs, sinks.chat_inbox)
+
+    again = push_guard_with_sinks(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+    assert again["alerts"] == []
+    assert sinks.stack.received_alerts() == []
+    assert drain(sinks.stack.sqs, sinks.chat_inbox) == []
+    assert len(sinks.findings()) == 1
+
+
+def test_a_sink_that_fails_makes_the_retry_publish_to_every_sink_again(
+    sinks: Sinks, lambda_context: FakeLambdaContext
+) -> None:
+    # The chat topic is gone (deleted by mistake): publishing there fails after the others succeeded.
+    sinks.stack.sns.delete_topic(TopicArn=sinks.chat_topic_arn)
+    push_guard = cold_start("push_guard", sinks.environment(), lambda_context)
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T10:00:00Z", event_id="e-1"))
+
+    with pytest.raises(AlertDeliveryError, match="chat-topic"):
+        push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+    (first,) = sinks.stack.received_alerts()
+    assert len(sinks.findings()) == 1
+    # Lambda retries the event once the topic is back: every sink gets the alert; the alerts topic's subscribers
+    # see the same alert_id twice (they deduplicate on it), Security Hub still holds one finding.
+    sinks.chat_topic_arn = sinks.stack.sns.create_topic(Name="tagwarden-chat")["TopicArn"]
+    sinks.chat_inbox = subscribe_queue(sinks.stack, sinks.chat_topic_arn, "chat-inbox-2", raw=True)
+    retried = push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+    assert retried["alerts"] == [first.alert.alert_id]
+    (second,) = sinks.stack.received_alerts()
+    assert second.alert == first.alert
+    (chat_body,) = drain(sinks.stack.sqs, sinks.chat_inbox)
+    assert json.loads(chat_body)["id"] == first.alert.alert_id
+    assert [finding["Id"] for finding in sinks.findings()] == [finding_id(PRODUCT_ARN, first.alert.alert_id)]
+    # And now it is delivered: a third delivery publishes nothing.
+    push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+    assert sinks.stack.received_alerts() == []
+
+
+def test_reimporting_an_alert_updates_its_one_finding_and_keeps_the_users_resolution(sinks: Sinks) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = [datetime(2026, 11, 30, 5, 0, tzinfo=UTC)]
+    publisher = SecurityHubAlertPublisher(sinks.securityhub, PRODUCT_ARN, clock=lambda: now[0])
+    alerts = sample_alerts()
+    for alert in alerts.values():
+        publisher.publish(alert)
+    moved = alerts[AlertType.TAG_MOVED_AFTER_SCAN]
+    # A person resolves the finding in the console (BatchUpdateFindings, which moto does not implement: set on
+    # its stored finding directly, as Security Hub would).
+    from moto.securityhub.models import securityhub_backends
+
+    (stored,) = [
+        f for f in securityhub_backends[ACCOUNT][REGION].findings if f.id == finding_id(PRODUCT_ARN, moved.alert_id)
+    ]
+    stored.data["Workflow"] = {"Status": "RESOLVED"}
+
+    now[0] += timedelta(minutes=3)
+    publisher.publish(moved)  # a redelivery of the same alert
+
+    findings = {finding["Id"]: finding for finding in sinks.findings()}
+    assert len(findings) == len(AlertType)
+    again = findings[finding_id(PRODUCT_ARN, moved.alert_id)]
+    assert again["Workflow"] == {"Status": "RESOLVED"}  # we never send Workflow, so nothing resets it
+    assert again["RecordState"] == "ACTIVE"  # never ARCHIVED, so never ARCHIVED -> ACTIVE (which reopens)
+    # Created when the alert was made; updated by the later import (newer, so Security Hub applies it).
+    assert (again["CreatedAt"], again["UpdatedAt"]) == ("2026-11-30T04:12:09Z", "2026-11-30T05:03:00Z")
+
+
+def test_the_email_protocol_gets_the_text_and_every_other_protocol_the_json() -> None:
+    alert = sample_alerts()[AlertType.DEPLOYED_DIGEST_MISMATCH]
+    published: list[dict[str, Any]] = []
+
+    class RecordingClient:
+        def publish(self, **request: Any) -> dict[str, str]:
+            published.append(request)
+            return {"MessageId": "m-1"}
+
+    SnsAlertPublisher(RecordingClient(), "arn:aws:sns:eu-west-1:111122223333:alerts").publish(alert)  # type: ignore[arg-type]
+
+    (request,) = published
+    assert request["MessageStructure"] == "json"
+    assert json.loads(request["Message"]) == {"default": alert.to_json(), "email": email_text(alert)}
+    assert Alert.model_validate_json(json.loads(request["Message"])["default"]) == alert
+    assert request["Subject"] == alert.subject
+    assert set(request["MessageAttributes"]) == {"type", "severity", "repository", "alert_id"}
+
+
+def readme_subscription_attributes() -> list[dict[str, str]]:
+    """The `--attributes` of the README's `aws sns subscribe` examples, in order."""
+    import re
+
+    from tests.support.template import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    return [json.loads(found) for found in re.findall(r"--attributes '([^']+)'", readme)]
+
+
+def test_the_readmes_filter_policies_send_high_and_critical_to_the_pager_and_everything_to_the_tickets(
+    stack: Stack,
+) -> None:
+    pager, tickets, team = readme_subscription_attributes()
+    queues = {}
+    for name, attributes in (("pager", pager), ("tickets", tickets), ("team", team)):
+        url = stack.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        # SQS stands in for the pager's HTTPS endpoint and the team's e-mail: the filter is the same.
+        stack.sns.subscribe(TopicArn=stack.topic_arn, Protocol="sqs", Endpoint=arn, Attributes=attributes)
+        queues[name] = url
+    publisher = SnsAlertPublisher(stack.sns, stack.topic_arn)
+    alerts = sample_alerts()
+    low = alerts[AlertType.TAG_OVERWRITTEN].model_copy(update={"severity": Severity.LOW, "alert_id": "tw-low"})
+    other_team = alerts[AlertType.TAG_MOVED_AFTER_SCAN].model_copy(
+        update={"repository": "billing/api", "alert_id": "tw-b"}
+    )
+    for alert in (*alerts.values(), low, other_team):
+        publisher.publish(alert)
+
+    def ids(queue: str) -> set[str]:
+        bodies = drain(stack.sqs, queues[queue])
+        return {
+            Alert.model_validate_json(b if queue == "tickets" else json.loads(b)["Message"]).alert_id for b in bodies
+        }
+
+    everything = {alert.alert_id for alert in (*alerts.values(), low, other_team)}
+    assert ids("tickets") == everything  # raw delivery: the body is the schema v1 JSON
+    assert ids("pager") == everything - {"tw-low"}  # the samples are HIGH or CRITICAL
+    shop_moves = {alerts[AlertType.TAG_OVERWRITTEN].alert_id, alerts[AlertType.TAG_MOVED_AFTER_SCAN].alert_id}
+    assert ids("team") == shop_moves | {"tw-low"}  # shop/ tag moves of any severity, not billing/'s
+
+
+def test_a_deployment_finding_names_cluster_and_workload_and_a_hostile_deployer_stays_inert(
+    sinks: Sinks, lambda_context: FakeLambdaContext
+) -> None:
+    from tests.support.audit import ECR, audit_line, envelope, with_images
+
+    audit_watcher = cold_start("audit_watcher", sinks.environment(), lambda_context)
+    line = with_images(audit_line("deployment_create.json"), f"{ECR}/shop/api:1.4.0")
+    hostile = "eve <!here> @channel [login](https://evil.example)\n*Severity:* INFO"
+    line["user"]["username"] = hostile
+
+    result = audit_watcher(envelope([line]))
+
+    (alert_id,) = result["alerts"]
+    (received,) = sinks.stack.received_alerts()
+    assert received.alert.kubernetes is not None and received.alert.kubernetes.user == hostile  # JSON: as it is
+    (chat_body,) = drain(sinks.stack.sqs, sinks.chat_inbox)
+    notification = json.loads(chat_body)
+    jsonschema.validate(notification, SCHEMA)
+    description = notification["content"]["description"]
+    assert "<!here>" not in description and "@channel" not in description and "https://" not in description
+    # One code span; look-alikes for < > @ (U+2039, U+203A, U+FF20), the scheme defanged, the newline a space.
+    lookalike = "eve \u2039!here\u203a \uff20channel [login](https[:]//evil.example) *Severity:* INFO"
+    assert f"*Deployed by:* `{lookalike}`" in description
+    (finding,) = sinks.findings()
+    assert finding["ProductFields"]["tagwarden/AlertId"] == alert_id
+    assert [resource["Type"] for resource in finding["Resources"]] == ["AwsEcrContainerImage", "AwsEksCluster", "Other"]
+    assert finding["Resources"][1]["Id"] == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod-eks"
+    assert finding["Resources"][2]["Id"].startswith("kubernetes/prod-eks/shop/")
