@@ -41,7 +41,9 @@ def test_security_hub_import_is_allowed_on_the_accounts_default_product_only() -
     assert hub["Resource"] == {"Fn::Sub": product}
     assert by_sid["PublishChatNotifications"][1]["Resource"] == {"Ref": "ChatTopic"}
     roles = resource_properties("AlertSinksPublishPolicy")["Roles"]
-    assert roles == [{"Ref": f"{f}FunctionRole"} for f in ("PushGuard", "ScanRecorder", "AuditWatcher")]
+    functions = ("PushGuard", "ScanRecorder", "AuditWatcher", "TrailWatcher")
+    reverter = {"Fn::If": ["RevertOn", {"Ref": "TagReverterFunctionRole"}, {"Ref": "AWS::NoValue"}]}
+    assert roles == [*({"Ref": f"{f}FunctionRole"} for f in functions), reverter]
 
 
 def test_the_chat_topic_is_encrypted_and_only_the_functions_publish_over_tls() -> None:
