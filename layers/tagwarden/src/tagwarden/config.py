@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Self
 
@@ -18,6 +19,8 @@ from tagwarden.domain.tag_policy import (
     TagPolicy,
     split_patterns,
 )
+
+_ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 
 
 class ConfigurationError(RuntimeError):
@@ -131,7 +134,40 @@ class LedgerConfig(DetectionConfig):
         return value
 
 
-class PushGuardConfig(LedgerConfig):
+class OrganizationConfig(BaseModel):
+    """Where the stack runs, and how its functions read a member account's registry (template "Organization").
+
+    TAGWARDEN_ACCOUNT_ID: the stack's own account; its clusters keep their bare name, and its registry is read
+    with the function's own credentials. MEMBER_READ_ROLE_NAME: the read-only role the member template
+    creates in each account of the organization (empty: a single-account deployment, no role is assumed).
+    AWS_REGION is set by Lambda.
+    """
+
+    TAGWARDEN_ACCOUNT_ID: str | None = None
+    MEMBER_READ_ROLE_NAME: str | None = None
+    AWS_REGION: str | None = None
+
+    @field_validator("TAGWARDEN_ACCOUNT_ID", mode="before")
+    @classmethod
+    def _account_id(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not (isinstance(value, str) and len(value) == 12 and value.isascii() and value.isdigit()):
+            raise ValueError("must be a 12-digit AWS account id")
+        return value
+
+    @field_validator("MEMBER_READ_ROLE_NAME", mode="before")
+    @classmethod
+    def _role_name(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        # IAM role names: letters, digits and +=,.@_- (at most 64); a path is not part of the convention.
+        if not (isinstance(value, str) and _ROLE_NAME_RE.fullmatch(value)):
+            raise ValueError("must be an IAM role name (letters, digits, +=,.@_-; at most 64 characters)")
+        return value
+
+
+class PushGuardConfig(LedgerConfig, OrganizationConfig):
     """The push guard needs the shared configuration only."""
 
 
@@ -139,5 +175,5 @@ class ScanRecorderConfig(LedgerConfig):
     """The scan recorder judges scans with FAIL_SEVERITY (shared)."""
 
 
-class AuditWatcherConfig(LedgerConfig):
+class AuditWatcherConfig(LedgerConfig, OrganizationConfig):
     """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""

@@ -22,18 +22,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
+from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsDecode, CloudWatchLogsModel
+from aws_lambda_powertools.utilities.parser.models.kinesis import (
+    KinesisDataStreamRecord,
+    extract_cloudwatch_logs_from_record,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
 from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
-from tagwarden.domain.workloads import Workload
+from tagwarden.domain.workloads import Workload, cluster_id
+from tagwarden.events.parsing import InvalidEventError
+from tagwarden.observability import logger, metrics
 
 MAX_LINE_BYTES = 1_048_576
 # Longer audit ids are kept as a prefix and a hash of the whole: they end up in findings and alerts.
@@ -163,10 +170,52 @@ def cluster_of(log_group: str) -> str:
     return match["cluster"] if match else log_group
 
 
-def read_batch(envelope: CloudWatchLogsModel) -> AuditBatch:
-    """Every observation of one CloudWatch Logs delivery; bad lines are counted in `skipped`."""
-    data = envelope.awslogs.decoded_data
-    batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=data.logEvents[0].id if data.logEvents else None)
+@dataclass(frozen=True, slots=True)
+class Home:
+    """The stack's own account and region: clusters there keep their bare name (`domain.workloads.cluster_id`)."""
+
+    account: str | None = None
+    region: str | None = None
+
+
+def read_batch(envelope: CloudWatchLogsModel, home: Home | None = None) -> AuditBatch:
+    """Every observation of one CloudWatch Logs delivery to the function; bad lines are counted in `skipped`."""
+    return read_delivery(envelope.awslogs.decoded_data, home)
+
+
+def read_kinesis_record(record: KinesisDataStreamRecord, home: Home | None = None) -> AuditBatch:
+    """Every observation of one delivery through the organization's Logs destination (one Kinesis record).
+
+    CloudWatch Logs writes each subscription delivery of a member account's log group as one record whose
+    data is the same gzip-compressed JSON a direct subscription hands to Lambda (base64 undone by the
+    parser). A record that is not such a payload raises: the batch reports that record alone as failed.
+    """
+    try:
+        data = extract_cloudwatch_logs_from_record(record)
+    except (zlib.error, ValueError, TypeError) as error:  # not gzip, not JSON, not a subscription payload
+        logger.error(
+            "invalid audit delivery record",
+            extra={
+                "event_id": record.eventID[:200],
+                "sequence_number": record.kinesis.sequenceNumber,
+                "problem": type(error).__name__,
+            },
+        )
+        metrics.add_metric(name="InvalidEvents", unit="Count", value=1)
+        raise InvalidEventError(f"Kinesis record {record.eventID[:200]}: not a CloudWatch Logs delivery") from None
+    return read_delivery(data, home)
+
+
+def read_delivery(data: CloudWatchLogsDecode, home: Home | None = None) -> AuditBatch:
+    """Every observation of one decoded subscription delivery; bad lines are counted in `skipped`.
+
+    The payload's `owner` is the account of the log group: with `logGroup`, it names the cluster. The region
+    is the stack's: CloudWatch Logs only lets a log group subscribe to a destination in its own region, and
+    the function reads only its own region's destination (template.yaml, "Organization").
+    """
+    home = home or Home()
+    cluster = cluster_id(cluster_of(data.logGroup), data.owner, home.region, home.account)
+    batch = AuditBatch(cluster=cluster, delivery_id=data.logEvents[0].id if data.logEvents else None)
     if data.messageType != "DATA_MESSAGE":
         batch.skipped["control_message"] += 1
         return batch

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tagwarden.adapters.aws_clients import dynamodb_client, ecr_client, sns_client
+from tagwarden.adapters.aws_clients import AccountEcrClients, dynamodb_client, sns_client
 from tagwarden.adapters.dynamodb.outbox import DynamoDbAlertOutbox
 from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
 from tagwarden.services.alert_delivery import AlertDelivery, DeliveryMode
 
 if TYPE_CHECKING:
-    from tagwarden.config import AuditWatcherConfig, DetectionConfig, LedgerConfig, PushGuardConfig, ScanRecorderConfig
+    from tagwarden.config import (
+        AuditWatcherConfig,
+        DetectionConfig,
+        LedgerConfig,
+        OrganizationConfig,
+        PushGuardConfig,
+        ScanRecorderConfig,
+    )
+    from tagwarden.events.audit import Home
     from tagwarden.ports import AlertPublisher, ManifestSource
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
@@ -64,11 +72,17 @@ def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
     return table, alert_delivery(table, SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN))
 
 
-def build_push_guard(config: PushGuardConfig) -> PushGuard:
-    """The push guard on the deployed ledger table and alerts topic, reading manifests from ECR."""
-    from tagwarden.adapters.ecr_registry import EcrRegistry
+def account_ecr_clients(config: OrganizationConfig) -> AccountEcrClients:
+    """ECR clients per account: the stack's own credentials at home, the member read role elsewhere."""
+    return AccountEcrClients(config.TAGWARDEN_ACCOUNT_ID, config.MEMBER_READ_ROLE_NAME, partition=_partition(config))
 
-    return compose_push_guard(*_deployed(config), config, EcrRegistry(ecr_client()))
+
+def build_push_guard(config: PushGuardConfig) -> PushGuard:
+    """The push guard on the deployed ledger table and alerts topic, reading manifests in each image's own
+    registry (another account's through its member read role)."""
+    from tagwarden.adapters.ecr_registry import OrganizationRegistries
+
+    return compose_push_guard(*_deployed(config), config, OrganizationRegistries(account_ecr_clients(config)))
 
 
 def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
@@ -79,3 +93,18 @@ def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
 def build_audit_watcher(config: AuditWatcherConfig) -> AuditWatcher:
     """The audit watcher on the deployed ledger table and alerts topic."""
     return compose_audit_watcher(*_deployed(config), config)
+
+
+def home_of(config: OrganizationConfig) -> Home:
+    """The stack's own account and region, which audit deliveries are told apart from."""
+    from tagwarden.events.audit import Home
+
+    return Home(config.TAGWARDEN_ACCOUNT_ID, config.AWS_REGION)
+
+
+def _partition(config: OrganizationConfig) -> str:
+    """The partition of the stack's region (role ARNs name it)."""
+    region = config.AWS_REGION or ""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
