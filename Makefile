@@ -86,6 +86,8 @@ lint: $(VENV_STAMP) ## ruff, mypy, cfn-lint, sam validate --lint and the securit
 	@$(BIN)/mypy
 	@echo "==> cfn-lint template.yaml"
 	@$(BIN)/cfn-lint template.yaml
+	@echo "==> cfn-lint member/template.yaml"
+	@$(BIN)/cfn-lint member/template.yaml
 	@echo "==> sam validate --lint"
 	@$(SAM_ENV) $(BIN)/sam validate --lint
 	@$(MAKE) security-scan

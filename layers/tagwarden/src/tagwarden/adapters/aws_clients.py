@@ -92,6 +92,7 @@ class AccountEcrClients:
         partition: str = "aws",
         session_name: str = "tagwarden",
         endpoint_url: str | None = None,
+        sts: STSClient | None = None,
     ) -> None:
         self._home_account = home_account
         self._role_name = role_name
@@ -99,7 +100,7 @@ class AccountEcrClients:
         self._session_name = session_name[:64]
         self._endpoint_url = endpoint_url
         self._clients: dict[tuple[str | None, str | None], ECRClient] = {}
-        self._sts: STSClient | None = None
+        self._sts = sts
 
     def role_arn(self, account: str) -> str | None:
         """The member read role of `account`, or None when the account is read with the function's own role."""

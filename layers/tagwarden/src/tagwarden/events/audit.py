@@ -213,12 +213,15 @@ def read_delivery(data: CloudWatchLogsDecode, home: Home | None = None) -> Audit
     is the stack's: CloudWatch Logs only lets a log group subscribe to a destination in its own region, and
     the function reads only its own region's destination (template.yaml, "Organization").
     """
-    home = home or Home()
-    cluster = cluster_id(cluster_of(data.logGroup), data.owner, home.region, home.account)
-    batch = AuditBatch(cluster=cluster, delivery_id=data.logEvents[0].id if data.logEvents else None)
+    delivery_id = data.logEvents[0].id if data.logEvents else None
     if data.messageType != "DATA_MESSAGE":
+        # CloudWatch Logs' own health checks (owner "CloudwatchLogs", no log group): no cluster to name.
+        batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=delivery_id)
         batch.skipped["control_message"] += 1
         return batch
+    home = home or Home()
+    cluster = cluster_id(cluster_of(data.logGroup), data.owner, home.region, home.account)
+    batch = AuditBatch(cluster=cluster, delivery_id=delivery_id)
     for log_event in data.logEvents:
         batch.lines += 1
         message = log_event.message

@@ -10,7 +10,8 @@
 | finding        | `FINDING#{alert_id}`                     | `FINDING`             |
 | rollouts       | `WORKLOAD#{cluster}/{namespace}/{name}`  | `ROLLOUTS`            |
 
-Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
+Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged. A
+cluster of another account than the stack's is `{account}:{region}:{name}` (`domain.workloads.cluster_id`).
 """
 
 from __future__ import annotations
