@@ -17,6 +17,7 @@ import base64
 import copy
 import gzip
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -29,6 +30,7 @@ from tagwarden.domain.images import ImageName
 from tagwarden.ports import ManifestUnreadableError
 
 from tests.conftest import cold_start
+from tests.integration.test_cli import tagwarden
 from tests.support.audit import audit_line, with_images
 from tests.support.events import ecr_image_action, ecr_scan, load_event
 from tests.support.handlers import FakeLambdaContext, Handler
@@ -351,3 +353,27 @@ def test_a_member_whose_read_role_cannot_be_assumed_leaves_its_manifests_unread(
 
         with pytest.raises(ManifestUnreadableError):
             registries.index_of(ImageName(registry(MEMBER), "shop/api"), A)
+
+
+# --- `tagwarden replay` of a member's delivery --------------------------------------------------------
+
+
+@pytest.mark.parametrize("home", [CENTRAL, None])
+def test_replaying_a_member_delivery_names_its_cluster_with_the_members_account(
+    stack: Stack, tmp_path: Path, home: str | None
+) -> None:
+    # What an operator decodes from the audit stream after a failure (a record's data, gunzipped): the
+    # subscription data, owner included. The command knows the stack's account from TAGWARDEN_ACCOUNT_ID.
+    image = f"{registry(MEMBER)}/shop/api:1.0.0"
+    path = tmp_path / "member-delivery.json"
+    path.write_text(json.dumps(audit_payload(MEMBER, "prod", [deployment(image)])))
+
+    result = tagwarden("replay", str(path), "--table", stack.table_name, "--json", env={"TAGWARDEN_ACCOUNT_ID": home})
+
+    assert result.exit_code == 0, result.output
+    replayed = json.loads(result.stdout)
+    [event] = replayed["events"]
+    [alert] = replayed["alerts"]["would_alert"]
+    cluster = f"{MEMBER}:{REGION}:prod" if home else "prod"
+    assert event["audit"]["cluster"] == cluster
+    assert f"in cluster {cluster} deploys" in alert["summary"]

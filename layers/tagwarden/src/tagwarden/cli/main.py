@@ -31,6 +31,7 @@ from tagwarden.domain.images import ImageReference, is_ecr_registry, parse_refer
 if TYPE_CHECKING:
     from tagwarden.cli.runtime import AlertRoute
     from tagwarden.domain.alerts import Alert
+    from tagwarden.events.audit import Home
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
@@ -428,6 +429,10 @@ class _ReplayServices:
     def audit_watcher(self) -> AuditWatcher:
         """The audit watcher."""
         return self._services()[2]
+
+    def audit_home(self) -> Home:
+        """The stack's account and region (clusters of other accounts are named `account:region:name`)."""
+        return self._runtime.audit_home()
 
 
 @app.command(epilog=GLOBAL_OPTIONS_NOTE)

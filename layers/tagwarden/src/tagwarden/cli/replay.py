@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 
 from tagwarden.cli.errors import usage_error
 from tagwarden.domain.images import InvalidReferenceError
-from tagwarden.events.audit import AuditBatch, read_batch
+from tagwarden.events.audit import AuditBatch, Home, read_batch
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import InvalidEventError, parse_event
 from tagwarden.events.scans import ScanEvent
@@ -57,6 +57,10 @@ class ReplayServices(Protocol):
 
     def audit_watcher(self) -> AuditWatcher:
         """The audit watcher."""
+        ...
+
+    def audit_home(self) -> Home:
+        """The stack's own account and region, for naming the clusters of replayed deliveries."""
         ...
 
 
@@ -138,7 +142,7 @@ def _scan_recorder(services: ReplayServices, event: Any) -> Handled:
 def _audit_watcher(services: ReplayServices, event: Any) -> Handled:
     # As functions/audit_watcher/app.py: the envelope parsed with Powertools' model, read, then checked.
     envelope = event if "awslogs" in event else subscription_envelope(event)
-    batch = read_batch(parse_event(envelope, CloudWatchLogsModel))
+    batch = read_batch(parse_event(envelope, CloudWatchLogsModel), services.audit_home())
     return Handled.of_audit(batch, services.audit_watcher().handle(batch))
 
 
