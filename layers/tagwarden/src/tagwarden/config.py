@@ -168,7 +168,7 @@ class OrganizationConfig(BaseModel):
 
 
 class PushGuardConfig(LedgerConfig, OrganizationConfig):
-    """The push guard needs the shared configuration only."""
+    """The push guard also reads a member account's manifests through its read role (OrganizationConfig)."""
 
 
 class ScanRecorderConfig(LedgerConfig):
@@ -176,4 +176,5 @@ class ScanRecorderConfig(LedgerConfig):
 
 
 class AuditWatcherConfig(LedgerConfig, OrganizationConfig):
-    """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""
+    """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS, and
+    TAGWARDEN_ACCOUNT_ID to tell member accounts' clusters from the stack's own."""

@@ -11,7 +11,7 @@ Services depend on these protocols only; adapters implement them and never impor
 | AlertOutbox       | alert delivery (services.alert_delivery) | dynamodb.outbox.DynamoDbAlertOutbox      |
 | AlertPublisher    | alert delivery                          | sns_publisher, alert_collector            |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
-| ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
+| ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry, .OrganizationRegistries |
 
 Alerts are written in the same atomic write as the ledger change that raised them (an outbox): the
 ledger ports store them with a delivery lease (`lease_until`) that `AlertDelivery` hands out; everything

@@ -1,5 +1,9 @@
 """EKS audit logs from a CloudWatch Logs subscription, turned into image observations.
 
+Deliveries come straight from the stack's own clusters' subscription filters, or, for an organization's
+member accounts, as records of the Logs destination's Kinesis stream carrying the same payload. A member's
+cluster is named with its account (`domain.workloads.cluster_id`), so clusters named alike stay apart.
+
 Each log event is parsed on its own: a line that is not an audit event (control message, plain text,
 truncated or oversized JSON) is skipped and counted, never stopping the batch. Images come only from pod
 specs, pod templates and kubelet container statuses, never from annotations such as
