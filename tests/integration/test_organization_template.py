@@ -287,3 +287,10 @@ def test_no_clusters_means_no_subscription_and_ten_is_the_most() -> None:
     for refused in (",".join(f"c{n}" for n in range(11)), "prod,", "prod,,staging", ",prod", "prod, staging"):
         assert re.fullmatch(pattern, refused) is None, refused
     assert re.fullmatch(pattern, "prod_1,staging-2") is not None
+
+
+def test_with_an_organization_alerts_make_no_statement_about_which_accounts_send_events() -> None:
+    variables = central()["Resources"]["AuditWatcherFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["MONITORED_ACCOUNTS"]["Fn::If"][:2] == ["IsOrganization", ""]
+    assert variables["TAGWARDEN_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
