@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from hypothesis import given
+from hypothesis import strategies as st
 from tagwarden.adapters.aws_clients import AccountEcrClients
 from tagwarden.adapters.ecr_registry import OrganizationRegistries
 from tagwarden.domain.alerts import AlertType
@@ -31,6 +33,7 @@ from tagwarden.ports import ManifestUnreadableError
 
 from tests.conftest import cold_start
 from tests.integration.test_cli import tagwarden
+from tests.integration.test_fuzz_handlers import JSON_VALUES, SETTINGS
 from tests.support.audit import audit_line, with_images
 from tests.support.events import ecr_image_action, ecr_scan, load_event
 from tests.support.handlers import FakeLambdaContext, Handler
@@ -377,3 +380,32 @@ def test_replaying_a_member_delivery_names_its_cluster_with_the_members_account(
     cluster = f"{MEMBER}:{REGION}:prod" if home else "prod"
     assert event["audit"]["cluster"] == cluster
     assert f"in cluster {cluster} deploys" in alert["summary"]
+
+
+# --- hostile records ----------------------------------------------------------------------------------
+
+
+def _payload_from(owner: str, group: str) -> bytes:
+    """A subscription payload with the given `owner` and `logGroup`, compressed as CloudWatch Logs does."""
+    payload = {**audit_payload(MEMBER, "x", []), "owner": owner, "logGroup": group}
+    return gzip.compress(json.dumps(payload).encode())
+
+
+ANY_DATA = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda value: gzip.compress(json.dumps(value).encode()), JSON_VALUES),
+    st.builds(_payload_from, st.text(max_size=30), st.text(max_size=30)),
+)
+
+
+@given(data=ANY_DATA)
+@SETTINGS
+def test_a_hostile_record_fails_alone_beside_a_good_one(stack: Stack, audit_watcher_org: Handler, data: bytes) -> None:
+    good = kinesis_record(audit_payload(MEMBER, "prod", [deployment(f"{registry(MEMBER)}/shop/api:1.0.0")]), 1)
+    hostile = kinesis_record(data, 2)
+
+    result = audit_watcher_org({"Records": [hostile, good]})
+
+    assert result["batchItemFailures"] in ([], [{"itemIdentifier": hostile["kinesis"]["sequenceNumber"]}])
+    # The good delivery was checked: its finding exists (published now, or by an earlier example).
+    assert any(i["pk"]["S"].startswith("FINDING#") for i in stack.items())

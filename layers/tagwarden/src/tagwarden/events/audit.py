@@ -53,6 +53,7 @@ MAX_AUDIT_ID = 128
 # templates sit at depth 10 (Event > responseObject > spec > jobTemplate > ... > containers[] > image).
 MAX_JSON_DEPTH = 64
 _LOG_GROUP_RE = re.compile(r"/aws/eks/(?P<cluster>[^/]+)/cluster")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", None})
 _WORKLOAD_VERBS = frozenset({"create", "update", "patch", "apply"})
 # Verbs whose request body is the whole object (a patch or apply body is only what the writer changed).
@@ -223,6 +224,10 @@ def read_delivery(data: CloudWatchLogsDecode, home: Home | None = None) -> Audit
         batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=delivery_id)
         batch.skipped["control_message"] += 1
         return batch
+    if data.owner and not _ACCOUNT_RE.fullmatch(data.owner):
+        # CloudWatch Logs names the log group's account; anything else would end up in ledger keys.
+        metrics.add_metric(name="InvalidEvents", unit="Count", value=1)
+        raise InvalidEventError(f"subscription data owner {data.owner[:40]!r} is not an AWS account id")
     home = home or Home()
     cluster = cluster_id(cluster_of(data.logGroup), data.owner, home.region, home.account)
     batch = AuditBatch(cluster=cluster, delivery_id=delivery_id)
