@@ -179,7 +179,7 @@ def audit_log_data(cluster: str, lines: Sequence[tuple[int, Mapping[str, Any]]])
     """Raw audit lines (with their positions in the file) as the subscription data of the cluster's audit log."""
     return {
         "messageType": "DATA_MESSAGE",
-        "owner": "",  # the account: not known from the lines, and not read
+        "owner": "",  # the account: not known from the lines, so the cluster is named as the stack's own
         "logGroup": f"/aws/eks/{cluster}/cluster",
         "logStream": "kube-apiserver-audit-replay",
         "subscriptionFilters": [],
