@@ -17,6 +17,7 @@ import base64
 import copy
 import gzip
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from tagwarden.adapters.aws_clients import AccountEcrClients
 from tagwarden.adapters.ecr_registry import OrganizationRegistries
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.tags import TagRef
 from tagwarden.ports import ManifestUnreadableError
 
 from tests.conftest import cold_start
@@ -409,3 +411,33 @@ def test_a_hostile_record_fails_alone_beside_a_good_one(stack: Stack, audit_watc
     assert result["batchItemFailures"] in ([], [{"itemIdentifier": hostile["kinesis"]["sequenceNumber"]}])
     # The good delivery was checked: its finding exists (published now, or by an earlier example).
     assert any(i["pk"]["S"].startswith("FINDING#") for i in stack.items())
+
+
+def assumed(expires_in: timedelta) -> dict[str, Any]:
+    """An AssumeRole response whose credentials expire after `expires_in`."""
+    return {
+        "Credentials": {
+            "AccessKeyId": "ASIAMEMBERREADROLE01",
+            "SecretAccessKey": "secret",
+            "SessionToken": "token",
+            "Expiration": datetime.now(UTC) + expires_in,
+        }
+    }
+
+
+@pytest.mark.parametrize(("expires_in", "assumptions"), [(timedelta(hours=1), 1), (timedelta(minutes=5), 2)])
+def test_member_credentials_are_kept_until_they_near_their_expiry(
+    stack: Stack, expires_in: timedelta, assumptions: int
+) -> None:
+    # Two reads of a member's registry: one AssumeRole while the credentials are fresh; one per read once
+    # they are within botocore's refresh window (15 minutes advisory, 10 mandatory) of expiring.
+    sts = boto3.client("sts", region_name=REGION)
+    registries = OrganizationRegistries(AccountEcrClients(CENTRAL, ROLE, sts=sts))
+    with Stubber(sts) as stubbed:
+        for _ in range(assumptions):
+            stubbed.add_response("assume_role", assumed(expires_in))
+
+        for _ in range(2):
+            registries.tag_digest(TagRef(ImageName(registry(MEMBER), "shop/api"), "1.0.0"))
+
+        stubbed.assert_no_pending_responses()
