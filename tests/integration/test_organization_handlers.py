@@ -17,9 +17,11 @@ import base64
 import copy
 import gzip
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -441,3 +443,9 @@ def test_member_credentials_are_kept_until_they_near_their_expiry(
             registries.tag_digest(TagRef(ImageName(registry(MEMBER), "shop/api"), "1.0.0"))
 
         stubbed.assert_no_pending_responses()
+
+
+def test_the_role_arn_names_the_partition_of_the_functions_region() -> None:
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "cn-north-1"}):
+        assert AccountEcrClients(CENTRAL, ROLE).role_arn(MEMBER) == f"arn:aws-cn:iam::{MEMBER}:role/{ROLE}"
+    assert AccountEcrClients(CENTRAL, ROLE).role_arn(MEMBER) == f"arn:aws:iam::{MEMBER}:role/{ROLE}"

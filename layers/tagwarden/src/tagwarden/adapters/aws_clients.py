@@ -45,11 +45,15 @@ def publish_config() -> Config:
     )
 
 
-def _client(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
+def _client(
+    service: str, endpoint_url: str | None = None, config: Config | None = None, region_name: str | None = None
+) -> Any:
     import boto3
 
     # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
-    return boto3.client(service, endpoint_url=endpoint_url, config=config or client_config())  # type: ignore[call-overload]
+    return boto3.client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint_url, config=config or client_config(), region_name=region_name
+    )
 
 
 def dynamodb_client(endpoint_url: str | None = None) -> DynamoDBClient:
@@ -89,7 +93,7 @@ class AccountEcrClients:
         home_account: str | None,
         role_name: str | None,
         *,
-        partition: str = "aws",
+        partition: str | None = None,
         session_name: str = "tagwarden",
         endpoint_url: str | None = None,
         sts: STSClient | None = None,
@@ -106,6 +110,12 @@ class AccountEcrClients:
         """The member read role of `account`, or None when the account is read with the function's own role."""
         if self._role_name is None or self._home_account is None or account == self._home_account:
             return None
+        if self._partition is None:
+            import boto3
+
+            # The partition of the function's region (aws, aws-cn, aws-us-gov): role ARNs name it.
+            session = boto3.session.Session()
+            self._partition = session.get_partition_for_region(session.region_name or "us-east-1")
         return f"arn:{self._partition}:iam::{account}:role/{self._role_name}"
 
     def ecr(self, account: str | None, region: str | None) -> ECRClient:
@@ -121,9 +131,7 @@ class AccountEcrClients:
 
         role_arn = self.role_arn(account) if account else None
         if role_arn is None:
-            own: ECRClient = boto3.client(
-                "ecr", region_name=region, endpoint_url=self._endpoint_url, config=client_config()
-            )
+            own: ECRClient = _client("ecr", self._endpoint_url, region_name=region)
             return own
         member: ECRClient = boto3.Session(botocore_session=self._assumed_session(role_arn)).client(
             "ecr", region_name=region, endpoint_url=self._endpoint_url, config=client_config()

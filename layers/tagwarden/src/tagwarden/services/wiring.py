@@ -74,7 +74,7 @@ def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
 
 def account_ecr_clients(config: OrganizationConfig) -> AccountEcrClients:
     """ECR clients per account: the stack's own credentials at home, the member read role elsewhere."""
-    return AccountEcrClients(config.TAGWARDEN_ACCOUNT_ID, config.MEMBER_READ_ROLE_NAME, partition=_partition(config))
+    return AccountEcrClients(config.TAGWARDEN_ACCOUNT_ID, config.MEMBER_READ_ROLE_NAME)
 
 
 def build_push_guard(config: PushGuardConfig) -> PushGuard:
@@ -100,11 +100,3 @@ def home_of(config: OrganizationConfig) -> Home:
     from tagwarden.events.audit import Home
 
     return Home(config.TAGWARDEN_ACCOUNT_ID, config.AWS_REGION)
-
-
-def _partition(config: OrganizationConfig) -> str:
-    """The partition of the stack's region (role ARNs name it)."""
-    region = config.AWS_REGION or ""
-    if region.startswith("cn-"):
-        return "aws-cn"
-    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
