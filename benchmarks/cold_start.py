@@ -203,12 +203,40 @@ def backend() -> Iterator[Backend]:
         yield Backend(endpoint, dynamodb, sns.create_topic(Name="tagwarden-alerts")["TopicArn"])
 
 
-def _resolve(value: Any, parameters: dict[str, Any]) -> str:
-    """A template value: a literal, or a `!Ref` to a parameter (its default)."""
-    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in parameters:
-        return str(parameters[value["Ref"]].get("Default", ""))
+# The account the probe's context names; the region is REGION.
+ACCOUNT = "111122223333"
+
+
+def _resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, Any] | None = None) -> Any:
+    """A template value at the parameters' defaults: a literal, a `!Ref` to a parameter or to the account or
+    region, and the `!Join`, `!If` (with `!Not`, `!Equals`, `!Condition` conditions) the variables use."""
+    conditions = conditions or {}
     if isinstance(value, str):
         return value
+    if isinstance(value, list):
+        return [_resolve(item, parameters, conditions) for item in value]
+    if isinstance(value, dict) and len(value) == 1:
+        [(function, argument)] = value.items()
+        if function == "Ref":
+            pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+            if argument in pseudo:
+                return pseudo[argument]
+            if argument in parameters:
+                return str(parameters[argument].get("Default", ""))
+        if function == "Fn::Join":
+            separator, items = _resolve(argument, parameters, conditions)
+            return separator.join(items)
+        if function == "Fn::If":
+            condition, when_true, when_false = argument
+            chosen = when_true if _resolve(conditions[condition], parameters, conditions) else when_false
+            return _resolve(chosen, parameters, conditions)
+        if function == "Fn::Not":
+            return not _resolve(argument[0], parameters, conditions)
+        if function == "Fn::Equals":
+            left, right = _resolve(argument, parameters, conditions)
+            return left == right
+        if function in ("Condition", "Fn::Condition"):
+            return _resolve(conditions[argument], parameters, conditions)
     raise ValueError(f"cannot resolve template value {value!r}")
 
 
@@ -228,7 +256,10 @@ def template_environment(function: str) -> dict[str, str]:
         **properties.get("Environment", {}).get("Variables", {}),
     }
     local = {"LEDGER_TABLE_NAME", "ALERTS_TOPIC_ARN"}
-    return {name: _resolve(value, loaded["Parameters"]) for name, value in variables.items() if name not in local}
+    parameters, conditions = loaded["Parameters"], loaded["Conditions"]
+    return {
+        name: str(_resolve(value, parameters, conditions)) for name, value in variables.items() if name not in local
+    }
 
 
 def _unused_udp_port() -> int:

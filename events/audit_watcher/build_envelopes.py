@@ -8,6 +8,14 @@ Running this script rewrites, from the files in ``lines/``:
   EKS audit log stream ``/aws/eks/prod-eks/cluster`` / ``kube-apiserver-audit-<hex>``.
 * ``cloudwatch_logs_control_message.json`` - the same wrapper around a
   ``CONTROL_MESSAGE`` payload (destination health check).
+* ``kinesis_delivery.json`` - the organization's delivery: a Kinesis Data Streams
+  Lambda event whose records' ``data`` is base64(gzip(JSON)) of the same
+  payloads, as CloudWatch Logs writes them through the central stack's Logs
+  destination: the control message it sends when the destination is created,
+  then the ``DATA_MESSAGE`` of a member account's (``MEMBER_OWNER``) cluster
+  of the same name. The record envelope follows Powertools for AWS Lambda
+  (Python)'s ``tests/events/kinesisStreamCloudWatchLogsEvent.json`` (captured
+  from a real CloudWatch Logs to Kinesis subscription).
 
 Output is deterministic: the payload keys keep a fixed order, the gzip header
 carries mtime 0, and the log event ids/timestamps are derived from the lines.
@@ -35,6 +43,15 @@ from typing import Final, TypedDict
 HERE: Final[Path] = Path(__file__).resolve().parent
 LINES_DIR: Final[Path] = HERE / "lines"
 DATA_ENVELOPE: Final[Path] = HERE / "cloudwatch_logs_envelope.json"
+KINESIS_DELIVERY: Final[Path] = HERE / "kinesis_delivery.json"
+MEMBER_OWNER: Final[str] = "444455556666"
+CENTRAL_ACCOUNT: Final[str] = "111122223333"
+STREAM_ARN: Final[str] = (
+    f"arn:aws:kinesis:eu-west-1:{CENTRAL_ACCOUNT}:stream/tagwarden-OrganizationAuditStream-Q1w2E3r4T5y6"
+)
+KINESIS_ROLE: Final[str] = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/tagwarden-AuditWatcherFunctionRole-Z9x8C7v6B5n4"
+# Kinesis sequence numbers are 56-digit decimal strings growing within a shard; fixed, arbitrary.
+SEQUENCE_BASE: Final[int] = 49_657_736_548_119_201_947_388_154_263_804_125_843_123_908_672_181_780_482
 CONTROL_ENVELOPE: Final[Path] = HERE / "cloudwatch_logs_control_message.json"
 
 OWNER: Final[str] = "111122223333"
@@ -166,6 +183,39 @@ def control_payload() -> dict[str, object]:
     }
 
 
+def compressed(payload: dict[str, object]) -> str:
+    """base64(gzip(JSON)) of ``payload``, as CloudWatch Logs writes a subscription delivery."""
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+
+
+def kinesis_event(payloads: list[dict[str, object]], arrival: str) -> str:
+    """The payloads as one Lambda event of the audit stream's event source mapping (one record each)."""
+    arrived = epoch_ms(arrival) / 1000
+    records = []
+    for index, payload in enumerate(payloads):
+        sequence = str(SEQUENCE_BASE + index * EVENT_ID_STEP)
+        records.append(
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": f"{index:032x}",
+                    "sequenceNumber": sequence,
+                    "data": compressed(payload),
+                    "approximateArrivalTimestamp": arrived + index,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"shardId-000000000000:{sequence}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": KINESIS_ROLE,
+                "awsRegion": "eu-west-1",
+                "eventSourceARN": STREAM_ARN,
+            }
+        )
+    return json.dumps({"Records": records}, indent=2) + "\n"
+
+
 def wrap(payload: dict[str, object]) -> str:
     """Serialize ``payload`` the way CloudWatch Logs hands it to Lambda."""
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -179,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only verify the files are current")
     args = parser.parse_args(argv)
 
-    outputs = {DATA_ENVELOPE: wrap(data_payload()), CONTROL_ENVELOPE: wrap(control_payload())}
+    member = {**data_payload(), "owner": MEMBER_OWNER, "subscriptionFilters": ["tagwarden-audit"]}
+    outputs = {
+        DATA_ENVELOPE: wrap(data_payload()),
+        CONTROL_ENVELOPE: wrap(control_payload()),
+        KINESIS_DELIVERY: kinesis_event([control_payload(), member], "2026-11-20T09:35:01.000000Z"),
+    }
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     if args.check:
         for path in stale:

@@ -27,14 +27,16 @@ BROUGHT_KEY = "arn:aws:kms:eu-west-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5
 
 
 @cache
-def expanded(clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = ()) -> dict[str, Any]:
+def expanded(
+    clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = (), organization_id: str = ""
+) -> dict[str, Any]:
     """The template after AWS::LanguageExtensions for these parameters (the others at their defaults);
     `revert`: RevertProtectedTags on, with these repository prefixes.
 
     SAM CLI's expansion also resolves parameters and conditions it can, so values read as a deployed
     stack would have them: a parameter's value, the If branch its condition picks.
     """
-    parameters: dict[str, Any] = {"KmsKeyArn": kms_key_arn}
+    parameters: dict[str, Any] = {"KmsKeyArn": kms_key_arn, "OrganizationId": organization_id}
     if clusters:
         parameters["EksClusterNames"] = list(clusters)
     if revert:
@@ -43,17 +45,20 @@ def expanded(clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tupl
     return result
 
 
-def resources(clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = ()) -> dict[str, Any]:
+def resources(
+    clusters: tuple[str, ...] = (), kms_key_arn: str = "", revert: tuple[str, ...] = (), organization_id: str = ""
+) -> dict[str, Any]:
     """The resources a stack with these parameters has (the expansion keeps a resource whose condition is false,
     with its references dropped: the opt-in revert's are left out unless `revert` turns it on)."""
-    found: dict[str, Any] = expanded(clusters, kms_key_arn, revert)["Resources"]
+    found: dict[str, Any] = expanded(clusters, kms_key_arn, revert, organization_id)["Resources"]
     if revert:
         return found
     return {name: r for name, r in found.items() if r.get("Condition") != "RevertOn"}
 
 
-def of_type(kind: str, kms_key_arn: str = "") -> dict[str, Any]:
-    return {name: r for name, r in resources(kms_key_arn=kms_key_arn).items() if r["Type"] == kind}
+def of_type(kind: str, kms_key_arn: str = "", organization_id: str = "") -> dict[str, Any]:
+    found = resources(kms_key_arn=kms_key_arn, organization_id=organization_id)
+    return {name: r for name, r in found.items() if r["Type"] == kind}
 
 
 def key_of(value: Any) -> str:
@@ -64,10 +69,11 @@ def key_of(value: Any) -> str:
     return value
 
 
-def alarms_on(namespace: str, metric: str) -> dict[str, dict[str, Any]]:
+def alarms_on(namespace: str, metric: str, organization_id: str = "") -> dict[str, dict[str, Any]]:
     """Alarm properties by the dimension value they watch (a Ref or GetAtt, as written)."""
     watched: dict[str, dict[str, Any]] = {}
-    for properties in (r["Properties"] for r in of_type("AWS::CloudWatch::Alarm").values()):
+    alarms = of_type("AWS::CloudWatch::Alarm", organization_id=organization_id)
+    for properties in (r["Properties"] for r in alarms.values()):
         # Metric-math alarms (several metrics, no Namespace of their own) watch no single resource.
         if properties.get("Namespace") == namespace and properties.get("MetricName") == metric:
             [dimension] = properties["Dimensions"]
@@ -161,7 +167,9 @@ def test_every_eventbridge_rule_alarms_when_it_cannot_dead_letter() -> None:
         for event, spec in resources()[function]["Properties"].get("Events", {}).items()
         if spec["Type"] == "EventBridgeRule"
     }
-    watched = alarms_on("AWS/Events", "InvocationsFailedToBeSentToDlq")
+    # With an organization, so the twins' alarms are expanded as deployed (SAM CLI empties the Refs of
+    # resources whose condition is false).
+    watched = alarms_on("AWS/Events", "InvocationsFailedToBeSentToDlq", organization_id="o-a1b2c3d4e5")
 
     assert rules == {
         "PushGuardFunctionEcrImageAction",
@@ -172,7 +180,10 @@ def test_every_eventbridge_rule_alarms_when_it_cannot_dead_letter() -> None:
         "ScanRecorderFunctionInspectorFinding",
         "TrailWatcherFunctionEcrApiCall",
     }
-    assert set(watched) == rules
+    # Organization: each rule's twin on the organization bus (an AWS::Events::Rule of its own) alarms too.
+    twins = {name for name, resource in resources().items() if resource["Type"] == "AWS::Events::Rule"}
+    assert twins == {f"{rule}OnOrganizationBus" for rule in rules}
+    assert set(watched) == rules | twins
     assert all(properties["AlarmActions"] == OPERATIONS for properties in watched.values())
 
 

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
+# The member accounts' template (organization deployments, a StackSet).
+MEMBER_TEMPLATE = REPO_ROOT / "member" / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -34,9 +36,9 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 @cache
-def template() -> dict[str, Any]:
-    """The parsed template."""
-    with TEMPLATE.open() as handle:
+def template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The parsed template (the stack's, unless another is named: `MEMBER_TEMPLATE`)."""
+    with path.open() as handle:
         loaded: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     return loaded
 

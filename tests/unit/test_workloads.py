@@ -11,6 +11,8 @@ from tagwarden.domain.workloads import (
     ROLLOUT_WINDOW,
     Sighting,
     Workload,
+    cluster_id,
+    recent_sites,
     rollout_starts,
     stale_sites,
     workload_of_pod,
@@ -82,3 +84,30 @@ def test_the_rollout_window_renews_a_finding_and_bounds_what_is_kept() -> None:
     assert len(after) == MAX_ROLLOUTS_KEPT
     assert "old" not in after
     assert f"C{MAX_ROLLOUTS_KEPT + 4}" in after
+
+
+# --- clusters of an organization -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("owner", "home", "expected"),
+    [
+        ("111122223333", "111122223333", "prod"),  # the stack's own cluster keeps its bare name
+        ("444455556666", "111122223333", "444455556666:eu-west-1:prod"),  # a member's is qualified
+        ("", "111122223333", "prod"),  # owner unknown (replayed raw lines): the stack's own
+        ("444455556666", None, "prod"),  # home unknown: nothing to tell it apart from
+    ],
+)
+def test_a_cluster_is_named_by_account_and_region_outside_the_stacks_account(
+    owner: str, home: str | None, expected: str
+) -> None:
+    assert cluster_id("prod", owner, "eu-west-1", home) == expected
+
+
+def test_two_clusters_named_alike_in_two_accounts_are_two_locations() -> None:
+    central = Workload(cluster_id("prod", "111122223333", "eu-west-1", "111122223333"), "shop", "Deployment", "api")
+    member = Workload(cluster_id("prod", "444455556666", "eu-west-1", "111122223333"), "shop", "Deployment", "api")
+
+    assert central.location != member.location
+    # The location still splits into cluster, namespace and workload (the usage sites of alerts).
+    assert [site.cluster for site in recent_sites({member.location: NOW}, NOW)] == ["444455556666:eu-west-1:prod"]

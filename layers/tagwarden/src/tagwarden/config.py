@@ -21,6 +21,8 @@ from tagwarden.domain.tag_policy import (
     split_patterns,
 )
 
+_ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+
 
 class ConfigurationError(RuntimeError):
     """An environment variable is missing or invalid; the message names it."""
@@ -163,6 +165,39 @@ class LedgerConfig(DetectionConfig):
         return value
 
 
+class OrganizationConfig(BaseModel):
+    """Where the stack runs, and how its functions read a member account's registry (template "Organization").
+
+    TAGWARDEN_ACCOUNT_ID: the stack's own account; its clusters keep their bare name, and its registry is read
+    with the function's own credentials. MEMBER_READ_ROLE_NAME: the read-only role the member template
+    creates in each account of the organization (empty: a single-account deployment, no role is assumed).
+    AWS_REGION is set by Lambda.
+    """
+
+    TAGWARDEN_ACCOUNT_ID: str | None = None
+    MEMBER_READ_ROLE_NAME: str | None = None
+    AWS_REGION: str | None = None
+
+    @field_validator("TAGWARDEN_ACCOUNT_ID", mode="before")
+    @classmethod
+    def _account_id(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not (isinstance(value, str) and len(value) == 12 and value.isascii() and value.isdigit()):
+            raise ValueError("must be a 12-digit AWS account id")
+        return value
+
+    @field_validator("MEMBER_READ_ROLE_NAME", mode="before")
+    @classmethod
+    def _role_name(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        # IAM role names: letters, digits and +=,.@_- (at most 64); a path is not part of the convention.
+        if not (isinstance(value, str) and _ROLE_NAME_RE.fullmatch(value)):
+            raise ValueError("must be an IAM role name (letters, digits, +=,.@_-; at most 64 characters)")
+        return value
+
+
 class RevertConfig(BaseModel):
     """Opt-in revert of overwritten protected tags (template parameters RevertProtectedTags and
     RevertRepositoryPrefixes): the push guard asks for reverts, the tag reverter performs them."""
@@ -180,8 +215,9 @@ class RevertConfig(BaseModel):
         return RevertScope(self.REVERT_REPOSITORY_PREFIXES)
 
 
-class PushGuardConfig(LedgerConfig, RevertConfig):
-    """The shared configuration, and with REVERT_PROTECTED_TAGS the prefixes and the reverter's queue."""
+class PushGuardConfig(LedgerConfig, RevertConfig, OrganizationConfig):
+    """The shared configuration; with REVERT_PROTECTED_TAGS the prefixes and the reverter's queue; a member
+    account's manifests are read through its read role (OrganizationConfig)."""
 
     REVERT_PROTECTED_TAGS: bool = False
     REVERT_QUEUE_URL: str = ""
@@ -208,10 +244,6 @@ class TagReverterConfig(LedgerConfig, RevertConfig):
 
 class ScanRecorderConfig(LedgerConfig):
     """The scan recorder judges scans with FAIL_SEVERITY (shared)."""
-
-
-class AuditWatcherConfig(LedgerConfig):
-    """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS."""
 
 
 # --- The admission webhook (an in-cluster server, not a function) ---------------------------------------
@@ -256,3 +288,8 @@ class AdmissionConfig(DetectionConfig):
 
 class TrailWatcherConfig(LedgerConfig):
     """The trail watcher judges settings against PROTECTED_TAG_PATTERNS and MUTABLE_TAG_PATTERNS (shared)."""
+
+
+class AuditWatcherConfig(LedgerConfig, OrganizationConfig):
+    """The audit watcher also reads EXTRA_MONITORED_REGISTRIES, EXCLUDED_IMAGE_PREFIXES, MONITORED_ACCOUNTS, and
+    TAGWARDEN_ACCOUNT_ID to tell member accounts' clusters from the stack's own."""

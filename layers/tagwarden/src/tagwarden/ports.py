@@ -13,7 +13,7 @@ Services depend on these protocols only; adapters implement them and never impor
 |                   |                                         | chat_publisher, securityhub_publisher,    |
 |                   |                                         | fanned out by alert_sinks (issue 13)      |
 | ImageInventory    | backfill                                | ecr_registry.EcrRegistry                  |
-| ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry                  |
+| ManifestSource    | push guard (indexes, same-second ties)  | ecr_registry.EcrRegistry, .OrganizationRegistries |
 | TagResolver       | `tagwarden prepush`                     | oci_registry.OciRegistry                  |
 | AdmissionLedger   | admission webhook                       | dynamodb.admission_ledger                 |
 | RevertRequests    | push guard (opt-in revert hand-off)     | sqs_revert_requests.SqsRevertRequests     |

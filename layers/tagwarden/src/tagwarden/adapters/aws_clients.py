@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from mypy_boto3_securityhub import SecurityHubClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; five attempts bound the time a Lambda
 # spends on one call before the event itself is retried by Lambda.
@@ -47,13 +48,13 @@ def publish_config() -> Config:
 
 
 def _client(
-    service: str, endpoint_url: str | None = None, config: Config | None = None, region: str | None = None
+    service: str, endpoint_url: str | None = None, config: Config | None = None, region_name: str | None = None
 ) -> Any:
     import boto3
 
     # Without an explicit endpoint, boto3 honours AWS_ENDPOINT_URL_<SERVICE> (DynamoDB Local, moto server).
     return boto3.client(  # type: ignore[call-overload]
-        service, endpoint_url=endpoint_url, config=config or client_config(), region_name=region
+        service, endpoint_url=endpoint_url, config=config or client_config(), region_name=region_name
     )
 
 
@@ -114,3 +115,104 @@ def securityhub_client(endpoint_url: str | None = None) -> SecurityHubClient:
     concurrently (adapters.alert_sinks), so each one's bound must end within the delivery lease on its own."""
     client: SecurityHubClient = _client("securityhub", endpoint_url, publish_config())
     return client
+
+
+# Assumed-role sessions last an hour; botocore refreshes them in the last 15 minutes (its advisory window),
+# so a warm container keeps reading a member's registry without ever presenting expired credentials.
+MEMBER_ROLE_SESSION_SECONDS = 3600
+
+
+class AccountEcrClients:
+    """ECR clients per account and region: the function's own credentials for the stack's account, the
+    member read role (assumed, cached, refreshed before it expires) for any other account of the organization.
+
+    Without a role name (a single-account deployment) or a known home account, every registry is read with
+    the function's own credentials, as before organization support. Clients are created on first use and
+    kept for the container's life: one per (account, region), one STS client for every assumption.
+    """
+
+    def __init__(
+        self,
+        home_account: str | None,
+        role_name: str | None,
+        *,
+        partition: str | None = None,
+        session_name: str = "tagwarden",
+        endpoint_url: str | None = None,
+        sts: STSClient | None = None,
+    ) -> None:
+        self._home_account = home_account
+        self._role_name = role_name
+        self._partition = partition
+        self._session_name = session_name[:64]
+        self._endpoint_url = endpoint_url
+        self._clients: dict[tuple[str | None, str | None], ECRClient] = {}
+        self._sts = sts
+
+    def role_arn(self, account: str) -> str | None:
+        """The member read role of `account`, or None when the account is read with the function's own role."""
+        if self._role_name is None or self._home_account is None or account == self._home_account:
+            return None
+        if self._partition is None:
+            import boto3
+
+            # The partition of the function's region (aws, aws-cn, aws-us-gov): role ARNs name it.
+            session = boto3.session.Session()
+            self._partition = session.get_partition_for_region(session.region_name or "us-east-1")
+        return f"arn:{self._partition}:iam::{account}:role/{self._role_name}"
+
+    def ecr(self, account: str | None, region: str | None) -> ECRClient:
+        """The ECR client for the registry of `account` in `region` (None: the function's own)."""
+        key = (account, region)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._create(account, region)
+        return client
+
+    def _create(self, account: str | None, region: str | None) -> ECRClient:
+        import boto3
+
+        role_arn = self.role_arn(account) if account else None
+        if role_arn is None:
+            own: ECRClient = _client("ecr", self._endpoint_url, region_name=region)
+            return own
+        member: ECRClient = boto3.Session(botocore_session=self._assumed_session(role_arn)).client(
+            "ecr", region_name=region, endpoint_url=self._endpoint_url, config=client_config()
+        )
+        return member
+
+    def _assumed_session(self, role_arn: str) -> Any:
+        """A botocore session whose credentials come from assuming `role_arn`, refreshed by botocore."""
+        import botocore.session
+        from botocore.credentials import CredentialProvider, CredentialResolver, DeferredRefreshableCredentials
+
+        sts = self._sts_client()
+        session_name = self._session_name
+
+        def assume() -> dict[str, str]:
+            credentials = sts.assume_role(
+                RoleArn=role_arn, RoleSessionName=session_name, DurationSeconds=MEMBER_ROLE_SESSION_SECONDS
+            )["Credentials"]
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
+            }
+
+        class MemberRole(CredentialProvider):
+            METHOD = "tagwarden-member-role"
+            CANONICAL_NAME = "TagwardenMemberRole"
+
+            def load(self) -> DeferredRefreshableCredentials:
+                # Deferred: the first AssumeRole happens on the first request, not when the client is made.
+                return DeferredRefreshableCredentials(refresh_using=assume, method=self.METHOD)
+
+        session = botocore.session.Session()
+        session.register_component("credential_provider", CredentialResolver([MemberRole()]))
+        return session
+
+    def _sts_client(self) -> STSClient:
+        if self._sts is None:
+            self._sts = _client("sts", self._endpoint_url)
+        return self._sts

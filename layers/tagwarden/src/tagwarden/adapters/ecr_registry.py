@@ -36,6 +36,8 @@ from tagwarden.ports import ManifestUnreadableError, TagwardenError
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
+    from tagwarden.adapters.aws_clients import AccountEcrClients
+
 _SCAN_STATUSES: Mapping[str, tuple[ScanStatus, str]] = {
     "COMPLETE": (ScanStatus.COMPLETE, "ecr-basic"),
     "FAILED": (ScanStatus.FAILED, "ecr-basic"),
@@ -55,7 +57,9 @@ _ACCEPTED_MEDIA_TYPES = [
     "application/vnd.docker.distribution.manifest.v1+json",
 ]
 # The registry will not show it to this role: retrying cannot help.
-_REFUSED = frozenset({"AccessDeniedException", "UnauthorizedOperation", "KmsException"})
+# AccessDenied: STS refused to let the function assume a member account's read role (the member template
+# is not deployed there, or trusts another central account).
+_REFUSED = frozenset({"AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "KmsException"})
 
 
 class RegistryUnavailableError(TagwardenError):
@@ -225,6 +229,31 @@ class EcrRegistry:
             # KmsError, UnsupportedImageType...: not an absence, so not to be recorded as one.
             raise ManifestUnreadableError(f"BatchGetImage: {sorted(failures)}")
         return None
+
+
+class OrganizationRegistries:
+    """The push guard's `ManifestSource` across an organization: each image is read in its own registry's
+    account and region (`AccountEcrClients`: the member read role for another account), since ECR answers
+    `BatchGetImage` for another account's repository only when that repository's policy allows it."""
+
+    def __init__(self, clients: AccountEcrClients) -> None:
+        self._clients = clients
+        self._registries: dict[tuple[str | None, str | None], EcrRegistry] = {}
+
+    def index_of(self, image: ImageName, digest: str) -> ImageIndex | None:
+        """The entries of the image index `digest`, read in the image's own registry."""
+        return self._registry(image).index_of(image, digest)
+
+    def tag_digest(self, tag: TagRef) -> str | None:
+        """The digest the tag names now, read in the tag's own registry."""
+        return self._registry(tag.image).tag_digest(tag)
+
+    def _registry(self, image: ImageName) -> EcrRegistry:
+        key = ecr_host_parts(image.registry)
+        registry = self._registries.get(key)
+        if registry is None:
+            registry = self._registries[key] = EcrRegistry(self._clients.ecr(*key))
+        return registry
 
 
 def _children(digest: str, entries: object) -> tuple[IndexChild, ...]:

@@ -34,6 +34,7 @@ from tagwarden.domain.images import ImageReference, is_ecr_registry, parse_refer
 if TYPE_CHECKING:
     from tagwarden.cli.runtime import AlertRoute
     from tagwarden.domain.alerts import Alert
+    from tagwarden.events.audit import Home
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.push_guard import PushGuard
     from tagwarden.services.scan_recorder import ScanRecorder
@@ -441,6 +442,10 @@ class _ReplayServices:
             assert self.route is not None
             self._trail = self._runtime.trail_watcher(self.route)
         return self._trail
+
+    def audit_home(self) -> Home:
+        """The stack's account and region (clusters of other accounts are named `account:region:name`)."""
+        return self._runtime.audit_home()
 
 
 @app.command(epilog=GLOBAL_OPTIONS_NOTE)

@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 
 from tagwarden.cli.errors import usage_error
 from tagwarden.domain.images import InvalidReferenceError
-from tagwarden.events.audit import AuditBatch, read_batch
+from tagwarden.events.audit import AuditBatch, Home, read_batch
 from tagwarden.events.cloudtrail import EcrApiCallEvent
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import InvalidEventError, parse_event
@@ -63,6 +63,10 @@ class ReplayServices(Protocol):
 
     def trail_watcher(self) -> TrailWatcher:
         """The trail watcher."""
+        ...
+
+    def audit_home(self) -> Home:
+        """The stack's own account and region, for naming the clusters of replayed deliveries."""
         ...
 
 
@@ -148,7 +152,7 @@ def _trail_watcher(services: ReplayServices, event: Any) -> Handled:
 def _audit_watcher(services: ReplayServices, event: Any) -> Handled:
     # As functions/audit_watcher/app.py: the envelope parsed with Powertools' model, read, then checked.
     envelope = event if "awslogs" in event else subscription_envelope(event)
-    batch = read_batch(parse_event(envelope, CloudWatchLogsModel))
+    batch = read_batch(parse_event(envelope, CloudWatchLogsModel), services.audit_home())
     return Handled.of_audit(batch, services.audit_watcher().handle(batch))
 
 
@@ -186,7 +190,7 @@ def audit_log_data(cluster: str, lines: Sequence[tuple[int, Mapping[str, Any]]])
     """Raw audit lines (with their positions in the file) as the subscription data of the cluster's audit log."""
     return {
         "messageType": "DATA_MESSAGE",
-        "owner": "",  # the account: not known from the lines, and not read
+        "owner": "",  # the account: not known from the lines, so the cluster is named as the stack's own
         "logGroup": f"/aws/eks/{cluster}/cluster",
         "logStream": "kube-apiserver-audit-replay",
         "subscriptionFilters": [],

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tagwarden.adapters.dynamodb.reader import DynamoDbLedgerReader
     from tagwarden.adapters.dynamodb.table import LedgerTable
     from tagwarden.adapters.ecr_registry import EcrRegistry
+    from tagwarden.events.audit import Home
     from tagwarden.services.alert_delivery import AlertDelivery
     from tagwarden.services.audit_watcher import AuditWatcher
     from tagwarden.services.ledger_queries import LedgerQueries
@@ -230,6 +231,18 @@ class Runtime:
         # With the registry, as the function has it: image indexes are recorded with their platforms.
         push_guard = compose_push_guard(self.table, delivery, config, manifests=self.registry())
         return push_guard, compose_scan_recorder(self.table, delivery, config)
+
+    def audit_home(self) -> Home:
+        """The stack's account and region, which replayed audit deliveries of member accounts are told apart
+        from: TAGWARDEN_ACCOUNT_ID, else the account of `--stack-name`'s ledger table; unknown otherwise (every
+        cluster then keeps its bare name, as in a single-account deployment)."""
+        from tagwarden.events.audit import Home
+
+        account = self._environ.get("TAGWARDEN_ACCOUNT_ID") or None
+        table_arn = self.stack_outputs.get("LedgerTableArn", "")
+        if account is None and table_arn.startswith("arn:") and table_arn.count(":") >= 5:
+            account = table_arn.split(":")[4] or None
+        return Home(account, self.region)
 
     def audit_watcher(self, route: AlertRoute) -> AuditWatcher:
         """The audit watcher as the function has it, publishing (or withholding) per `route`."""

@@ -64,6 +64,22 @@ def workload_of_job(job_name: str) -> str:
     return match["owner"] if match else job_name
 
 
+def cluster_id(name: str, owner: str | None, region: str | None, home_account: str | None) -> str:
+    """How the ledger and alerts name an EKS cluster: its bare name in the stack's own account, else
+    `<account>:<region>:<name>`.
+
+    EKS names are unique only within an account and region, and an organization's member accounts reuse
+    them (`prod` everywhere): the name alone would merge two clusters' usage records, rollouts and findings
+    (locations and alert ids are built from it). The stack's own clusters keep the bare name, so a ledger
+    written before organization support stays valid; `:` is not allowed in EKS names (nor `/`, which
+    separates a location's parts), so a qualified id never equals a bare name. An unknown owner (a replayed
+    raw audit file) or an unknown home account is the stack's own: there is nothing to tell it apart from.
+    """
+    if not owner or home_account is None or owner == home_account:
+        return name
+    return f"{owner}:{region or '-'}:{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Workload:
     """The object an audit event is about, and who acted on it."""

@@ -1,5 +1,9 @@
 """EKS audit logs from a CloudWatch Logs subscription, turned into image observations.
 
+Deliveries come straight from the stack's own clusters' subscription filters, or, for an organization's
+member accounts, as records of the Logs destination's Kinesis stream carrying the same payload. A member's
+cluster is named with its account (`domain.workloads.cluster_id`), so clusters named alike stay apart.
+
 Each log event is parsed on its own: a line that is not an audit event (control message, plain text,
 truncated or oversized JSON) is skipped and counted, never stopping the batch. Images come only from pod
 specs, pod templates and kubelet container statuses, never from annotations such as
@@ -22,18 +26,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
+from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsDecode, CloudWatchLogsModel
+from aws_lambda_powertools.utilities.parser.models.kinesis import (
+    KinesisDataStreamRecord,
+    extract_cloudwatch_logs_from_record,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
 from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
-from tagwarden.domain.workloads import Workload
+from tagwarden.domain.workloads import Workload, cluster_id
+from tagwarden.events.parsing import InvalidEventError
+from tagwarden.observability import logger, metrics
 
 MAX_LINE_BYTES = 1_048_576
 # Longer audit ids are kept as a prefix and a hash of the whole: they end up in findings and alerts.
@@ -42,6 +53,7 @@ MAX_AUDIT_ID = 128
 # templates sit at depth 10 (Event > responseObject > spec > jobTemplate > ... > containers[] > image).
 MAX_JSON_DEPTH = 64
 _LOG_GROUP_RE = re.compile(r"/aws/eks/(?P<cluster>[^/]+)/cluster")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", None})
 _WORKLOAD_VERBS = frozenset({"create", "update", "patch", "apply"})
 # Verbs whose request body is the whole object (a patch or apply body is only what the writer changed).
@@ -163,13 +175,62 @@ def cluster_of(log_group: str) -> str:
     return match["cluster"] if match else log_group
 
 
-def read_batch(envelope: CloudWatchLogsModel) -> AuditBatch:
-    """Every observation of one CloudWatch Logs delivery; bad lines are counted in `skipped`."""
-    data = envelope.awslogs.decoded_data
-    batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=data.logEvents[0].id if data.logEvents else None)
+@dataclass(frozen=True, slots=True)
+class Home:
+    """The stack's own account and region: clusters there keep their bare name (`domain.workloads.cluster_id`)."""
+
+    account: str | None = None
+    region: str | None = None
+
+
+def read_batch(envelope: CloudWatchLogsModel, home: Home | None = None) -> AuditBatch:
+    """Every observation of one CloudWatch Logs delivery to the function; bad lines are counted in `skipped`."""
+    return read_delivery(envelope.awslogs.decoded_data, home)
+
+
+def read_kinesis_record(record: KinesisDataStreamRecord, home: Home | None = None) -> AuditBatch:
+    """Every observation of one delivery through the organization's Logs destination (one Kinesis record).
+
+    CloudWatch Logs writes each subscription delivery of a member account's log group as one record whose
+    data is the same gzip-compressed JSON a direct subscription hands to Lambda (base64 undone by the
+    parser). A record that is not such a payload raises: the batch reports that record alone as failed.
+    """
+    try:
+        data = extract_cloudwatch_logs_from_record(record)
+    except (zlib.error, ValueError, TypeError) as error:  # not gzip, not JSON, not a subscription payload
+        logger.error(
+            "invalid audit delivery record",
+            extra={
+                "event_id": record.eventID[:200],
+                "sequence_number": record.kinesis.sequenceNumber,
+                "problem": type(error).__name__,
+            },
+        )
+        metrics.add_metric(name="InvalidEvents", unit="Count", value=1)
+        raise InvalidEventError(f"Kinesis record {record.eventID[:200]}: not a CloudWatch Logs delivery") from None
+    return read_delivery(data, home)
+
+
+def read_delivery(data: CloudWatchLogsDecode, home: Home | None = None) -> AuditBatch:
+    """Every observation of one decoded subscription delivery; bad lines are counted in `skipped`.
+
+    The payload's `owner` is the account of the log group: with `logGroup`, it names the cluster. The region
+    is the stack's: CloudWatch Logs only lets a log group subscribe to a destination in its own region, and
+    the function reads only its own region's destination (template.yaml, "Organization").
+    """
+    delivery_id = data.logEvents[0].id if data.logEvents else None
     if data.messageType != "DATA_MESSAGE":
+        # CloudWatch Logs' own health checks (owner "CloudwatchLogs", no log group): no cluster to name.
+        batch = AuditBatch(cluster=cluster_of(data.logGroup), delivery_id=delivery_id)
         batch.skipped["control_message"] += 1
         return batch
+    if data.owner and not _ACCOUNT_RE.fullmatch(data.owner):
+        # CloudWatch Logs names the log group's account; anything else would end up in ledger keys.
+        metrics.add_metric(name="InvalidEvents", unit="Count", value=1)
+        raise InvalidEventError(f"subscription data owner {data.owner[:40]!r} is not an AWS account id")
+    home = home or Home()
+    cluster = cluster_id(cluster_of(data.logGroup), data.owner, home.region, home.account)
+    batch = AuditBatch(cluster=cluster, delivery_id=delivery_id)
     for log_event in data.logEvents:
         batch.lines += 1
         message = log_event.message

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tagwarden.adapters.aws_clients import dynamodb_client, ecr_client, sns_client, sqs_client
+from tagwarden.adapters.aws_clients import AccountEcrClients, dynamodb_client, ecr_client, sns_client, sqs_client
 from tagwarden.adapters.dynamodb.outbox import DynamoDbAlertOutbox
 from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.sns_publisher import SnsAlertPublisher
@@ -22,11 +22,13 @@ if TYPE_CHECKING:
         AuditWatcherConfig,
         DetectionConfig,
         LedgerConfig,
+        OrganizationConfig,
         PushGuardConfig,
         ScanRecorderConfig,
         TagReverterConfig,
         TrailWatcherConfig,
     )
+    from tagwarden.events.audit import Home
     from tagwarden.ports import AlertPublisher, ManifestSource, TagRestorer
     from tagwarden.services.admission import AdmissionService, LineWriter
     from tagwarden.services.audit_watcher import AuditWatcher
@@ -113,9 +115,15 @@ def _deployed(config: LedgerConfig) -> tuple[LedgerTable, AlertDelivery]:
     return table, alert_delivery(table, alert_sinks(config))
 
 
+def account_ecr_clients(config: OrganizationConfig) -> AccountEcrClients:
+    """ECR clients per account: the stack's own credentials at home, the member read role elsewhere."""
+    return AccountEcrClients(config.TAGWARDEN_ACCOUNT_ID, config.MEMBER_READ_ROLE_NAME)
+
+
 def build_push_guard(config: PushGuardConfig) -> PushGuard:
-    """The push guard on the deployed ledger table and alerts topic, reading manifests from ECR."""
-    from tagwarden.adapters.ecr_registry import EcrRegistry
+    """The push guard on the deployed ledger table and alerts topic, reading manifests in each image's own
+    registry (another account's through its member read role), handing reverts over when they are on."""
+    from tagwarden.adapters.ecr_registry import OrganizationRegistries
 
     revert = None
     if config.REVERT_PROTECTED_TAGS:
@@ -123,7 +131,8 @@ def build_push_guard(config: PushGuardConfig) -> PushGuard:
         from tagwarden.services.push_guard import RevertHandoff
 
         revert = RevertHandoff(config.revert_scope, SqsRevertRequests(sqs_client(), config.REVERT_QUEUE_URL))
-    return compose_push_guard(*_deployed(config), config, EcrRegistry(ecr_client()), revert)
+    manifests = OrganizationRegistries(account_ecr_clients(config))
+    return compose_push_guard(*_deployed(config), config, manifests, revert)
 
 
 def build_tag_reverter(config: TagReverterConfig) -> TagReverter:
@@ -141,6 +150,13 @@ def build_scan_recorder(config: ScanRecorderConfig) -> ScanRecorder:
 def build_audit_watcher(config: AuditWatcherConfig) -> AuditWatcher:
     """The audit watcher on the deployed ledger table and alerts topic."""
     return compose_audit_watcher(*_deployed(config), config)
+
+
+def home_of(config: OrganizationConfig) -> Home:
+    """The stack's own account and region, which audit deliveries are told apart from."""
+    from tagwarden.events.audit import Home
+
+    return Home(config.TAGWARDEN_ACCOUNT_ID, config.AWS_REGION)
 
 
 # --- The admission webhook (an in-cluster server: reads the ledger, publishes nothing) -----------------

@@ -13,7 +13,8 @@
 | repo settings  | `REPO#{registry}/{repository}`           | `SETTINGS`            |
 | template settings | `TEMPLATE#{registry}/{prefix}`        | `SETTINGS`            |
 
-Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged.
+Names, tags and digests are validated before they reach a key, so `#`, `:` and `@` cannot be forged. A
+cluster of another account than the stack's is `{account}:{region}:{name}` (`domain.workloads.cluster_id`).
 """
 
 from __future__ import annotations
