@@ -77,7 +77,7 @@ def registries() -> Iterator[dict[str, LocalRegistry]]:
 def _check(registry: LocalRegistry, tag: TagRef, counter: Callable[..., Any]) -> PushVerdict:
     session = requests.Session()
     session.hooks["response"].append(counter)
-    endpoint = RegistryEndpoint(registry.url, str(registry.ca_file))
+    endpoint = RegistryEndpoint(registry.url, str(registry.ca_file) if registry.ca_file else None)
     resolver = OciRegistry(endpoint, RegistryCredentials(USERNAME, PASSWORD), session)
     return check_before_push(resolver, TagPolicy(), tag, OTHER).decision.verdict
 

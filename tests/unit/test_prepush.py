@@ -10,9 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from tagwarden.adapters.oci_registry import ecr_login, is_loopback, parse_challenge, retry_after
+from tagwarden.adapters.oci_registry import is_loopback, parse_challenge, retry_after
+from tagwarden.adapters.registry_credentials import docker_config_credentials, ecr_login
 from tagwarden.cli.errors import CliError
-from tagwarden.cli.prepush import docker_config_credentials, prepush_tag, registry_endpoint
+from tagwarden.cli.prepush import prepush_tag, registry_endpoint
 from tagwarden.domain.prepush import PushVerdict, TagLookup, decide_prepush
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.ports import RegistryRefusedError, RegistryUnavailableError
@@ -36,14 +37,14 @@ A, B = ("sha256:" + c * 64 for c in "ab")
     ],
 )
 def test_the_decision_table(tag_class: TagClass, current: str | None, strict: bool, verdict: PushVerdict) -> None:
-    decision = decide_prepush("t", tag_class, TagLookup(current), B, strict=strict)
+    decision = decide_prepush(tag_class, TagLookup(current), B, strict=strict)
 
     assert decision.verdict is verdict
     assert decision.allowed is (verdict is not PushVerdict.REFUSED)
 
 
 def test_an_unknown_repository_is_absent_and_says_so() -> None:
-    decision = decide_prepush("1.0.0", TagClass.PROTECTED, TagLookup(None, repository_exists=False), B, strict=True)
+    decision = decide_prepush(TagClass.PROTECTED, TagLookup(None, repository_exists=False), B, strict=True)
 
     assert decision.allowed
     assert decision.reason.startswith("the repository does not exist yet")
