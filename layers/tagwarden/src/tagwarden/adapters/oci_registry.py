@@ -508,7 +508,7 @@ class OciRegistry:
                 wait = retry_after(answer.headers.get("Retry-After"))
             if attempt + 1 < self._attempts:
                 if wait is not None and wait > self._remaining():
-                    raise self._past_deadline(method, url, f"{failure}, Retry-After {wait:g} s: no answer")
+                    raise self._past_deadline(method, url, f"{failure}, Retry-After {wait:.0f} s: no answer")
                 pause = min(self._max_wait, wait if wait is not None else self._backoff * 2**attempt)
                 if pause >= self._remaining():
                     raise self._past_deadline(method, url, f"{failure}: no answer")
