@@ -917,3 +917,18 @@ def test_a_tls_handshake_cut_short_is_retried_then_unavailable() -> None:
 
     assert_one_line_error(result, 3, "registry unavailable", "after 4 attempts")
     assert "certificate" not in result.stderr
+
+
+def test_requests_ca_bundle_is_added_to_the_trust_too(basic_registry: LocalRegistry) -> None:
+    current = basic_registry.pusher().image("shop/bundle", "1.0.0", "bundle-a")
+    assert basic_registry.ca_file is not None
+
+    result = tagwarden(
+        "prepush",
+        f"{basic_registry.host}/shop/bundle:1.0.0",
+        "--digest",
+        current,
+        env={**CREDENTIALS, "REQUESTS_CA_BUNDLE": str(basic_registry.ca_file)},
+    )
+
+    assert result.exit_code == 0, result.output

@@ -3,17 +3,20 @@
 The protocol, as the distribution spec and Docker's token auth spec describe it:
 - `GET /v2/` answers 200 (anonymous) or 401 with a `WWW-Authenticate` challenge: `Basic realm=...`, or
   `Bearer realm="<token endpoint>",service="<service>"`; a registry says so in its
-  `Docker-Distribution-API-Version: registry/2.0` header (distribution, ECR, GHCR, Docker Hub, Harbor,
-  Quay, Artifactory, GAR and ACR all send it).
+  `Docker-Distribution-API-Version: registry/2.0` header, which docker itself relies on to recognise the
+  v2 API (distribution sets it on every answer; ECR sends it; Harbor added it to its 401s in 2.0,
+  goharbor/harbor#10868). A 200 on /v2/ without it is not taken for a registry.
 - A bearer token comes from the realm (`GET realm?service=...&scope=repository:<name>:pull`, with basic
   credentials or anonymously), in the JSON answer's `token` (or, OAuth2-style, `access_token`).
 - `HEAD /v2/<name>/manifests/<tag>` with the manifest media types accepted answers the digest in
   `Docker-Content-Digest`; a 404 has no body on HEAD, so a GET reads its error code: `MANIFEST_UNKNOWN`
-  (no such tag; distribution says it for an unknown repository too), `NAME_UNKNOWN` (no such repository:
-  ECR), `NOT_FOUND` (Harbor). A 404 without one of those codes is not read as "absent": a proxy's or a web
-  server's 404 would otherwise let any push through (fail closed).
+  (no such tag; distribution says it for an unknown repository too, and docker prints its message,
+  "manifest unknown", for Docker Hub, GHCR and Quay alike), `NAME_UNKNOWN` (no such repository: ECR),
+  `NOT_FOUND` (Harbor's own error body, goharbor/harbor#18461, buildpacks/lifecycle#304). A 404 without
+  one of those codes is not read as "absent": a proxy's or a web server's 404 would otherwise let any push
+  through (fail closed).
 
-Every check runs under one wall-clock deadline (`deadline` seconds, from the first request of a lookup):
+Every check runs under one wall-clock deadline (`deadline` seconds, from the start of a lookup):
 a watchdog shuts the sockets down when it passes, so a server trickling headers or an endless body cannot
 hold CI; bodies are read streamed and capped at 4 MiB (the distribution spec's manifest size limit).
 429 and 5xx answers, connection failures, a body cut short and a TLS handshake cut short are retried with
@@ -121,12 +124,14 @@ class Answer:
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     """The certificates a registry's TLS is verified against: the system's CAs (OpenSSL's default paths,
-    `SSL_CERT_FILE`/`SSL_CERT_DIR`), certifi's Mozilla bundle (what `requests` trusts alone by default, and
-    all a slim container may have), and `ca_file` when given: a private CA is added, never instead."""
-    import certifi
-
+    `SSL_CERT_FILE`/`SSL_CERT_DIR`), or certifi's Mozilla bundle when the system has none loaded (a bare
+    container), and `ca_file` when given: a private CA is added to those, never instead of them."""
     context = ssl.create_default_context()
-    context.load_verify_locations(certifi.where())
+    if context.cert_store_stats()["x509_ca"] == 0:
+        # Loading certifi beside a full system store would double the context's cost (~25 ms) for nothing.
+        import certifi
+
+        context.load_verify_locations(certifi.where())
     if ca_file is not None:
         context.load_verify_locations(ca_file)
     return context
@@ -193,8 +198,8 @@ class _GuardedAdapter(HTTPAdapter):
     """`requests`' adapter with Tagwarden's trust and a way to cut every open connection at the deadline.
 
     Trust: `requests` would verify against certifi alone (or `--ca-file` alone: `verify=path` replaces the
-    bundle); here every HTTPS pool gets `tls_context`, and a bundle `requests` takes from the environment
-    (`REQUESTS_CA_BUNDLE`) is added to it. Connections register themselves when they connect, so that
+    bundle); here every HTTPS pool gets `tls_context` (the system's CAs plus `--ca-file`), and a bundle
+    `requests` takes from the environment (`REQUESTS_CA_BUNDLE`) is added to it. Connections register themselves when they connect, so that
     `abort` can shut their sockets down from the watchdog thread, which ends a blocked read at once.
     """
 
