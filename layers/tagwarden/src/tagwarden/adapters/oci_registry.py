@@ -199,8 +199,9 @@ class _GuardedAdapter(HTTPAdapter):
 
     Trust: `requests` would verify against certifi alone (or `--ca-file` alone: `verify=path` replaces the
     bundle); here every HTTPS pool gets `tls_context` (the system's CAs plus `--ca-file`), and a bundle
-    `requests` takes from the environment (`REQUESTS_CA_BUNDLE`) is added to it. Connections register themselves when they connect, so that
-    `abort` can shut their sockets down from the watchdog thread, which ends a blocked read at once.
+    `requests` takes from the environment (`REQUESTS_CA_BUNDLE`) is added to it. Connections register
+    themselves when they connect, so that `abort` can shut their sockets down from the watchdog thread,
+    which ends a blocked read at once.
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
