@@ -187,6 +187,7 @@ def test_json_names_the_class_both_digests_the_verdict_and_no_ledger_outside_ecr
         "reason": f"the push would move the protected tag from {current} to {OTHER}; protected tags never move",
         "repository_exists": True,
         "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "anonymous": False,
         "ledger": None,
         "ledger_disagrees": False,
     }
@@ -331,6 +332,15 @@ def test_an_anonymous_plain_http_registry_on_loopback_with_insecure(plain_regist
 
     assert unchanged.exit_code == 0, unchanged.output
     assert moved.exit_code == 1, moved.output
+
+
+def test_an_anonymous_absent_answer_is_marked(plain_registry: LocalRegistry) -> None:
+    text = prepush(plain_registry, "shop/plain:9.9.9", OTHER)
+    as_json = prepush(plain_registry, "shop/plain:9.9.9", OTHER, "--json")
+
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines()[1].startswith("note: asked anonymously (no credentials given or found)")
+    assert json.loads(as_json.stdout)["anonymous"] is True
 
 
 def test_plain_http_is_refused_beyond_loopback() -> None:

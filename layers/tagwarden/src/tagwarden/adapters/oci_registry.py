@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
+import os
 import re
 import socket
 import ssl
@@ -116,24 +119,36 @@ class Challenge:
 class Answer:
     """One HTTP answer, its body read in full (capped): what the protocol logic reads."""
 
-    url: str
     status_code: int
     headers: CaseInsensitiveDict[str]
     content: bytes
 
 
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+@functools.cache
+def tls_context(ca_file: str | None = None, bundle: str | None = None) -> ssl.SSLContext:
     """The certificates a registry's TLS is verified against: the system's CAs (OpenSSL's default paths,
     `SSL_CERT_FILE`/`SSL_CERT_DIR`), or certifi's Mozilla bundle when the system has none loaded (a bare
-    container), and `ca_file` when given: a private CA is added to those, never instead of them."""
+    container); `bundle` (REQUESTS_CA_BUNDLE) and `ca_file` when given, added to those, never instead.
+
+    Built once per process and arguments: parsing the system's bundle costs tens of milliseconds, and a
+    context is safe to share between connections. Raises RegistryRefusedError for a file that is not PEM.
+    """
     context = ssl.create_default_context()
     if context.cert_store_stats()["x509_ca"] == 0:
-        # Loading certifi beside a full system store would double the context's cost (~25 ms) for nothing.
         import certifi
 
         context.load_verify_locations(certifi.where())
-    if ca_file is not None:
-        context.load_verify_locations(ca_file)
+    system = ssl.get_default_verify_paths().cafile
+    for path in (bundle, ca_file):
+        if path is None or path == system:
+            continue
+        try:
+            if os.path.isdir(path):
+                context.load_verify_locations(capath=path)
+            else:
+                context.load_verify_locations(cafile=path)
+        except (OSError, ssl.SSLError) as error:
+            raise RegistryRefusedError(f"CA certificates {path}: {error}") from None
     return context
 
 
@@ -198,15 +213,14 @@ class _GuardedAdapter(HTTPAdapter):
     """`requests`' adapter with Tagwarden's trust and a way to cut every open connection at the deadline.
 
     Trust: `requests` would verify against certifi alone (or `--ca-file` alone: `verify=path` replaces the
-    bundle); here every HTTPS pool gets `tls_context` (the system's CAs plus `--ca-file`), and a bundle
-    `requests` takes from the environment (`REQUESTS_CA_BUNDLE`) is added to it. Connections register
+    bundle); here every HTTPS pool gets `tls_context` (the system's CAs plus `REQUESTS_CA_BUNDLE` plus
+    `--ca-file`). Connections register
     themselves when they connect, so that `abort` can shut their sockets down from the watchdog thread,
     which ends a blocked read at once.
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._context = context
-        self._added_bundles: set[str] = set()
         self._open: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
         super().__init__(max_retries=0)
 
@@ -244,9 +258,7 @@ class _GuardedAdapter(HTTPAdapter):
         self, request: requests.PreparedRequest, verify: bool | str, cert: str | tuple[str, str] | None = None
     ) -> tuple[_HostParams, _PoolKwargs]:
         host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
-        if isinstance(verify, str) and verify not in self._added_bundles:
-            self._context.load_verify_locations(verify)
-            self._added_bundles.add(verify)
+        # The context already holds any bundle `verify` names (REQUESTS_CA_BUNDLE): see OciRegistry.
         pool.pop("ca_certs", None)
         pool.pop("ca_cert_dir", None)
         pool["ssl_context"] = self._context
@@ -293,7 +305,13 @@ class OciRegistry:
         self._credentials = credentials
         self._session = session or requests.Session()
         self._session.headers.setdefault("User-Agent", USER_AGENT)
-        self._adapter = _GuardedAdapter(tls_context(endpoint.ca_file))
+        # What `requests` would take from the environment instead of its own bundle is added to the trust.
+        bundle = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+            if self._session.trust_env
+            else None
+        )
+        self._adapter = _GuardedAdapter(tls_context(endpoint.ca_file, bundle))
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)
         self._attempts = attempts
@@ -332,6 +350,11 @@ class OciRegistry:
             self._challenge = challenge
             headers["Authorization"] = self._authorization[repository] = self._answer_challenge(challenge, repository)
             answer = self._send("HEAD", url, headers=headers)
+        # Anonymous answers are marked: a registry hiding private repositories answers them 404 too.
+        return dataclasses.replace(self._resolve(answer, url, headers), anonymous="Authorization" not in headers)
+
+    def _resolve(self, answer: Answer, url: str, headers: dict[str, str]) -> TagLookup:
+        """Where the tag points, from the answer to HEAD on its manifest."""
         if answer.status_code == 200:
             digest = answer.headers.get("Docker-Content-Digest")
             if digest:
@@ -553,7 +576,7 @@ class OciRegistry:
         watchdog.daemon = True
         watchdog.start()
         try:
-            with self._session.request(
+            response = self._session.request(
                 method,
                 url,
                 headers=dict(headers),
@@ -561,9 +584,14 @@ class OciRegistry:
                 timeout=(min(connect, remaining), min(read, remaining)),
                 allow_redirects=False,
                 stream=True,
-            ) as response:
+            )
+            try:
+                # Read to the end, the connection goes back to the pool for the next request of the check.
                 body = self._read_body(response, method, url)
-                return Answer(response.url or url, response.status_code, response.headers, body)
+            except BaseException:
+                response.close()  # a body left unread (cut, too large): never reuse that connection
+                raise
+            return Answer(response.status_code, response.headers, body)
         except requests.RequestException as error:
             if self._remaining() <= 0:
                 raise self._past_deadline(method, url, "no complete answer") from None
@@ -572,8 +600,6 @@ class OciRegistry:
             watchdog.cancel()
 
     def _read_body(self, response: requests.Response, method: str, url: str) -> bytes:
-        if method == "HEAD":
-            return b""
         chunks: list[bytes] = []
         size = 0
         for chunk in response.iter_content(64 * 1024):

@@ -242,6 +242,7 @@ def report_json(report: PrepushReport) -> dict[str, object]:
         "reason": decision.reason,
         "repository_exists": report.lookup.repository_exists,
         "media_type": report.lookup.media_type,
+        "anonymous": report.lookup.anonymous,
         "ledger": check_json(report.ledger) if report.ledger is not None else None,
         "ledger_disagrees": report.ledger_disagrees,
     }
@@ -251,6 +252,11 @@ def report_lines(report: PrepushReport) -> list[str]:
     """The answer for people: the decision, then the ledger's view."""
     decision = report.decision
     lines = [f"{report.tag} ({decision.tag_class.value}): {decision.verdict.value}: {decision.reason}"]
+    if report.lookup.anonymous and report.lookup.digest is None:
+        lines.append(
+            "note: asked anonymously (no credentials given or found): a registry that hides private "
+            "repositories from anonymous clients answers 404 for them too"
+        )
     ledger = report.ledger
     if ledger is not None:
         lines.append(f"ledger: {ledger.reason}")

@@ -46,6 +46,9 @@ class TagLookup:
     # built on it) answer MANIFEST_UNKNOWN for a missing tag and a missing repository alike.
     repository_exists: bool | None = True
     media_type: str | None = None
+    # True when the registry was asked without credentials (none given or found): a registry that hides
+    # private repositories from anonymous clients answers 404 for them, which reads as "absent".
+    anonymous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
