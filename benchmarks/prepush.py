@@ -1,8 +1,8 @@
 """Figure 6: `tagwarden prepush` round trips against Debian's docker-registry on loopback.
 
 Each check is what one run of the command does: a fresh client (so the ping, the login and, for bearer
-auth, the token are paid every time, as in CI), then HEAD on the tag's manifest (and the GET that tells a
-missing tag from a missing repository on a 404). HTTP requests are counted with a `requests` response
+auth, the token are paid every time, as in CI), then HEAD on the tag's manifest (and, on a 404, the GET
+that reads the registry's error code, the proof the tag is absent). HTTP requests are counted with a `requests` response
 hook on the injected session (token service included); the time is the wall clock of the whole check.
 The TLS trust (the system's CAs plus the private CA) is built once per process and cached: its cost,
 paid before a process's first check, is measured apart.

@@ -942,3 +942,12 @@ def test_requests_ca_bundle_is_added_to_the_trust_too(basic_registry: LocalRegis
     )
 
     assert result.exit_code == 0, result.output
+
+
+def test_a_ca_file_that_is_not_pem_is_a_one_line_error(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+
+    result = tagwarden("prepush", "127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--ca-file", str(not_pem))
+
+    assert_one_line_error(result, 2, f"CA certificates {not_pem}")
