@@ -118,7 +118,7 @@ def prepush_section() -> None:
     print(heading("7. tagwarden prepush: round trips to docker-registry on loopback (TLS, basic and bearer auth)"))
     print(prepush.__doc__.split("\n\n", 1)[1].strip() if prepush.__doc__ else "")
     print(f"{prepush.CHECKS} checks per case.\n")
-    print(prepush.render(prepush.measure()))
+    print(prepush.render(prepush.measure(), prepush.measure_trust()))
 
 
 def revert_section() -> bool:

@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,17 @@ from tests.support.oci_registry import (
     LocalRegistry,
     LoopbackCa,
     Scripted,
+    ScriptedServer,
+    endless_body,
     free_port,
     make_ca,
+    run_closing_server,
     run_registry,
     run_scripted_server,
     run_token_server,
     sha256,
+    trickled_headers,
+    truncated_chunked,
 )
 from tests.support.stack import REGION, Stack
 
@@ -181,6 +187,7 @@ def test_json_names_the_class_both_digests_the_verdict_and_no_ledger_outside_ecr
         "reason": f"the push would move the protected tag from {current} to {OTHER}; protected tags never move",
         "repository_exists": True,
         "media_type": "application/vnd.oci.image.manifest.v1+json",
+        "anonymous": False,
         "ledger": None,
         "ledger_disagrees": False,
     }
@@ -325,6 +332,15 @@ def test_an_anonymous_plain_http_registry_on_loopback_with_insecure(plain_regist
 
     assert unchanged.exit_code == 0, unchanged.output
     assert moved.exit_code == 1, moved.output
+
+
+def test_an_anonymous_absent_answer_is_marked(plain_registry: LocalRegistry) -> None:
+    text = prepush(plain_registry, "shop/plain:9.9.9", OTHER)
+    as_json = prepush(plain_registry, "shop/plain:9.9.9", OTHER, "--json")
+
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines()[1].startswith("note: asked anonymously (no credentials given or found)")
+    assert json.loads(as_json.stdout)["anonymous"] is True
 
 
 def test_plain_http_is_refused_beyond_loopback() -> None:
@@ -582,3 +598,356 @@ def test_the_installed_command_reads_the_password_from_its_stdin(basic_registry:
     assert (same.returncode, same.stderr) == (0, ""), same.stderr
     assert (moved.returncode, moved.stderr) == (1, ""), moved.stderr
     assert "(protected): refused" in moved.stdout
+
+
+# --- what the red team's hostile servers did (/tmp/rt-prepush-lab: evil.py's modes, chunk.py) ---------
+# Each answer below once read as "absent" (exit 0) or ended in a traceback, a hang or a MemoryError.
+
+V2_OK = {("GET", "/v2/"): [Scripted(200, REGISTRY_HEADERS, b"{}")]}
+MANIFEST = "/v2/shop/api/manifests/1.0.0"
+
+
+def scripted_prepush(server: ScriptedServer, *extra: str, env: dict[str, str] | None = None) -> Result:
+    """`tagwarden prepush` of shop/api:1.0.0 on a scripted plain-http server."""
+    return tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--insecure", *extra, env=env)
+
+
+@pytest.mark.parametrize(
+    ("script", "fragments"),
+    [
+        pytest.param(
+            # evil.py json_api: a JSON web app, 200 on /v2/ without the registry's header, text 404 elsewhere.
+            {("GET", "/v2/"): [Scripted(200, {"Content-Type": "application/json"}, b"{}")]},
+            ("HTTP 200 (application/json) without a Docker-Distribution-API-Version header", "not an OCI registry"),
+            id="v2-200-without-the-api-version-header",
+        ),
+        pytest.param(
+            # evil.py text404: the header is there, but the 404 is a plain-text page, not a registry's error.
+            {
+                **V2_OK,
+                ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+                ("GET", MANIFEST): [Scripted(404, {"Content-Type": "text/plain"}, b"404 page not found\n")],
+            },
+            ("HTTP 404 (text/plain) without a registry's error code", "MANIFEST_UNKNOWN", "not read as an absent tag"),
+            id="404-text-page",
+        ),
+        pytest.param(
+            # evil.py recursion_404: JSON nested deeper than Python's recursion limit.
+            {
+                **V2_OK,
+                ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+                ("GET", MANIFEST): [Scripted(404, REGISTRY_HEADERS, b"[" * 200_000)],
+            },
+            ("HTTP 404 (application/json) without a registry's error code",),
+            id="404-json-nested-too-deep",
+        ),
+        pytest.param(
+            # An error body with some other code is not a proof of absence either.
+            {
+                **V2_OK,
+                ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+                ("GET", MANIFEST): [Scripted(404, REGISTRY_HEADERS, b'{"errors":[{"code":"UNSUPPORTED"}]}')],
+            },
+            ("without a registry's error code",),
+            id="404-other-error-code",
+        ),
+        pytest.param(
+            # evil.py gzip_garbage: Content-Encoding gzip over bytes that are not gzip.
+            {
+                **V2_OK,
+                ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+                ("GET", MANIFEST): [Scripted(404, {**REGISTRY_HEADERS, "Content-Encoding": "gzip"}, b"not gzip")],
+            },
+            ("does not decode as its Content-Encoding says",),
+            id="404-gzip-garbage",
+        ),
+    ],
+)
+def test_a_404_is_absent_only_with_a_registry_error_code(
+    script: dict[tuple[str, str], list[Scripted]], fragments: tuple[str, ...]
+) -> None:
+    with run_scripted_server(script) as server:
+        result = scripted_prepush(server)
+
+    assert_one_line_error(result, 2, *fragments)
+
+
+def test_a_harbor_not_found_is_absent() -> None:
+    # Harbor's 404 for an artifact it does not have: {"errors":[{"code":"NOT_FOUND","message":"artifact ..."}]}.
+    body = b'{"errors":[{"code":"NOT_FOUND","message":"artifact library/api:1.0.0 not found"}]}'
+    script = {
+        **V2_OK,
+        ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+        ("GET", MANIFEST): [Scripted(404, REGISTRY_HEADERS, body)],
+    }
+    with run_scripted_server(script) as server:
+        result = scripted_prepush(server, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert (json.loads(result.stdout)["verdict"], json.loads(result.stdout)["repository_exists"]) == ("absent", None)
+
+
+def test_distributions_manifest_unknown_leaves_the_repositorys_existence_unknown(basic_registry: LocalRegistry) -> None:
+    # docker-registry answers MANIFEST_UNKNOWN for a repository nobody pushed to: it does not say NAME_UNKNOWN.
+    result = prepush(basic_registry, "shop/never-pushed:1.0.0", OTHER, "--json")
+
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert (answer["verdict"], answer["repository_exists"]) == ("absent", None)
+    assert answer["reason"] == "the tag does not exist yet: the push creates it"
+
+
+def test_the_accept_header_ends_with_a_fallback_so_a_strict_registry_never_answers_404() -> None:
+    digest = "sha256:" + "d" * 64
+    script = {**V2_OK, ("HEAD", MANIFEST): [Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": digest})]}
+    with run_scripted_server(script) as server:
+        result = tagwarden("prepush", f"{server.host}/shop/api:1.0.0", "--digest", digest, "--insecure")
+
+    assert result.exit_code == 0, result.output
+    accept = server.request_headers[server.seen.index(("HEAD", MANIFEST))]["Accept"]
+    assert accept.startswith("application/vnd.oci.image.index.v1+json, ")
+    assert "application/vnd.docker.distribution.manifest.v1+prettyjws" in accept
+    assert accept.endswith("*/*;q=0.1")
+
+
+@pytest.mark.parametrize(
+    ("script", "fragments"),
+    [
+        pytest.param(
+            # evil.py bearer_recursion: the token service answers JSON nested too deep to parse.
+            lambda url: {
+                ("GET", "/v2/"): [Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": f'Bearer realm="{url}/t"'})],
+                ("GET", "/t"): [Scripted(200, REGISTRY_HEADERS, b"[" * 200_000)],
+            },
+            ("answered JSON without a token",),
+            id="token-json-nested-too-deep",
+        ),
+        pytest.param(
+            # evil.py bearer_badrealm: a realm urllib3 cannot parse.
+            lambda url: {
+                ("GET", "/v2/"): [
+                    Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": 'Bearer realm="https://[::1/token"'})
+                ]
+            },
+            ("without a usable realm", "https://[::1/token"),
+            id="realm-unparseable",
+        ),
+        pytest.param(
+            # evil.py bearer_realm_userinfo: user info in the realm.
+            lambda url: {
+                ("GET", "/v2/"): [
+                    Scripted(
+                        401,
+                        {**REGISTRY_HEADERS, "WWW-Authenticate": 'Bearer realm="http://evil.example@127.0.0.1:1/t"'},
+                    )
+                ]
+            },
+            ("without a usable realm",),
+            id="realm-with-user-info",
+        ),
+        pytest.param(
+            # evil.py basic_redirect_loop: the manifest redirects to itself.
+            lambda url: {**V2_OK, ("HEAD", MANIFEST): [Scripted(302, {"Location": MANIFEST})]},
+            ("more than 5 redirects",),
+            id="redirect-loop",
+        ),
+        pytest.param(
+            # evil.py basic_ftp: a redirect to another scheme.
+            lambda url: {**V2_OK, ("HEAD", MANIFEST): [Scripted(302, {"Location": "ftp://127.0.0.1/x"})]},
+            ("redirects to 'ftp://127.0.0.1/x', not an http(s) URL",),
+            id="redirect-to-ftp",
+        ),
+    ],
+)
+def test_hostile_answers_are_one_line_errors(
+    script: Callable[[str], dict[tuple[str, str], list[Scripted]]], fragments: tuple[str, ...]
+) -> None:
+    with run_scripted_server({}) as server:
+        server.script.update(script(server.url))
+        result = scripted_prepush(server, env={})
+
+    assert_one_line_error(result, 2, *fragments)
+    if "more than 5 redirects" in fragments:
+        assert server.seen.count(("HEAD", MANIFEST)) == 6  # the first request and 5 redirects
+
+
+def test_an_unreadable_retry_after_falls_back_to_backoff() -> None:
+    # evil.py retry_sup2: `Retry-After: ²` (a digit to str.isdigit, not to float).
+    script = {
+        **V2_OK,
+        ("HEAD", MANIFEST): [
+            Scripted(503, {**REGISTRY_HEADERS, "Retry-After": "\u00b2"}),
+            Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": OTHER}),
+        ],
+    }
+    with run_scripted_server(script) as server:
+        result = scripted_prepush(server)
+
+    assert result.exit_code == 0, result.output
+    assert server.seen.count(("HEAD", MANIFEST)) == 2
+
+
+def test_a_body_cut_short_is_retried_then_unavailable() -> None:
+    # chunk.py: HEAD 404, then a chunked GET whose first chunk never completes.
+    script = {
+        **V2_OK,
+        ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+        ("GET", MANIFEST): [Scripted(writer=truncated_chunked)],
+    }
+    with run_scripted_server(script) as server:
+        result = scripted_prepush(server)
+
+    assert_one_line_error(result, 3, "registry unavailable", "ChunkedEncodingError", "after 4 attempts")
+    assert server.seen.count(("GET", MANIFEST)) == 4
+
+
+@pytest.mark.parametrize(
+    ("arguments", "fragment"),
+    [
+        (["127.0.0.1:99999/shop/api:1.0", "--digest", OTHER], "a port is at most 65535"),
+        (
+            ["127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--registry-url", "https://127.0.0.1:99999"],
+            "--registry-url",
+        ),
+        (["127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--registry-url", "https://[::1"], "--registry-url"),
+    ],
+)
+def test_bad_ports_and_urls_are_one_line_usage_errors(arguments: list[str], fragment: str) -> None:
+    assert_one_line_error(tagwarden("prepush", *arguments, "--insecure"), 2, fragment)
+
+
+def test_a_username_from_the_environment_without_a_password_says_which_variable(basic_registry: LocalRegistry) -> None:
+    result = prepush(basic_registry, "shop/api:1.4.0", OTHER, env={USERNAME_VARIABLE: "ci"})
+
+    assert_one_line_error(result, 2, f"{USERNAME_VARIABLE} is set but a password", PASSWORD_VARIABLE)
+
+
+# --- one deadline per check, bodies capped ------------------------------------------------------------
+
+
+def test_a_server_trickling_headers_is_cut_at_the_deadline() -> None:
+    # evil.py slowloris: one header line every 0.2 s (every 2 s there), never the blank line that ends them.
+    script = {**V2_OK, ("HEAD", MANIFEST): [Scripted(writer=trickled_headers)]}
+    with run_scripted_server(script) as server:
+        started = time.monotonic()
+        result = scripted_prepush(server, "--timeout", "2")
+        elapsed = time.monotonic() - started
+
+    assert_one_line_error(result, 3, "registry unavailable", "within the 2 s deadline (--timeout)")
+    assert elapsed < 10
+
+
+def test_an_endless_body_is_cut_at_4_mib() -> None:
+    # evil.py huge_body: a chunked 404 that never ends (a MemoryError after 43 s before).
+    script = {
+        **V2_OK,
+        ("HEAD", MANIFEST): [Scripted(404, REGISTRY_HEADERS)],
+        ("GET", MANIFEST): [Scripted(writer=endless_body)],
+    }
+    with run_scripted_server(script) as server:
+        result = scripted_prepush(server)
+
+    assert_one_line_error(result, 3, "registry unavailable", "goes past 4 MiB")
+
+
+def test_a_retry_after_beyond_the_deadline_ends_the_check_at_once() -> None:
+    # evil.py retry_huge: `Retry-After: 99999999` (95 s of waiting before).
+    script = {**V2_OK, ("HEAD", MANIFEST): [Scripted(503, {**REGISTRY_HEADERS, "Retry-After": "99999999"})]}
+    with run_scripted_server(script) as server:
+        started = time.monotonic()
+        result = scripted_prepush(server)
+        elapsed = time.monotonic() - started
+
+    assert_one_line_error(result, 3, "HTTP 503", "Retry-After 99999999 s", "within the 60 s deadline")
+    assert elapsed < 10
+    assert server.seen.count(("HEAD", MANIFEST)) == 1
+
+
+# --- redirects, token services, TLS ---------------------------------------------------------------------
+
+
+def test_an_https_registry_may_not_redirect_to_plain_http_beyond_loopback(ca: LoopbackCa) -> None:
+    # evil.py basic_redirect, aimed beyond this machine.
+    location = "http://registry.example.invalid/v2/shop/api/manifests/1.0.0"
+    script = {**V2_OK, ("HEAD", MANIFEST): [Scripted(307, {"Location": location})]}
+    with run_scripted_server(script, ca) as server:
+        result = tagwarden(
+            "prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--ca-file", str(ca.ca_file), env=CREDENTIALS
+        )
+
+    assert_one_line_error(result, 2, "redirects from https to plain http", location)
+
+
+def test_a_redirect_to_another_origin_does_not_carry_the_credentials() -> None:
+    challenge = 'Basic realm="registry"'
+    with run_scripted_server({}) as mirror, run_scripted_server({}) as server:
+        mirror.script[("HEAD", MANIFEST)] = [Scripted(200, {**REGISTRY_HEADERS, "Docker-Content-Digest": OTHER})]
+        server.script.update(
+            {
+                ("GET", "/v2/"): [Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": challenge}, b"{}")],
+                ("HEAD", MANIFEST): [Scripted(307, {"Location": f"{mirror.url}{MANIFEST}"})],
+            }
+        )
+        result = scripted_prepush(server, env=CREDENTIALS)
+
+    assert result.exit_code == 0, result.output
+    assert "unchanged" in result.stdout
+    assert server.authorizations[-1] is not None and server.authorizations[-1].startswith("Basic ")
+    assert mirror.authorizations == [None]
+
+
+def test_an_https_registry_may_not_send_credentials_to_a_plain_http_token_service_even_on_loopback(
+    ca: LoopbackCa,
+) -> None:
+    # evil.py bearer_loopback_http: the password would go in clear text to a local port.
+    with run_scripted_server({}) as token, run_scripted_server({}, ca) as server:
+        challenge = f'Bearer realm="{token.url}/token",service="svc"'
+        server.script[("GET", "/v2/")] = [Scripted(401, {**REGISTRY_HEADERS, "WWW-Authenticate": challenge}, b"{}")]
+        result = tagwarden(
+            "prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--ca-file", str(ca.ca_file), env=CREDENTIALS
+        )
+
+    assert_one_line_error(result, 2, f"{token.url}/token is not https")
+    assert token.seen == []
+
+
+def test_https_to_a_plain_http_port_suggests_insecure() -> None:
+    with run_scripted_server(V2_OK) as server:
+        result = tagwarden(
+            "prepush", f"{server.host}/shop/api:1.0.0", "--digest", OTHER, "--registry-url", f"https://{server.host}"
+        )
+
+    assert_one_line_error(result, 2, "WRONG_VERSION_NUMBER", "plain HTTP", "--insecure")
+    assert "certificate" not in result.stderr and "--ca-file" not in result.stderr
+
+
+def test_a_tls_handshake_cut_short_is_retried_then_unavailable() -> None:
+    with run_closing_server() as host:
+        result = tagwarden("prepush", f"{host}/shop/api:1.0.0", "--digest", OTHER)
+
+    assert_one_line_error(result, 3, "registry unavailable", "after 4 attempts")
+    assert "certificate" not in result.stderr
+
+
+def test_requests_ca_bundle_is_added_to_the_trust_too(basic_registry: LocalRegistry) -> None:
+    current = basic_registry.pusher().image("shop/bundle", "1.0.0", "bundle-a")
+    assert basic_registry.ca_file is not None
+
+    result = tagwarden(
+        "prepush",
+        f"{basic_registry.host}/shop/bundle:1.0.0",
+        "--digest",
+        current,
+        env={**CREDENTIALS, "REQUESTS_CA_BUNDLE": str(basic_registry.ca_file)},
+    )
+
+    assert result.exit_code == 0, result.output
+
+
+def test_a_ca_file_that_is_not_pem_is_a_one_line_error(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+
+    result = tagwarden("prepush", "127.0.0.1:5000/shop/api:1.0", "--digest", OTHER, "--ca-file", str(not_pem))
+
+    assert_one_line_error(result, 2, f"CA certificates {not_pem}")

@@ -19,9 +19,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -468,11 +469,42 @@ class Pusher:
 
 @dataclass(frozen=True)
 class Scripted:
-    """One canned answer."""
+    """One canned answer; `writer`, when set, writes the whole answer itself (status line included), for
+    what no well-behaved server sends: a body cut short, headers trickled forever, an endless body."""
 
-    status: int
+    status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    writer: Callable[[BufferedIOBase], None] | None = None
+
+
+# --- hostile answers (the red team's lab, /tmp/rt-prepush-lab evil.py and chunk.py, as writers) ----------
+
+
+def truncated_chunked(out: BufferedIOBase) -> None:
+    """A chunked 404 whose first chunk promises 5 bytes, sends 2, and the connection closes."""
+    out.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+
+
+def trickled_headers(out: BufferedIOBase, every: float = 0.2, at_most: float = 120.0) -> None:
+    """Slow loris: a status line, then one header line every `every` seconds, never the end of the headers."""
+    out.write(b"HTTP/1.1 200 OK\r\n")
+    out.flush()
+    ends = time.monotonic() + at_most
+    with contextlib.suppress(OSError):
+        while time.monotonic() < ends:
+            time.sleep(every)
+            out.write(b"X-A: b\r\n")
+            out.flush()
+
+
+def endless_body(out: BufferedIOBase, at_most: int = 64 * 1024 * 1024) -> None:
+    """A chunked JSON 404 whose body does not end (until the client leaves, or `at_most` bytes)."""
+    out.write(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b" " * (1 << 20)
+    with contextlib.suppress(OSError):
+        for _ in range(at_most // len(chunk)):
+            out.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
 
 @dataclass
@@ -487,16 +519,21 @@ class ScriptedServer:
     seen: list[tuple[str, str]] = field(default_factory=list)
     # The Authorization header of each request in `seen` (None: none sent).
     authorizations: list[str | None] = field(default_factory=list)
+    # Every header of each request in `seen`.
+    request_headers: list[dict[str, str]] = field(default_factory=list)
 
 
 REGISTRY_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "Content-Type": "application/json"}
 
 
 @contextlib.contextmanager
-def run_scripted_server(script: dict[tuple[str, str], list[Scripted]]) -> Iterator[ScriptedServer]:
-    """Serve `script` on a free loopback port (plain HTTP) until the block ends."""
+def run_scripted_server(
+    script: dict[tuple[str, str], list[Scripted]], ca: LoopbackCa | None = None
+) -> Iterator[ScriptedServer]:
+    """Serve `script` on a free loopback port until the block ends: plain HTTP, or TLS with `ca`'s certificate."""
     port = free_port()
-    server = ScriptedServer(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", script)
+    scheme = "https" if ca is not None else "http"
+    server = ScriptedServer(f"{scheme}://127.0.0.1:{port}", f"127.0.0.1:{port}", script)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -506,10 +543,15 @@ def run_scripted_server(script: dict[tuple[str, str], list[Scripted]]) -> Iterat
             path = urlsplit(self.path).path
             server.seen.append((method, path))
             server.authorizations.append(self.headers.get("Authorization"))
+            server.request_headers.append(dict(self.headers.items()))
             queue = server.script.get((method, path)) or [
                 Scripted(404, REGISTRY_HEADERS, b'{"errors":[{"code":"NOT_FOUND"}]}')
             ]
             answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            if answer.writer is not None:
+                answer.writer(self.wfile)
+                self.close_connection = True
+                return
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)
@@ -524,5 +566,38 @@ def run_scripted_server(script: dict[tuple[str, str], list[Scripted]]) -> Iterat
         def do_HEAD(self) -> None:
             self._serve("HEAD")
 
-    with _serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)):
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if ca is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(ca.cert_file, ca.key_file)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    with _serving(httpd):
         yield server
+
+
+@contextlib.contextmanager
+def run_closing_server() -> Iterator[str]:
+    """A loopback port that accepts connections and closes them at once (a TLS handshake cut short); its
+    `host:port`."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

@@ -10,9 +10,10 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from tagwarden.adapters.oci_registry import ecr_login, is_loopback, parse_challenge, retry_after
+from tagwarden.adapters.oci_registry import is_loopback, parse_challenge, retry_after, tls_context, usable_url
+from tagwarden.adapters.registry_credentials import docker_config_credentials, ecr_login
 from tagwarden.cli.errors import CliError
-from tagwarden.cli.prepush import docker_config_credentials, prepush_tag, registry_endpoint
+from tagwarden.cli.prepush import prepush_tag, registry_endpoint
 from tagwarden.domain.prepush import PushVerdict, TagLookup, decide_prepush
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.ports import RegistryRefusedError, RegistryUnavailableError
@@ -36,14 +37,14 @@ A, B = ("sha256:" + c * 64 for c in "ab")
     ],
 )
 def test_the_decision_table(tag_class: TagClass, current: str | None, strict: bool, verdict: PushVerdict) -> None:
-    decision = decide_prepush("t", tag_class, TagLookup(current), B, strict=strict)
+    decision = decide_prepush(tag_class, TagLookup(current), B, strict=strict)
 
     assert decision.verdict is verdict
     assert decision.allowed is (verdict is not PushVerdict.REFUSED)
 
 
 def test_an_unknown_repository_is_absent_and_says_so() -> None:
-    decision = decide_prepush("1.0.0", TagClass.PROTECTED, TagLookup(None, repository_exists=False), B, strict=True)
+    decision = decide_prepush(TagClass.PROTECTED, TagLookup(None, repository_exists=False), B, strict=True)
 
     assert decision.allowed
     assert decision.reason.startswith("the repository does not exist yet")
@@ -91,6 +92,49 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
     assert retry_after("soon") is None
     assert retry_after(None) is None
+    # Digits to str.isdigit() that float() refuses (the red team's `Retry-After: ²`), and a sign.
+    assert retry_after("\u00b2") is None
+    assert retry_after("\u0663") is None
+    assert retry_after("-1") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "usable"),
+    [
+        ("https://ghcr.io/token", True),
+        ("http://127.0.0.1:5000", True),
+        ("https://[::1]:5000/token", True),
+        ("https://[::1/token", False),
+        ("https://127.0.0.1:99999", False),
+        ("https://127.0.0.1:port", False),
+        ("ftp://127.0.0.1/x", False),
+        ("http://evil.example@127.0.0.1/token", False),
+        ("/token", False),
+        ("", False),
+    ],
+)
+def test_only_http_urls_with_a_host_and_a_valid_port_are_used(url: str, usable: bool) -> None:
+    assert (usable_url(url) is not None) is usable
+
+
+def test_ca_file_adds_a_private_ca_to_the_default_trust(tmp_path: Path) -> None:
+    from tests.support.oci_registry import make_ca
+
+    ca = make_ca(tmp_path)
+    default = {cert["serialNumber"] for cert in tls_context().get_ca_certs()}
+    with_private = {cert["serialNumber"] for cert in tls_context(str(ca.ca_file)).get_ca_certs()}
+
+    # The system's roots (or certifi's, on a machine without them) stay; the private CA comes on top.
+    assert len(default) > 100
+    assert default < with_private
+    assert len(with_private - default) == 1
+
+
+def test_a_bad_registry_host_or_url_is_a_usage_error() -> None:
+    with pytest.raises(CliError, match="at most 65535"):
+        registry_endpoint("127.0.0.1:99999", None, False, None)
+    with pytest.raises(CliError, match="--registry-url"):
+        registry_endpoint("127.0.0.1:5000", "https://[::1", False, None)
 
 
 @pytest.mark.parametrize(

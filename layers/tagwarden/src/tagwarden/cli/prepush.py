@@ -4,19 +4,17 @@ The registry is asked over the OCI distribution API (`adapters.oci_registry`); t
 the stack's tag policy (or the environment's, or the defaults), and for ECR images, when a ledger is
 given, the ledger's view of the tag is shown too. Credentials, in this order: `--username` with
 `--password-stdin` (or TAGWARDEN_REGISTRY_PASSWORD), TAGWARDEN_REGISTRY_USERNAME/PASSWORD, for ECR
-`GetAuthorizationToken`, docker's `config.json` `auths` entry for the host, else anonymous.
+`GetAuthorizationToken`, docker's `config.json` `auths` entry for the host, else anonymous (reading
+config.json and logging in to ECR are adapter work: `adapters.registry_credentials`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
 
 import typer
 
@@ -25,6 +23,7 @@ from tagwarden.cli.render import check_json, emit_json
 from tagwarden.cli.runtime import Runtime, detection_config, quiet_core
 from tagwarden.domain.images import (
     DEFAULT_REGISTRY,
+    DOCKER_HUB_API,
     InvalidReferenceError,
     ecr_host_parts,
     is_ecr_registry,
@@ -39,9 +38,7 @@ if TYPE_CHECKING:
 
 USERNAME_VARIABLE = "TAGWARDEN_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "TAGWARDEN_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a secret
-# Docker Hub's API host: `docker.io` names the registry, not the server that answers its API.
-DOCKER_HUB_API = "registry-1.docker.io"
-DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+DEFAULT_TIMEOUT = 60
 
 
 def prepush(
@@ -90,6 +87,16 @@ def prepush(
             help="Reach the registry at this base URL (a tunnel, a port-forward) instead of https://<host>.",
         ),
     ] = None,
+    timeout: Annotated[
+        int,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=1,
+            max=3600,
+            help="The check's deadline: every request, retry and wait included (exit 3 when it passes).",
+        ),
+    ] = DEFAULT_TIMEOUT,
 ) -> None:
     """Before a push: would it move the tag, and may it? (exit 0 push, 1 refused)
 
@@ -97,13 +104,17 @@ def prepush(
     push uses). Exit 0 when the tag does not exist or already names --digest; when the push would move it,
     exit 1 for protected and unclassified tags, and for mutable tags with --strict (signature tags move by
     design and pass). Exit 2 for bad input, rejected credentials, a certificate that does not verify or a
-    server that is not a registry; 3 when the registry (or the ledger) cannot be reached. For ECR images,
+    server that is not a registry; 3 when the registry (or the ledger) cannot be reached or does not answer
+    within --timeout seconds (60 by default). For ECR images,
     with --stack-name or --table, also shows the ledger's view: where it has the tag, and that digest's scan.
     """
     runtime = ctx.find_object(Runtime)
     assert runtime is not None, "the global options callback puts the Runtime on the context"
     with exit_codes(runtime), quiet_core():
-        report = _check(runtime, image, digest, strict, username, password_stdin, ca_file, insecure, registry_url)
+        source = ctx.get_parameter_source("username")
+        username_from_environment = source is not None and source.name == "ENVIRONMENT"
+        access = Access(username, username_from_environment, password_stdin, ca_file, insecure, registry_url, timeout)
+        report = _check(runtime, image, digest, strict, access)
         if runtime.options.json_output:
             emit_json(report_json(report))
         else:
@@ -113,34 +124,38 @@ def prepush(
             raise typer.Exit(int(ExitCode.REFUSED))
 
 
-def _check(
-    runtime: Runtime,
-    image: str,
-    digest: str,
-    strict: bool,
-    username: str | None,
-    password_stdin: bool,
-    ca_file: Path | None,
-    insecure: bool,
-    registry_url: str | None,
-) -> PrepushReport:
+@dataclass(frozen=True, slots=True)
+class Access:
+    """How the command reaches and logs in to the registry, as its options say."""
+
+    username: str | None
+    username_from_environment: bool  # TAGWARDEN_REGISTRY_USERNAME rather than --username, for messages
+    password_stdin: bool
+    ca_file: Path | None
+    insecure: bool
+    registry_url: str | None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def _check(runtime: Runtime, image: str, digest: str, strict: bool, access: Access) -> PrepushReport:
     from tagwarden.adapters.oci_registry import OciRegistry
+    from tagwarden.adapters.registry_credentials import CredentialsFileError
     from tagwarden.ports import NotARegistryError, RegistryRefusedError, RegistryUnavailableError
     from tagwarden.services.prepush import check_before_push
 
     tag, host = prepush_tag(image)
     pushing = _digest(digest)
-    endpoint = registry_endpoint(host, registry_url, insecure, ca_file)
+    endpoint = registry_endpoint(host, access.registry_url, access.insecure, access.ca_file)
     policy = detection_config(runtime.policy_environment).tag_policy
     # The ledger holds ECR tags only; asked only when the command names one.
     with_ledger = is_ecr_registry(tag.image.registry) and bool(runtime.options.table or runtime.options.stack_name)
     try:
-        credentials = _credentials(runtime, host, username, password_stdin, os.environ)
-        resolver = OciRegistry(endpoint, credentials)
+        credentials = _credentials(runtime, host, access, os.environ)
+        resolver = OciRegistry(endpoint, credentials, deadline=access.timeout)
         return check_before_push(
             resolver, policy, tag, pushing, strict=strict, queries=runtime.queries() if with_ledger else None
         )
-    except (RegistryRefusedError, NotARegistryError) as error:
+    except (RegistryRefusedError, NotARegistryError, CredentialsFileError) as error:
         raise usage_error(str(error)) from None
     except RegistryUnavailableError as error:
         raise CliError(ExitCode.AWS, f"registry unavailable: {error}") from None
@@ -170,29 +185,31 @@ def _digest(value: str) -> str:
 
 
 def registry_endpoint(host: str, registry_url: str | None, insecure: bool, ca_file: Path | None) -> RegistryEndpoint:
-    """Where the registry's API is reached, and how its certificate is verified (plain HTTP: loopback only)."""
-    from tagwarden.adapters.oci_registry import RegistryEndpoint, is_loopback
+    """Where the registry's API is reached, and the CA added to the default trust (plain HTTP: loopback only)."""
+    from tagwarden.adapters.oci_registry import RegistryEndpoint, is_loopback, usable_url
 
     if registry_url is not None:
-        parts = urlsplit(registry_url)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path.strip("/") or parts.query:
+        parts = usable_url(registry_url)
+        if parts is None or parts.path.strip("/") or parts.query or parts.fragment:
             raise usage_error(f"--registry-url: expected https://host[:port], not {registry_url[:200]!r}")
-        base = f"{parts.scheme}://{parts.netloc}"
     else:
-        base = f"{'http' if insecure else 'https'}://{host}"
-    if base.startswith("http://") and not is_loopback(urlsplit(base).netloc):
+        parts = usable_url(f"{'http' if insecure else 'https'}://{host}")
+        if parts is None:
+            raise usage_error(f"bad registry host {host[:200]!r} (a port is at most 65535)")
+    base = f"{parts.scheme}://{parts.netloc}"
+    if parts.scheme == "http" and not is_loopback(parts.netloc):
         raise usage_error(f"plain HTTP only to a registry on this machine (loopback), not {base}")
     if ca_file is not None and not ca_file.is_file():
         raise usage_error(f"--ca-file: no such file: {ca_file}")
-    return RegistryEndpoint(base, str(ca_file) if ca_file is not None else True)
+    return RegistryEndpoint(base, str(ca_file) if ca_file is not None else None)
 
 
-def _credentials(
-    runtime: Runtime, host: str, username: str | None, password_stdin: bool, environ: Mapping[str, str]
-) -> RegistryCredentials | None:
+def _credentials(runtime: Runtime, host: str, access: Access, environ: Mapping[str, str]) -> RegistryCredentials | None:
     from tagwarden.adapters.oci_registry import RegistryCredentials
+    from tagwarden.adapters.registry_credentials import docker_config_credentials, ecr_credentials
 
-    if password_stdin:
+    username = access.username
+    if access.password_stdin:
         if username is None:
             raise usage_error(f"--password-stdin needs --username (or {USERNAME_VARIABLE})")
         password = typer.get_text_stream("stdin").read().rstrip("\r\n")
@@ -202,58 +219,14 @@ def _credentials(
     if username is not None:
         secret = environ.get(PASSWORD_VARIABLE)
         if not secret:
-            raise usage_error(f"--username needs a password: --password-stdin or {PASSWORD_VARIABLE}")
+            needs = f"{USERNAME_VARIABLE} is set but" if access.username_from_environment else "--username needs"
+            raise usage_error(f"{needs} a password: --password-stdin or {PASSWORD_VARIABLE}")
         return RegistryCredentials(username, secret, f"{PASSWORD_VARIABLE} credentials")
     account, region = ecr_host_parts(host)
     if account is not None and region is not None:
-        return _ecr_credentials(runtime, account, region)
+        options = runtime.options
+        return ecr_credentials(account, region, profile=options.profile, endpoint_url=options.endpoint_url)
     return docker_config_credentials(host, environ)
-
-
-def _ecr_credentials(runtime: Runtime, account: str, region: str) -> RegistryCredentials:
-    """ECR's registry password for the host's account and region (`aws ecr get-login-password`)."""
-    import boto3
-
-    from tagwarden.adapters.aws_clients import client_config
-    from tagwarden.adapters.oci_registry import ecr_login
-
-    # The image's region, whatever the session's: a registry's token is valid in its own region only.
-    session = boto3.Session(profile_name=runtime.options.profile, region_name=region)
-    client = session.client("ecr", endpoint_url=runtime.options.endpoint_url, config=client_config(read_timeout=30))
-    return ecr_login(client, account)
-
-
-def docker_config_credentials(host: str, environ: Mapping[str, str]) -> RegistryCredentials | None:
-    """The `auths` entry for the host in docker's config.json (`$DOCKER_CONFIG` or ~/.docker), if plain.
-
-    Only the base64 `auth` form (what `docker login` writes without a credential store); a `credsStore` or
-    `credHelpers` entry is not run: pass --username and --password-stdin instead.
-    """
-    directory = Path(environ["DOCKER_CONFIG"]) if environ.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    path = directory / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        raise usage_error(f"docker config {path}: {error}") from None
-    auths = config.get("auths") if isinstance(config, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    keys = [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"https://{host}/v2/"]
-    if host == DOCKER_HUB_API:
-        keys.insert(0, DOCKER_HUB_AUTH_KEY)
-    for key in keys:
-        entry = auths.get(key)
-        if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
-            try:
-                user, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                raise usage_error(f"docker config {path}: the auth of {key!r} is not base64 of user:password") from None
-            from tagwarden.adapters.oci_registry import RegistryCredentials
-
-            return RegistryCredentials(user, password, f"docker config credentials ({path})")
-    return None
 
 
 def report_json(report: PrepushReport) -> dict[str, object]:
@@ -269,6 +242,7 @@ def report_json(report: PrepushReport) -> dict[str, object]:
         "reason": decision.reason,
         "repository_exists": report.lookup.repository_exists,
         "media_type": report.lookup.media_type,
+        "anonymous": report.lookup.anonymous,
         "ledger": check_json(report.ledger) if report.ledger is not None else None,
         "ledger_disagrees": report.ledger_disagrees,
     }
@@ -278,6 +252,11 @@ def report_lines(report: PrepushReport) -> list[str]:
     """The answer for people: the decision, then the ledger's view."""
     decision = report.decision
     lines = [f"{report.tag} ({decision.tag_class.value}): {decision.verdict.value}: {decision.reason}"]
+    if report.lookup.anonymous and report.lookup.digest is None:
+        lines.append(
+            "note: asked anonymously (no credentials given or found): a registry that hides private "
+            "repositories from anonymous clients answers 404 for them too"
+        )
     ledger = report.ledger
     if ledger is not None:
         lines.append(f"ledger: {ledger.reason}")

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_REGISTRY = "docker.io"
+# The host Docker Hub's registry API answers on: `docker.io` names the registry, not that server.
+DOCKER_HUB_API = "registry-1.docker.io"
 _LEGACY_DEFAULT_REGISTRIES = frozenset({"index.docker.io", "registry-1.docker.io"})
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"

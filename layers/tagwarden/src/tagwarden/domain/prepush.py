@@ -41,16 +41,20 @@ class TagLookup:
     """Where a tag points in the registry now (`digest` None: no such tag)."""
 
     digest: str | None
-    # False when the registry does not know the repository at all (NAME_UNKNOWN): no tag to overwrite either.
-    repository_exists: bool = True
+    # False when the registry says it does not know the repository (ECR's NAME_UNKNOWN): no tag to overwrite
+    # either. None when the tag is absent and the registry did not say: distribution (and most registries
+    # built on it) answer MANIFEST_UNKNOWN for a missing tag and a missing repository alike.
+    repository_exists: bool | None = True
     media_type: str | None = None
+    # True when the registry was asked without credentials (none given or found): a registry that hides
+    # private repositories from anonymous clients answers 404 for them, which reads as "absent".
+    anonymous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class PrepushDecision:
     """The answer for one tag: what the push would do and whether it may."""
 
-    tag: str
     tag_class: TagClass
     current: str | None
     pushing: str
@@ -63,28 +67,29 @@ class PrepushDecision:
         return self.verdict is not PushVerdict.REFUSED
 
 
-def decide_prepush(tag: str, tag_class: TagClass, lookup: TagLookup, pushing: str, *, strict: bool) -> PrepushDecision:
+def decide_prepush(tag_class: TagClass, lookup: TagLookup, pushing: str, *, strict: bool) -> PrepushDecision:
     """Whether pushing `pushing` to `tag` is allowed, per the table in the module docstring."""
     current = lookup.digest
     if current is None:
-        where = "the repository does not exist yet" if not lookup.repository_exists else "the tag does not exist yet"
-        return PrepushDecision(tag, tag_class, None, pushing, PushVerdict.ABSENT, f"{where}: the push creates it")
+        missing = "repository" if lookup.repository_exists is False else "tag"
+        where = f"the {missing} does not exist yet"
+        return PrepushDecision(tag_class, None, pushing, PushVerdict.ABSENT, f"{where}: the push creates it")
     if current == pushing:
         return PrepushDecision(
-            tag, tag_class, current, pushing, PushVerdict.UNCHANGED, f"the tag already names {pushing}: nothing moves"
+            tag_class, current, pushing, PushVerdict.UNCHANGED, f"the tag already names {pushing}: nothing moves"
         )
     moving = f"the push would move the {tag_class.value} tag from {current} to {pushing}"
     if tag_class is TagClass.SIGNATURE:
         return PrepushDecision(
-            tag, tag_class, current, pushing, PushVerdict.MOVES, f"{moving}; signature tags move by design"
+            tag_class, current, pushing, PushVerdict.MOVES, f"{moving}; signature tags move by design"
         )
     if tag_class is TagClass.MUTABLE and not strict:
         return PrepushDecision(
-            tag, tag_class, current, pushing, PushVerdict.MOVES, f"{moving}; mutable tags may move (not --strict)"
+            tag_class, current, pushing, PushVerdict.MOVES, f"{moving}; mutable tags may move (not --strict)"
         )
     why = {
         TagClass.PROTECTED: "protected tags never move",
         TagClass.ORDINARY: "tags the policy does not declare mutable never move",
         TagClass.MUTABLE: "--strict refuses moving mutable tags too",
     }[tag_class]
-    return PrepushDecision(tag, tag_class, current, pushing, PushVerdict.REFUSED, f"{moving}; {why}")
+    return PrepushDecision(tag_class, current, pushing, PushVerdict.REFUSED, f"{moving}; {why}")

@@ -51,6 +51,6 @@ def check_before_push(
 ) -> PrepushReport:
     """Whether pushing the digest `pushing` to `tag` would move it, and whether the policy allows that."""
     lookup = resolver.lookup(tag)
-    decision = decide_prepush(tag.tag, policy.classify(tag.tag), lookup, pushing, strict=strict)
+    decision = decide_prepush(policy.classify(tag.tag), lookup, pushing, strict=strict)
     ledger = queries.check(ImageReference(tag.image, tag.tag)) if queries is not None else None
     return PrepushReport(tag, lookup, decision, ledger)
