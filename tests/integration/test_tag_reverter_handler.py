@@ -2,7 +2,8 @@
 and ECR, with ECR Image Action events for every push (the attacker's and the revert's own).
 
 moto drops an image when its only tag moves (real ECR keeps it untagged), so each release is also tagged
-`keep-<release>`, which keeps the previous image in the repository as real ECR would.
+`keep-<release>`, which keeps the previous image in the repository as real ECR would. Each release is
+scanned (an ECR scan event through the real scan recorder): only content with a passing scan is put back.
 """
 
 from __future__ import annotations
@@ -32,11 +33,22 @@ class World:
     registry: Registry
     push_guard: Handler
     reverter: Reverter
+    scan_recorder: Handler
 
-    def released(self, repository: str = "shop/api", tag: str = "1.4.0") -> None:
-        """CI pushes the release (also as keep-<tag>, see the module docstring)."""
+    def released(self, repository: str = "shop/api", tag: str = "1.4.0", *, scanned: bool = True) -> None:
+        """CI pushes the release (also as keep-<tag>, see the module docstring); scan on push passes it."""
         self.registry.push(repository, f"keep-{tag}", RELEASE, "2026-11-20T09:00:00Z")
         assert self.push_guard(self.registry.push(repository, tag, RELEASE, "2026-11-20T09:00:01Z"))["alerts"] == []
+        if scanned:
+            self.scanned(repository, tag, A, "2026-11-20T09:01:30Z")
+
+    def scanned(self, repository: str, tag: str, digest: str, time: str) -> None:
+        """ECR's scan on push finishes for `digest`, with a MEDIUM finding (passing at the CRITICAL default)."""
+        from tests.support.events import ecr_scan
+
+        event = ecr_scan(digest=digest, tags=[tag], time=time, repository=repository)
+        event["account"] = ACCOUNT  # the registry the pushes went to (moto's account)
+        assert self.scan_recorder(event)["outcome"] == "recorded"
 
     def attacked(self, repository: str = "shop/api", tag: str = "1.4.0") -> tuple[dict[str, Any], dict[str, Any]]:
         """The attacker pushes other content under the tag: the event, and what the push guard returned."""
@@ -69,7 +81,8 @@ def make_world(stack: Stack, context: FakeLambdaContext, *, max_attempts: int = 
         ecr.create_repository(repositoryName=repository)
     reverter, environment = start_reverter(stack, context, max_attempts=max_attempts)
     push_guard = cold_start("push_guard", environment if revert else stack.environment(), context)
-    return World(stack, Registry(ecr), push_guard, reverter)
+    scan_recorder = cold_start("scan_recorder", stack.environment(), context)
+    return World(stack, Registry(ecr), push_guard, reverter, scan_recorder)
 
 
 @pytest.fixture
@@ -89,7 +102,8 @@ def test_an_overwritten_protected_tag_is_put_back_and_the_alert_says_so(world: W
     assert world.registry.tag_digest("shop/api", "1.4.0") == A
     (received,) = world.alerts()
     alert = received.alert
-    assert (alert.type, alert.previous_digest, alert.current_digest) == (AlertType.TAG_OVERWRITTEN, A, B)
+    # The release was scanned: its overwrite is the CRITICAL move after a scan.
+    assert (alert.type, alert.previous_digest, alert.current_digest) == (AlertType.TAG_MOVED_AFTER_SCAN, A, B)
     assert alert.revert is not None and alert.revert.status is RevertStatus.REVERTED
     assert "put the tag back" in alert.revert.detail and "Reverted:" in alert.summary
     assert received.raw["revert"] == {"status": "REVERTED", "detail": alert.revert.detail}
