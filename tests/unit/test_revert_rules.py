@@ -119,6 +119,20 @@ def test_a_late_revert_push_is_recognised_from_its_predecessor() -> None:
     assert (decision.move.reverts, decision.alerts, decision.move.alerted) == (True, (), True)
 
 
+def test_a_late_push_of_a_refused_revert_target_is_not_the_revert() -> None:
+    before = TagMove(
+        TagAction.PUSH, B, A, source(2), revert_to=A, revert_requested=True, alerted=True,
+        revert_status=RevertStatus.NOT_REVERTED,
+    )  # fmt: skip
+    after = TagMove(TagAction.PUSH, C, B, source(5), alerted=True)
+
+    decision = decide_late(push(A, 3), TAG, Neighbours(before, after), {}, POLICY, NOW)
+
+    # The reverter never pushed (its request was settled NOT_REVERTED): B -> A is someone's move, alerted.
+    assert decision.move.reverts is False and decision.move.revert_to is None
+    assert [(a.previous_digest, a.current_digest) for a in decision.alerts] == [(B, A)]
+
+
 PENDING = PendingRevert(RevertRequest(TAG, source(2).key), target=A, overwriting=B, status=RevertStatus.PENDING)
 
 

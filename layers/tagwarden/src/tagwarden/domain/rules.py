@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, UsageSite, derive_alert_id
+from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, RevertStatus, UsageSite, derive_alert_id
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.severity import Severity
 from tagwarden.domain.sources import SourceEvent
@@ -246,7 +246,10 @@ def decide_late(
     alerts: list[Alert] = []
     alerted = False
     after_alerted = after.alerted if after is not None else False
-    revert_to = before.revert_to if before is not None else None
+    # The predecessor's outstanding revert, unless its own request was settled NOT_REVERTED (the reverter
+    # never pushed: a push of that content is someone's, not the revert's).
+    refused = before is not None and before.revert_status is RevertStatus.NOT_REVERTED
+    revert_to = before.revert_to if before is not None and not refused else None
     # A late revert push (the predecessor asked to put the tag back on this content): history, no alert.
     reverts = action.action is TagAction.PUSH and revert_to is not None and revert_to == action.digest
     reverts = reverts and previous != action.digest

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from tagwarden.domain.alerts import Actor, Alert
+from tagwarden.domain.alerts import Actor, Alert, RevertStatus
 from tagwarden.domain.images import ImageName, validate_digest, validate_tag
 from tagwarden.domain.scans import ScannedDigest, ScanState
 from tagwarden.domain.sources import SourceEvent
@@ -128,6 +128,8 @@ class TagMove:
     revert_to: str | None = None
     revert_requested: bool = False
     reverts: bool = False
+    # The state of the revert this entry asked for (None: it asked for none), as read back from the ledger.
+    revert_status: RevertStatus | None = None
     # Who made the call, once CloudTrail said (before or after this entry was recorded).
     actor: Actor | None = None
 

@@ -208,6 +208,7 @@ def stored_move(item: Mapping[str, Any]) -> TagMove:
         revert_to=item.get("revert_to"),
         revert_requested="revert_status" in item,
         reverts=item.get("reverts", False),
+        revert_status=RevertStatus(item["revert_status"]) if "revert_status" in item else None,
         actor=stored_actor(item),
     )
 
