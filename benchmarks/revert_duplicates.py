@@ -1,10 +1,11 @@
 """Opt-in revert under duplicated and out-of-order events: how many alerts, reverts and PutImage calls.
 
 Every attack goes through the real push guard and tag reverter handlers on moto (DynamoDB, SNS, SQS, ECR),
-with the deliveries EventBridge and SQS may make: the attacker's push delivered twice before the reverter
-runs (so the request is handed over twice), the revert's own push event arriving while the reverter is
-still between its PutImage and recording the outcome (every other attack) or after it, that event
-delivered twice, and the attacker's push delivered once more after the revert. Attacks are shuffled.
+each release scanned (passing) first, with the deliveries EventBridge and SQS may make: the attacker's push
+delivered twice before the reverter runs (so the request is handed over twice), the revert's own push event
+arriving while the reverter is still between its PutImage and recording the outcome (every other attack) or
+after it, that event delivered twice, and the attacker's push delivered once more after the revert. Attacks
+are shuffled.
 Run alone with `python -m benchmarks.revert_duplicates`, or as figure 6 of `make bench`.
 """
 
@@ -28,7 +29,7 @@ from moto import mock_aws
 from tagwarden.domain.alerts import RevertStatus
 
 from tests.conftest import cold_start
-from tests.support.events import ecr_image_action
+from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import FakeLambdaContext
 from tests.support.revert import ACCOUNT, Registry, ecr_client, manifest, start_reverter
 from tests.support.stack import create_stack
@@ -72,6 +73,8 @@ def measure(attacks: int = ATTACKS, seed: int = SEED) -> RevertRun:
         registry = Registry(ecr)
         reverter, environment = start_reverter(stack, context)
         push_guard = cold_start("push_guard", environment, context)
+        # Each release passes its scan on push: only content with a passing scan is put back.
+        scan_recorder = cold_start("scan_recorder", stack.environment(), context)
         deliveries, revert_push_alerts = 0, 0
 
         def deliver(event: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +92,9 @@ def measure(attacks: int = ATTACKS, seed: int = SEED) -> RevertRun:
             registry.push("shop/api", f"keep-{tag}", release, "2026-11-20T09:00:00Z")
             deliver(registry.push("shop/api", tag, release, "2026-11-20T09:00:01Z"))
             registry_release[tag] = registry.tag_digest("shop/api", tag) or ""
+            scanned = ecr_scan(digest=registry_release[tag], tags=[tag], time="2026-11-20T09:01:30Z")
+            scanned["account"] = ACCOUNT
+            scan_recorder(scanned)
         rng.shuffle(tags)
         revert_events: dict[str, dict[str, Any]] = {}
         client = reverter.module.TAG_REVERTER._registry._client

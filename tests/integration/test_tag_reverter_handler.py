@@ -2,7 +2,8 @@
 and ECR, with ECR Image Action events for every push (the attacker's and the revert's own).
 
 moto drops an image when its only tag moves (real ECR keeps it untagged), so each release is also tagged
-`keep-<release>`, which keeps the previous image in the repository as real ECR would.
+`keep-<release>`, which keeps the previous image in the repository as real ECR would. Each release is
+scanned (an ECR scan event through the real scan recorder): only content with a passing scan is put back.
 """
 
 from __future__ import annotations
@@ -32,11 +33,22 @@ class World:
     registry: Registry
     push_guard: Handler
     reverter: Reverter
+    scan_recorder: Handler
 
-    def released(self, repository: str = "shop/api", tag: str = "1.4.0") -> None:
-        """CI pushes the release (also as keep-<tag>, see the module docstring)."""
+    def released(self, repository: str = "shop/api", tag: str = "1.4.0", *, scanned: bool = True) -> None:
+        """CI pushes the release (also as keep-<tag>, see the module docstring); scan on push passes it."""
         self.registry.push(repository, f"keep-{tag}", RELEASE, "2026-11-20T09:00:00Z")
         assert self.push_guard(self.registry.push(repository, tag, RELEASE, "2026-11-20T09:00:01Z"))["alerts"] == []
+        if scanned:
+            self.scanned(repository, tag, A, "2026-11-20T09:01:30Z")
+
+    def scanned(self, repository: str, tag: str, digest: str, time: str, counts: dict[str, int] | None = None) -> None:
+        """ECR's scan finishes for `digest`, by default with a MEDIUM finding (passing at the CRITICAL default)."""
+        from tests.support.events import ecr_scan
+
+        event = ecr_scan(digest=digest, tags=[tag], time=time, repository=repository, counts=counts)
+        event["account"] = ACCOUNT  # the registry the pushes went to (moto's account)
+        assert self.scan_recorder(event)["outcome"] == "recorded"
 
     def attacked(self, repository: str = "shop/api", tag: str = "1.4.0") -> tuple[dict[str, Any], dict[str, Any]]:
         """The attacker pushes other content under the tag: the event, and what the push guard returned."""
@@ -63,13 +75,24 @@ def revert_push(time: str = "2026-11-20T09:40:14Z", event_id: str = "revert-push
     return ecr_image_action(tag="1.4.0", digest=A, time=time, event_id=event_id, account=ACCOUNT)
 
 
-def make_world(stack: Stack, context: FakeLambdaContext, *, max_attempts: int = 5, revert: bool = True) -> World:
+def make_world(
+    stack: Stack,
+    context: FakeLambdaContext,
+    *,
+    max_attempts: int = 5,
+    revert: bool = True,
+    prefixes: str = "shop/",
+    reverter_account: str = ACCOUNT,
+) -> World:
     ecr = ecr_client()
-    for repository in ("shop/api", "other/api"):
+    for repository in ("shop/api", "other/api", "shopping"):
         ecr.create_repository(repositoryName=repository)
-    reverter, environment = start_reverter(stack, context, max_attempts=max_attempts)
+    reverter, environment = start_reverter(
+        stack, context, prefixes=prefixes, max_attempts=max_attempts, reverter_account=reverter_account
+    )
     push_guard = cold_start("push_guard", environment if revert else stack.environment(), context)
-    return World(stack, Registry(ecr), push_guard, reverter)
+    scan_recorder = cold_start("scan_recorder", stack.environment(), context)
+    return World(stack, Registry(ecr), push_guard, reverter, scan_recorder)
 
 
 @pytest.fixture
@@ -89,7 +112,8 @@ def test_an_overwritten_protected_tag_is_put_back_and_the_alert_says_so(world: W
     assert world.registry.tag_digest("shop/api", "1.4.0") == A
     (received,) = world.alerts()
     alert = received.alert
-    assert (alert.type, alert.previous_digest, alert.current_digest) == (AlertType.TAG_OVERWRITTEN, A, B)
+    # The release was scanned: its overwrite is the CRITICAL move after a scan.
+    assert (alert.type, alert.previous_digest, alert.current_digest) == (AlertType.TAG_MOVED_AFTER_SCAN, A, B)
     assert alert.revert is not None and alert.revert.status is RevertStatus.REVERTED
     assert "put the tag back" in alert.revert.detail and "Reverted:" in alert.summary
     assert received.raw["revert"] == {"status": "REVERTED", "detail": alert.revert.detail}
@@ -338,3 +362,203 @@ def test_a_registry_that_refuses_the_reverter_is_not_waited_for(world: World) ->
     assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.NOT_REVERTED
     assert "may not read the previous image" in received.alert.revert.detail
     assert world.reverter.put_images == 0 and world.reverter.pending() == 0
+
+
+# --- Regression tests: the red team's findings on opt-in revert -----------------------------------------
+
+
+def pointer_item(world: World, tag: str = "1.4.0", repository: str = "shop/api") -> dict[str, Any]:
+    pk = f"TAG#{REGISTRY}/{repository}:{tag}"
+    (item,) = [i for i in world.stack.items() if i["pk"]["S"] == pk and i["sk"]["S"] == "POINTER"]
+    return item
+
+
+def squatted_then_released(world: World) -> None:
+    """Someone pushes release 1.5.0 before CI does (a new tag: nothing to alert); then CI pushes the release,
+    which the ledger sees as the overwrite. The squatter's image is never scanned."""
+    world.registry.push("shop/api", "keep-x", ATTACK, "2026-11-20T08:59:00Z")
+    squat = world.registry.push("shop/api", "1.5.0", ATTACK, "2026-11-20T08:59:30Z", event_id="squat")
+    assert world.push_guard(squat) == {"outcome": "recorded", "alerts": []}
+    world.registry.push("shop/api", "keep-1.5.0", RELEASE, "2026-11-20T09:00:00Z")
+    ci = world.registry.push("shop/api", "1.5.0", RELEASE, "2026-11-20T09:00:01Z", event_id="ci")
+    assert world.push_guard(ci)["revert"] == "requested"
+
+
+def test_squat_then_ci_push_does_not_restore_the_squatters_image(world: World) -> None:
+    squatted_then_released(world)
+
+    world.reverter.run()
+
+    # CI's release stays; the alert says why the previous content was not put back, and when it came.
+    assert world.registry.tag_digest("shop/api", "1.5.0") == A
+    assert world.reverter.put_images == 0
+    (received,) = world.alerts()
+    alert = received.alert
+    assert (alert.previous_digest, alert.current_digest) == (B, A)
+    assert alert.revert is not None and alert.revert.status is RevertStatus.NOT_REVERTED
+    assert "never passed a scan: not restored" in alert.revert.detail
+    assert "first pushed 2026-11-20 08:59:30Z" in alert.revert.detail and "Not reverted:" in alert.summary
+    # The marker is gone with the settled request.
+    assert "revert_to" not in pointer_item(world, "1.5.0")
+
+
+def test_a_failing_previous_image_is_not_restored(world: World) -> None:
+    world.released()
+    # A rescan finds a CRITICAL finding in the release: no longer content to put back.
+    world.scanned("shop/api", "1.4.0", A, "2026-11-20T09:30:00Z", counts={"CRITICAL": 1})
+    world.alerts()  # the scan's own alert (a protected tag now failing) is not what this test is about
+    world.attacked()
+
+    world.reverter.run()
+
+    (received,) = world.alerts()
+    assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.NOT_REVERTED
+    assert "did not pass its scan: not restored" in received.alert.revert.detail
+    assert world.registry.tag_digest("shop/api", "1.4.0") == B and world.reverter.put_images == 0
+
+
+def test_after_a_failed_revert_a_later_push_of_its_target_is_alerted(world: World) -> None:
+    from botocore.exceptions import ClientError
+
+    world.released()
+    world.attacked()
+
+    def denied(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "deny"}}, "BatchGetImage")
+
+    client = world.reverter.module.TAG_REVERTER._registry._client
+    client.meta.events.register("before-call.ecr.BatchGetImage", denied)
+    world.reverter.run()
+    (first,) = world.alerts()
+    assert first.alert.revert is not None and first.alert.revert.status is RevertStatus.NOT_REVERTED
+    assert "revert_to" not in pointer_item(world)
+    client.meta.events.unregister("before-call.ecr.BatchGetImage", denied)
+
+    # Days later someone pushes the release's digest over the attacker's: not Tagwarden's revert any more.
+    later = world.registry.push("shop/api", "1.4.0", RELEASE, "2026-11-23T03:00:00Z", event_id="later")
+    result = world.push_guard(later)
+
+    assert result["outcome"] == "recorded"
+    assert world.history()[-1] == ("PUSH", A, False)
+    # An overwrite like any other (here of the attacker's unscanned image: not put back, but alerted).
+    world.reverter.run()
+    (received,) = world.alerts()
+    assert (received.alert.previous_digest, received.alert.current_digest) == (B, A)
+
+
+def test_a_stamped_marker_still_recognises_the_revert_push_after_the_outcome(world: World) -> None:
+    world.released()
+    world.attacked()
+    world.reverter.run()
+    # Settled REVERTED before ECR's event for the PutImage arrived: the marker is stamped, not removed.
+    marker = pointer_item(world)
+    assert marker["revert_to"]["S"] == A and "revert_settled_at" in marker
+    (attack_alert,) = world.alerts()
+    assert attack_alert.alert.revert is not None and attack_alert.alert.revert.status is RevertStatus.REVERTED
+
+    assert world.push_guard(revert_push()) == {"outcome": "recorded", "alerts": []}
+
+    assert world.alerts() == [] and world.history()[-1] == ("PUSH", A, True)
+    assert "revert_to" not in pointer_item(world)
+
+
+def test_another_region_of_the_same_account_is_not_reverted_and_alerted_at_once(world: World) -> None:
+    from tests.support.events import ecr_image_action
+
+    world.released()  # the stack's region holds shop/api:1.4.0 = the release
+
+    def frankfurt(digest: str, time: str, event_id: str) -> dict[str, Any]:
+        event = ecr_image_action(tag="1.4.0", digest=digest, time=time, event_id=event_id, account=ACCOUNT)
+        event["region"] = "eu-central-1"
+        return event
+
+    world.push_guard(frankfurt(A, "2026-11-20T09:10:00Z", "fra-release"))
+    result = world.push_guard(frankfurt(B, "2026-11-20T09:40:00Z", "fra-attack"))
+
+    # Alerted as without revert: no request, so no false REVERTED from the stack region's repository.
+    (received,) = world.alerts()
+    assert "revert" not in result and result["alerts"] == [received.alert.alert_id]
+    assert received.alert.region == "eu-central-1" and received.alert.revert is None
+    assert world.reverter.pending() == 0 and world.reverter.put_images == 0
+
+
+def test_the_reverter_checks_the_requests_registry_itself(stack: Stack, lambda_context: FakeLambdaContext) -> None:
+    # A reverter that believes another account is the stack's (mis-deployed, or a request recorded otherwise).
+    world = make_world(stack, lambda_context, reverter_account="210987654321")
+    world.released()
+    world.attacked()
+
+    world.reverter.run()
+
+    (received,) = world.alerts()
+    assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.NOT_REVERTED
+    assert "is not the stack's own" in received.alert.revert.detail
+    assert world.reverter.put_images == 0 and world.registry.tag_digest("shop/api", "1.4.0") == B
+
+
+@pytest.mark.parametrize(
+    ("operation", "code", "said"),
+    [
+        ("PutImage", "AccessDeniedException", "ECR refused PutImage: AccessDeniedException (explicit deny"),
+        ("DescribeRepositories", "AccessDeniedException", "ECR refused DescribeRepositories: AccessDenied"),
+        ("DescribeRepositories", "RepositoryNotFoundException", "the repository no longer exists"),
+        ("PutImage", "KmsException", "ECR refused PutImage: KmsException"),
+    ],
+)
+def test_a_refusal_settles_the_request_at_once(world: World, operation: str, code: str, said: str) -> None:
+    from botocore.exceptions import ClientError
+
+    world.released()
+    world.attacked()
+
+    def refused(**_: Any) -> None:
+        # e.g. an attacker's repository policy denying the reverter's role.
+        raise ClientError({"Error": {"Code": code, "Message": "explicit deny in repository policy"}}, operation)
+
+    world.reverter.module.TAG_REVERTER._registry._client.meta.events.register(f"before-call.ecr.{operation}", refused)
+
+    world.reverter.run()  # the first attempt: no retries, the alert goes out now
+
+    assert world.reverter.results[-1]["batchItemFailures"] == []
+    (received,) = world.alerts()
+    assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.NOT_REVERTED
+    assert said in received.alert.revert.detail
+    assert world.reverter.pending() == 0 and world.registry.tag_digest("shop/api", "1.4.0") == B
+
+
+def test_throttling_is_retried(world: World) -> None:
+    from botocore.exceptions import ClientError
+
+    world.released()
+    world.attacked()
+    throttled: list[int] = []
+
+    def throttle(**_: Any) -> None:
+        if not throttled:
+            throttled.append(1)
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutImage")
+
+    world.reverter.module.TAG_REVERTER._registry._client.meta.events.register("before-call.ecr.PutImage", throttle)
+
+    world.reverter.run()  # throttled: delivered again, nothing published yet
+    assert world.reverter.results[-1]["batchItemFailures"] and world.alerts() == []
+    world.reverter.run()
+
+    (received,) = world.alerts()
+    assert received.alert.revert is not None and received.alert.revert.status is RevertStatus.REVERTED
+    assert world.registry.tag_digest("shop/api", "1.4.0") == A
+
+
+@pytest.mark.parametrize(("prefixes", "reverted"), [("shop", True), ("shop/", False)])
+def test_prefixes_are_string_prefixes(
+    stack: Stack, lambda_context: FakeLambdaContext, prefixes: str, reverted: bool
+) -> None:
+    # As documented (README, RevertRepositoryPrefixes): `shop` also covers `shopping`; `shop/` does not.
+    world = make_world(stack, lambda_context, prefixes=prefixes)
+    world.released("shopping")
+
+    _, result = world.attacked("shopping")
+    world.reverter.run()
+
+    assert ("revert" in result) is reverted
+    assert world.registry.tag_digest("shopping", "1.4.0") == (A if reverted else B)

@@ -156,12 +156,21 @@ def revert_queues(sqs: SQSClient, max_attempts: int) -> tuple[str, str]:
 
 
 def start_reverter(
-    stack: Stack, context: FakeLambdaContext, prefixes: str = "shop/", max_attempts: int = 5
+    stack: Stack,
+    context: FakeLambdaContext,
+    prefixes: str = "shop/",
+    max_attempts: int = 5,
+    reverter_account: str = ACCOUNT,
 ) -> tuple[Reverter, dict[str, str]]:
-    """The reverter cold-started on the stack; and the environment that turns revert on in the push guard."""
+    """The reverter cold-started on the stack; and the environment that turns revert on in the push guard.
+    `reverter_account`: the account the reverter believes is the stack's (another: a mis-deployed reverter)."""
     queue_url, dead_letter_url = revert_queues(stack.sqs, max_attempts)
+    # The stack's own registry (the template sets the account; Lambda sets AWS_REGION): moto's account here.
+    home = {"TAGWARDEN_ACCOUNT_ID": ACCOUNT, "AWS_REGION": REGION}
     environment = {
         **stack.environment(),
+        **home,
+        "TAGWARDEN_ACCOUNT_ID": reverter_account,
         "REVERT_REPOSITORY_PREFIXES": prefixes,
         "REVERT_MAX_ATTEMPTS": str(max_attempts),
     }
@@ -171,6 +180,7 @@ def start_reverter(
     client.meta.events.register("before-call.ecr.PutImage", reverter.count_put_images)
     push_guard_environment = {
         **stack.environment(),
+        **home,
         "REVERT_PROTECTED_TAGS": "true",
         "REVERT_REPOSITORY_PREFIXES": prefixes,
         "REVERT_QUEUE_URL": queue_url,

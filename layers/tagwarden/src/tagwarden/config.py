@@ -198,9 +198,10 @@ class OrganizationConfig(BaseModel):
         return value
 
 
-class RevertConfig(BaseModel):
+class RevertConfig(OrganizationConfig):
     """Opt-in revert of overwritten protected tags (template parameters RevertProtectedTags and
-    RevertRepositoryPrefixes): the push guard asks for reverts, the tag reverter performs them."""
+    RevertRepositoryPrefixes): the push guard asks for reverts, the tag reverter performs them, both only in
+    the stack's own registry (TAGWARDEN_ACCOUNT_ID and AWS_REGION). Prefixes are string prefixes."""
 
     REVERT_REPOSITORY_PREFIXES: tuple[str, ...] = ()
 
@@ -212,7 +213,10 @@ class RevertConfig(BaseModel):
     @property
     def revert_scope(self) -> RevertScope:
         """The repositories whose protected tags are put back."""
-        return RevertScope(self.REVERT_REPOSITORY_PREFIXES)
+        return RevertScope(self.REVERT_REPOSITORY_PREFIXES, self.TAGWARDEN_ACCOUNT_ID, self.AWS_REGION)
+
+    def _home_known(self) -> bool:
+        return self.TAGWARDEN_ACCOUNT_ID is not None and bool(self.AWS_REGION)
 
 
 class PushGuardConfig(LedgerConfig, RevertConfig, OrganizationConfig):
@@ -226,6 +230,9 @@ class PushGuardConfig(LedgerConfig, RevertConfig, OrganizationConfig):
     def _revert_needs_scope_and_queue(self) -> Self:
         if self.REVERT_PROTECTED_TAGS and not (self.REVERT_REPOSITORY_PREFIXES and self.REVERT_QUEUE_URL):
             raise ValueError("REVERT_PROTECTED_TAGS needs REVERT_REPOSITORY_PREFIXES and REVERT_QUEUE_URL")
+        if self.REVERT_PROTECTED_TAGS and not self._home_known():
+            # Without them no image is the stack's own, and nothing would ever be reverted: say so at cold start.
+            raise ValueError("REVERT_PROTECTED_TAGS needs TAGWARDEN_ACCOUNT_ID and AWS_REGION (the stack's registry)")
         return self
 
 
@@ -239,6 +246,8 @@ class TagReverterConfig(LedgerConfig, RevertConfig):
     def _needs_prefixes(self) -> Self:
         if not self.REVERT_REPOSITORY_PREFIXES:
             raise ValueError("REVERT_REPOSITORY_PREFIXES is not set")
+        if not self._home_known():
+            raise ValueError("TAGWARDEN_ACCOUNT_ID and AWS_REGION (the stack's own registry) must be set")
         return self
 
 

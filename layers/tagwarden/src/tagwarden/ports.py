@@ -43,7 +43,7 @@ from tagwarden.domain.images import ImageName
 from tagwarden.domain.indexes import ImageIndex
 from tagwarden.domain.prepush import TagLookup
 from tagwarden.domain.registry import RegistryImage, RegistryRepository, RegistryScan
-from tagwarden.domain.revert import Mutability, PendingRevert, RevertRequest
+from tagwarden.domain.revert import Mutability, PendingRevert, RevertRequest, RevertTarget
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
@@ -439,7 +439,8 @@ class RevertHandoffError(TagwardenError):
 
 
 class RevertRefusedError(TagwardenError):
-    """The registry refused to put the tag back for a reason retrying cannot change (the message says which)."""
+    """The registry refused the reverter for a reason retrying cannot change (access denied, no such
+    repository, immutable tag, missing layers; the message says which): the request is settled at once."""
 
 
 class RevertRequests(Protocol):
@@ -490,9 +491,18 @@ class RevertLedger(Protocol):
     def settle_revert(
         self, pending: PendingRevert, outcome: RevertOutcome, alerts: tuple[Alert, ...]
     ) -> RecordedAlerts:
-        """Record the outcome and the alerts that say it, provided the request is still pending.
+        """Record the outcome and the alerts that say it, provided the request is still pending, and release
+        the tag's marker (`release_marker`).
 
         Raises ConcurrentUpdateError when another attempt settled it first."""
+        ...
+
+    def target(self, pending: PendingRevert) -> RevertTarget:
+        """What the ledger knows of the content the request would put back (its scan, when first seen)."""
+        ...
+
+    def release_marker(self, pending: PendingRevert) -> None:
+        """Release the tag pointer's marker of this settled request, if the marker is still this request's."""
         ...
 
 

@@ -13,31 +13,54 @@ The reverter decides from what the registry holds now (the table is `decide_reve
 | tag names the target already                   | REVERTED (done before, or put back by someone else)     |
 | tag absent                                     | NOT_REVERTED (deleted since)                            |
 | tag names a third digest                       | NOT_REVERTED (moved again since: that move has its own) |
+| target never passed a scan (ledger)            | NOT_REVERTED (it may be a squatter's: not restored)     |
 | target's manifest gone                         | NOT_REVERTED (deleted, or untagged and expired)         |
 | tag names the overwriting digest, target there | put the target's manifest back under the tag            |
+
+Only a target with a passing scan is put back: the content before an overwrite is not necessarily the
+team's (someone who pushes a release tag before CI does makes CI's push the "overwrite"). Only images of
+the stack's own registry (account and region) are reverted: the reverter's ECR client and role are there.
+When the request is settled, whatever the outcome, the pointer's marker is released (`TagPointer`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 
 from tagwarden.domain.alerts import Alert, RevertOutcome, RevertStatus
+from tagwarden.domain.images import ImageName, ecr_host_parts
 from tagwarden.domain.rules import TagDecision
 from tagwarden.domain.rules import short_digest as short
+from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tag_policy import TagClass, TagPolicy
 from tagwarden.domain.tags import TagRef
 
 
 @dataclass(frozen=True, slots=True)
 class RevertScope:
-    """Which overwrites are reverted: protected tags of repositories whose name starts with a prefix."""
+    """Which overwrites are reverted: protected tags of the stack's own registry (`account`, `region`), in
+    repositories whose name starts with a prefix. Prefixes are string prefixes: `shop` also covers
+    `shopping`; `shop/` means the namespace. Without a known account and region nothing is covered."""
 
     prefixes: tuple[str, ...] = ()
+    account: str | None = None
+    region: str | None = None
 
     def covers(self, tag: TagRef, policy: TagPolicy) -> bool:
         """Whether an overwrite of `tag` is to be reverted."""
-        return policy.classify(tag.tag) is TagClass.PROTECTED and self.covers_repository(tag.image.repository)
+        return (
+            policy.classify(tag.tag) is TagClass.PROTECTED
+            and self.covers_registry(tag.image)
+            and self.covers_repository(tag.image.repository)
+        )
+
+    def covers_registry(self, image: ImageName) -> bool:
+        """Whether the image is in the stack's own ECR registry: the only one the reverter reads and writes
+        (another region's or account's repository of the same name is another repository)."""
+        account, region = ecr_host_parts(image.registry)
+        return self.account is not None and (account, region) == (self.account, self.region)
 
     def covers_repository(self, repository: str) -> bool:
         """Whether the repository is under one of the prefixes (an empty prefix never counts: it would mean all)."""
@@ -68,6 +91,19 @@ class PendingRevert:
         return self.status is RevertStatus.PENDING
 
 
+@dataclass(frozen=True, slots=True)
+class RevertTarget:
+    """What the ledger knows of the content a revert would put back: its latest scan, when it was first seen."""
+
+    scan: ScanState | None = None
+    first_seen_at: datetime | None = None
+
+    @property
+    def passing(self) -> bool:
+        """Whether the target has a completed, passing scan: the only content the reverter restores."""
+        return self.scan is not None and self.scan.passing
+
+
 class Mutability(StrEnum):
     """ECR's tag mutability settings."""
 
@@ -92,7 +128,7 @@ class RevertAction(StrEnum):
     PUT_BACK = "put_back"
 
 
-def decide_revert(pending: PendingRevert, registry: RegistryView) -> RevertOutcome | RevertAction:
+def decide_revert(pending: PendingRevert, registry: RegistryView, target: RevertTarget) -> RevertOutcome | RevertAction:
     """The module docstring's table: an outcome without writing to the registry, or PUT_BACK.
 
     With exclusion filters, whether the tag may move is ECR's to say: PutImage refuses (see `refused`).
@@ -114,6 +150,8 @@ def decide_revert(pending: PendingRevert, registry: RegistryView) -> RevertOutco
                 "alert, and a revert of its own if the tag is still in scope"
             ),
         )
+    if not target.passing:
+        return RevertOutcome(status=RevertStatus.NOT_REVERTED, detail=unscanned(pending, target))
     if not registry.target_present:
         return RevertOutcome(status=RevertStatus.NOT_REVERTED, detail=gone(pending))
     return RevertAction.PUT_BACK
@@ -127,6 +165,25 @@ def out_of_scope(repository: str) -> RevertOutcome:
     return RevertOutcome(
         status=RevertStatus.NOT_REVERTED,
         detail=f"the repository {repository} is not under the revert's repository prefixes",
+    )
+
+
+def unscanned(pending: PendingRevert, target: RevertTarget) -> str:
+    """Why a target without a passing scan is not put back (it may be a squatter's content, not the team's)."""
+    seen = f"first pushed {target.first_seen_at:%Y-%m-%d %H:%M:%S}Z" if target.first_seen_at else "push time unknown"
+    scan = target.scan
+    if scan is not None and scan.completed:
+        return f"the previous image {short(pending.target)} ({seen}) did not pass its scan: not restored"
+    return f"the previous image {short(pending.target)} ({seen}) never passed a scan: not restored"
+
+
+def other_registry(image: ImageName) -> RevertOutcome:
+    """A request for an image outside the stack's own account and region (the reverter writes only there)."""
+    return RevertOutcome(
+        status=RevertStatus.NOT_REVERTED,
+        detail=(
+            f"the registry {image.registry} is not the stack's own (account and region): the reverter writes only there"
+        ),
     )
 
 
@@ -175,8 +232,9 @@ def request_revert(decision: TagDecision, tag: TagRef, scope: RevertScope, polic
     if pointer is None or not move.moved or move.reverts or not scope.covers(tag, policy):
         return decision
     target = move.revert_to or move.previous_digest
+    # The marker names this request, pending: the reverter releases it when it settles this one.
     return replace(
         decision,
         move=replace(move, revert_to=target, revert_requested=True),
-        pointer=replace(pointer, revert_to=target),
+        pointer=replace(pointer, revert_to=target, revert_request=move.source.key, revert_settled_at=None),
     )

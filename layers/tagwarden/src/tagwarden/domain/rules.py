@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, UsageSite, derive_alert_id
+from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, RevertStatus, UsageSite, derive_alert_id
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.severity import Severity
 from tagwarden.domain.sources import SourceEvent
@@ -172,20 +172,25 @@ def decide_current(
     mark = None if pointer is None else pointer.scanned_mark()
     in_use = {} if pointer is None else pruned(pointer.in_use, detected_at)
     key = action.source.key
-    # A requested revert stays outstanding until the tag names its target again (see domain.revert).
-    revert_to = None if pointer is None else pointer.revert_to
+    # A requested revert stays outstanding until the tag names its target again, while its request is pending
+    # or just REVERTED (see domain.revert); a marker past that is dropped by the next action.
+    live = pointer is not None and pointer.revert_expected(action.source.event_time)
+    revert_to = pointer.revert_to if pointer is not None and live else None
+    request = pointer.revert_request if pointer is not None and live else None
+    settled_at = pointer.revert_settled_at if pointer is not None and live else None
     if action.action is TagAction.DELETE:
         move = TagMove(
             TagAction.DELETE, action.digest, previous, action.source, previous_key=previous_key, revert_to=revert_to
         )
         scan = previous_scan if previous == action.digest else scans.get(action.digest)
-        return TagDecision(move, TagPointer(None, action.digest, key, version + 1, scan, mark, in_use, revert_to))
+        after = TagPointer(None, action.digest, key, version + 1, scan, mark, in_use, revert_to, request, settled_at)
+        return TagDecision(move, after)
     alerts: tuple[Alert, ...] = ()
     reverts = revert_to is not None and revert_to == action.digest and previous != action.digest
     if reverts:
-        # The tag put back where a requested revert puts it: Tagwarden's own push (or someone doing the same),
-        # history only. It is accounted for (`alerted`), so a late event before it never alerts the change.
-        revert_to = None
+        # The tag put back where a pending (or just reverted) request puts it: Tagwarden's own push, history
+        # only. It is accounted for (`alerted`), so a late event before it never alerts the change.
+        revert_to, request, settled_at = None, None, None
     elif previous is not None and previous != action.digest:
         facts = MoveFacts(
             tag,
@@ -210,7 +215,9 @@ def decide_current(
         reverts=reverts,
     )
     scan = scans.get(action.digest) or (previous_scan if previous == action.digest else None)
-    new_pointer = TagPointer(action.digest, action.digest, key, version + 1, scan, mark, in_use, revert_to)
+    new_pointer = TagPointer(
+        action.digest, action.digest, key, version + 1, scan, mark, in_use, revert_to, request, settled_at
+    )
     return TagDecision(move, new_pointer, digest_scan=scans.get(action.digest))
 
 
@@ -239,7 +246,10 @@ def decide_late(
     alerts: list[Alert] = []
     alerted = False
     after_alerted = after.alerted if after is not None else False
-    revert_to = before.revert_to if before is not None else None
+    # The predecessor's outstanding revert, unless its own request was settled NOT_REVERTED (the reverter
+    # never pushed: a push of that content is someone's, not the revert's).
+    refused = before is not None and before.revert_status is RevertStatus.NOT_REVERTED
+    revert_to = before.revert_to if before is not None and not refused else None
     # A late revert push (the predecessor asked to put the tag back on this content): history, no alert.
     reverts = action.action is TagAction.PUSH and revert_to is not None and revert_to == action.digest
     reverts = reverts and previous != action.digest

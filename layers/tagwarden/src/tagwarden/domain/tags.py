@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from tagwarden.domain.alerts import Actor, Alert
+from tagwarden.domain.alerts import Actor, Alert, RevertStatus
 from tagwarden.domain.images import ImageName, validate_digest, validate_tag
 from tagwarden.domain.scans import ScannedDigest, ScanState
 from tagwarden.domain.sources import SourceEvent
@@ -57,6 +57,12 @@ class ImageAction:
         return TagRef(self.image, self.tag) if self.tag is not None else None
 
 
+# How long after a revert is recorded REVERTED a push of its target still counts as the revert's own push:
+# ECR times its event at the PutImage, before the outcome; the margin is for clocks, not for delivery delays
+# (a late delivery keeps its event time).
+REVERT_PUSH_WINDOW = timedelta(minutes=5)
+
+
 @dataclass(frozen=True, slots=True)
 class TagPointer:
     """Where a tag points now, according to the ledger.
@@ -74,8 +80,20 @@ class TagPointer:
     last_scanned: ScannedDigest | None = None
     # Where workloads were seen using the tag ("cluster/namespace/kind/name" -> last seen).
     in_use: Mapping[str, datetime] = field(default_factory=dict)
-    # Opt-in revert (domain.revert): the content a requested revert puts the tag back on, until it is back.
+    # Opt-in revert (domain.revert): the content a requested revert puts the tag back on, until it is back;
+    # the history entry whose request set it; when the reverter settled that request REVERTED (None: still
+    # pending). A request settled NOT_REVERTED removes all three.
     revert_to: str | None = None
+    revert_request: str | None = None
+    revert_settled_at: datetime | None = None
+
+    def revert_expected(self, at: datetime) -> bool:
+        """Whether a push at `at` of `revert_to` can be the revert's own push: while its request is pending,
+        or just REVERTED (ECR's event for the reverter's PutImage is timed before the outcome is recorded).
+        Never by digest alone: anyone may push that content later, and that push is an overwrite like any."""
+        if self.revert_to is None:
+            return False
+        return self.revert_settled_at is None or at <= self.revert_settled_at + REVERT_PUSH_WINDOW
 
     @property
     def deleted(self) -> bool:
@@ -110,6 +128,8 @@ class TagMove:
     revert_to: str | None = None
     revert_requested: bool = False
     reverts: bool = False
+    # The state of the revert this entry asked for (None: it asked for none), as read back from the ledger.
+    revert_status: RevertStatus | None = None
     # Who made the call, once CloudTrail said (before or after this entry was recorded).
     actor: Actor | None = None
 

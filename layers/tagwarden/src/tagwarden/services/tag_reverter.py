@@ -4,9 +4,11 @@ overwrite's alerts saying whether it did (or why it could not).
 Requests come from the push guard through a queue; each names a history entry that recorded the request
 in the same write as the overwrite. A request is settled once (a conditional write), so duplicates and
 redeliveries never revert twice; the registry is asked where the tag points before writing, so a tag that
-moved again, or is already back, is left alone. The alerts wait on the entry until the request is settled,
-and are published then, through the outbox, with the outcome. On the request's last attempt a revert that
-keeps failing is settled NOT_REVERTED, so the alert always goes out.
+moved again, or is already back, is left alone; content the ledger never saw pass a scan is not put back.
+The alerts wait on the entry until the request is settled, and are published then, through the outbox, with
+the outcome. A refusal (access denied, no such repository, another registry than the stack's) settles it
+NOT_REVERTED at once; only transient failures are retried, and on the request's last attempt a revert that
+keeps failing is settled NOT_REVERTED too, so the alert always goes out.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tagwarden.domain.revert import (
     RevertScope,
     decide_revert,
     failed,
+    other_registry,
     out_of_scope,
     reverted,
     with_outcome,
@@ -66,6 +69,8 @@ class TagReverter:
         if not pending.pending:
             # Settled by an earlier delivery: only finish publishing if that attempt could not.
             logger.info("revert request settled before", extra={"tag": str(request.tag), "status": pending.status})
+            # That delivery may have stopped between settling and releasing the tag's marker.
+            self._ledger.release_marker(pending)
             self._delivery.redeliver(entry, recorded)
             return RevertOutcome(status=pending.status, detail=pending.detail or "")
         try:
@@ -90,6 +95,9 @@ class TagReverter:
 
     def _revert(self, pending: PendingRevert) -> RevertOutcome:
         tag = pending.request.tag
+        if not self._scope.covers_registry(tag.image):
+            # The push guard asks only in the stack's own registry; a request recorded otherwise is not ours.
+            return other_registry(tag.image)
         if not self._scope.covers_repository(tag.image.repository):
             return out_of_scope(tag.image.repository)
         try:
@@ -99,12 +107,17 @@ class TagReverter:
             return RevertOutcome(
                 status=RevertStatus.NOT_REVERTED, detail=f"the reverter may not read the previous image ({error})"
             )
-        view = RegistryView(
-            mutability=self._registry.mutability(tag.image),
-            tag_digest=self._registry.tag_digest(tag),
-            target_present=manifest is not None,
-        )
-        decided = decide_revert(pending, view)
+        except RevertRefusedError as refusal:
+            return RevertOutcome(status=RevertStatus.NOT_REVERTED, detail=str(refusal))
+        try:
+            view = RegistryView(
+                mutability=self._registry.mutability(tag.image),
+                tag_digest=self._registry.tag_digest(tag),
+                target_present=manifest is not None,
+            )
+        except (RevertRefusedError, ManifestUnreadableError) as refusal:
+            return RevertOutcome(status=RevertStatus.NOT_REVERTED, detail=str(refusal))
+        decided = decide_revert(pending, view, self._ledger.target(pending))
         if not isinstance(decided, RevertAction):
             return decided
         assert manifest is not None

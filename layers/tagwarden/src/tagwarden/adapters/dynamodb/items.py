@@ -107,6 +107,8 @@ def pointer_values(tag: TagRef, pointer: TagPointer, source: SourceEvent, now: d
         "last_scanned": mark_values(mark) if mark is not None else None,
         "in_use": usage_values(pointer.in_use),
         "revert_to": pointer.revert_to,
+        "revert_request": pointer.revert_request,
+        "revert_settled_at": iso(pointer.revert_settled_at) if pointer.revert_settled_at is not None else None,
     }
 
 
@@ -122,6 +124,8 @@ def stored_pointer(item: Mapping[str, Any]) -> TagPointer:
         last_scanned=ScannedDigest(mark["digest"], parse_iso(mark["scanned_at"])) if mark else None,
         in_use=stored_usage(item),
         revert_to=item.get("revert_to"),
+        revert_request=item.get("revert_request"),
+        revert_settled_at=parse_iso(item["revert_settled_at"]) if item.get("revert_settled_at") else None,
     )
 
 
@@ -204,6 +208,7 @@ def stored_move(item: Mapping[str, Any]) -> TagMove:
         revert_to=item.get("revert_to"),
         revert_requested="revert_status" in item,
         reverts=item.get("reverts", False),
+        revert_status=RevertStatus(item["revert_status"]) if "revert_status" in item else None,
         actor=stored_actor(item),
     )
 
