@@ -1,9 +1,10 @@
 """The trail watcher: ECR API calls from CloudTrail. Alerts when a repository's settings let protected tags
 move, records each repository's latest setting, and names who pushed or deleted a tag on its history.
 
-Settings: read (setting, this event's alert) -> decide (`tag_protection.protection_alert`) -> write both in one
-transaction (the setting only when this event is newer than the recorded one) -> deliver through the outbox.
-A duplicate delivery finds its alert recorded (or its own setting) and changes nothing.
+Settings: read (setting, this event's alert) -> decide (`tag_protection.decide_settings`) -> write both in one
+transaction (the setting only when this event is newer than the recorded one, or when it is the less
+protective of two changes in the same second) -> deliver through the outbox. A duplicate delivery finds its
+alert recorded (or its own setting) and changes nothing.
 
 Actors: the history entry the record names (`identity.matching_entry`) gets the actor; when the push guard
 has not recorded it yet, the actor is left where the push guard reads it with the action, then the history is
@@ -22,7 +23,7 @@ from tagwarden.domain.alerts import Alert
 from tagwarden.domain.facts import IgnoredEvent
 from tagwarden.domain.identity import CORRELATION_WINDOW, ActorReport, CallsIdentified, matching_entry
 from tagwarden.domain.tag_policy import TagPolicy
-from tagwarden.domain.tag_protection import SettingsChange, protection_alert, protection_alert_id
+from tagwarden.domain.tag_protection import SettingsChange, decide_settings, protection_alert_id
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import FindingEntry, RecordedAlerts, TrailLedger
 from tagwarden.services.alert_delivery import AlertDelivery
@@ -35,6 +36,9 @@ class TrailOutcome(StrEnum):
     SETTING_RECORDED = "setting_recorded"
     # An older record than the setting the ledger holds: judged (alerted if it weakened), not recorded.
     SETTING_LATE = "setting_late"
+    # Another change in the same second disagrees on whether protected tags can move: alerted, the less
+    # protective setting kept (CloudTrail's one-second times cannot order the two).
+    SETTING_ORDER_UNKNOWN = "setting_order_unknown"
     DUPLICATE = "duplicate"
     ACTOR_RECORDED = "actor_recorded"
     # The history entry is not there yet: the push guard picks the actor up when it records the action.
@@ -118,15 +122,18 @@ class TrailWatcher:
         if reading.existing is not None:
             return TrailOutcome.DUPLICATE, reading.existing
         recorded = reading.recorded
-        key = change.source.key
-        if recorded is not None and recorded.event_key == key:
+        if recorded is not None and recorded.event_key == change.source.key:
             return TrailOutcome.DUPLICATE, RecordedAlerts(delivered=True)
-        newer = recorded is None or recorded.event_key < key
-        # The setting before this event: the recorded one if it is older; unknown for a late event.
-        previous = recorded.setting if recorded is not None and newer else None
-        alert = protection_alert(change, previous, self._policy, self._clock())
-        self._ledger.apply_settings(change, recorded, newer, alert, self._delivery.lease_until())
-        return (TrailOutcome.SETTING_RECORDED if newer else TrailOutcome.SETTING_LATE), ((alert,) if alert else ())
+        decision = decide_settings(change, recorded, self._policy, self._clock())
+        alert = decision.alert
+        self._ledger.apply_settings(
+            change, recorded, decision.record, alert, self._delivery.lease_until(), decision.order_unknown
+        )
+        if decision.order_unknown:
+            outcome = TrailOutcome.SETTING_ORDER_UNKNOWN
+        else:
+            outcome = TrailOutcome.SETTING_LATE if decision.late else TrailOutcome.SETTING_RECORDED
+        return outcome, ((alert,) if alert else ())
 
     # --- actors --------------------------------------------------------------------------------------
 
@@ -142,8 +149,7 @@ class TrailWatcher:
         return TrailOutcome.ACTOR_PENDING
 
     def _name_on_history(self, report: ActorReport) -> bool:
-        window = (report.at - CORRELATION_WINDOW, report.at + CORRELATION_WINDOW)
-        candidates = self._ledger.history_near(report.tag, *window)
+        candidates = self._ledger.history_near(report, CORRELATION_WINDOW)
         entry = matching_entry(report, candidates)
         if entry is None:
             return False

@@ -12,10 +12,10 @@ event; the setting item is written only by an event newer than the one it holds.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from tagwarden.adapters.dynamodb.items import actor_values, finding_values
+from tagwarden.adapters.dynamodb.items import actor_values, finding_values, stored_actor
 from tagwarden.adapters.dynamodb.keys import (
     FINDING_SK,
     MOVE_PREFIX,
@@ -38,6 +38,10 @@ from tagwarden.domain.tags import TagAction, TagRef
 from tagwarden.ports import ConcurrentUpdateError, RecordedSetting, SettingsReading
 
 _KINDS = {SettingsSubject.REPOSITORY: "REPO", SettingsSubject.CREATION_TEMPLATE: "TEMPLATE"}
+# Reading outward for a CloudTrail record's history entry: pages of 100 entries, at most 20 pages on each side
+# (2,000 entries a side, two minutes: ECR's default PutImage quota, 10 requests a second, allows 1,200).
+_PAGE_SIZE = 100
+_MAX_PAGES = 20
 
 
 def _settings_key(change: SettingsChange) -> dict[str, Any]:
@@ -58,7 +62,9 @@ class DynamoDbTrailLedger:
         recorded = None
         if item is not None:
             setting = ProtectionSetting(TagMutability(item["mutability"]), tuple(item.get("filters", [])))
-            recorded = RecordedSetting(setting, item["event_key"])
+            recorded = RecordedSetting(
+                setting, item["event_key"], bool(item.get("order_unknown", False)), stored_actor(item)
+            )
         return SettingsReading(recorded, recorded_alerts(alert) if alert is not None else None)
 
     def apply_settings(
@@ -68,10 +74,21 @@ class DynamoDbTrailLedger:
         record: bool,
         alert: Alert | None,
         lease_until: datetime,
+        order_unknown: bool = False,
     ) -> None:
-        """One TransactWriteItems: the setting (conditional on the one read) and the alert (once)."""
+        """One TransactWriteItems: the setting (conditional on the one read), or the mark on the one kept, and
+        the alert (once)."""
         now = self._table.clock()
         writes: list[dict[str, Any]] = []
+        if not record and order_unknown and expected is not None and not expected.order_unknown:
+            # The recorded setting stays, but a same-second change makes its place in time unknown.
+            mark = {
+                "Key": _settings_key(change),
+                "UpdateExpression": "SET order_unknown = :yes",
+                "ConditionExpression": "event_key = :read",
+                "ExpressionAttributeValues": to_item({":yes": True, ":read": expected.event_key}),
+            }
+            writes.append({"Update": mark})
         if record:
             item = {
                 **_settings_key_values(change),
@@ -85,6 +102,7 @@ class DynamoDbTrailLedger:
                 "trail_event_id": change.source.event_id,
                 "event_time": iso(change.source.event_time),
                 "operation": change.operation,
+                "order_unknown": order_unknown,
                 "recorded_at": iso(now),
                 **actor_values(change.actor),
             }
@@ -102,11 +120,24 @@ class DynamoDbTrailLedger:
         if writes:
             self._table.transact("TransactWriteItems settings change", writes)
 
-    def history_near(self, tag: TagRef, start: datetime, end: datetime) -> list[HistoryCandidate]:
-        """One Query of the tag's history entries positioned between `start` and `end`."""
-        low = f"{MOVE_PREFIX}{ordering_key(start, '')}"
-        high = f"{MOVE_PREFIX}{ordering_key(end, '~')}"
-        items = self._table.query_between(tag_pk(tag), low, high, forward=True, limit=100)
+    def history_near(self, report: ActorReport, window: timedelta) -> list[HistoryCandidate]:
+        """The entries of the report's action and digest nearest its time, one on each side within `window`.
+
+        A busy tag (a flood of pushes) may hold thousands of entries within the window: each side is read
+        outward from the report's time, filtered on action and digest, page by page up to `_MAX_PAGES`, so the
+        nearest match is found without reading the whole window, and the cost stays bounded."""
+        pk = tag_pk(report.tag)
+        at = report.at
+        low = f"{MOVE_PREFIX}{ordering_key(at - window, '')}"
+        middle = f"{MOVE_PREFIX}{ordering_key(at, '')}"
+        high = f"{MOVE_PREFIX}{ordering_key(at + window, '~')}"
+        conditions = {"action": report.action.value, "digest": report.digest}
+        found = [
+            self._table.first_matching(
+                pk, start, end, forward=forward, conditions=conditions, page_size=_PAGE_SIZE, max_pages=_MAX_PAGES
+            )
+            for start, end, forward in ((middle, high, True), (low, middle, False))
+        ]
         return [
             HistoryCandidate(
                 event_key=item["sk"].removeprefix(MOVE_PREFIX),
@@ -115,7 +146,8 @@ class DynamoDbTrailLedger:
                 event_time=parse_iso(item["event_time"]),
                 actor_event_id=item.get("actor_event_id"),
             )
-            for item in items
+            for item in found
+            if item is not None
         ]
 
     def name_actor(self, tag: TagRef, event_key: str, actor: Actor) -> bool:
