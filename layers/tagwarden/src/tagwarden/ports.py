@@ -544,6 +544,10 @@ class TrailLedger(Protocol):
         """Set the entry's actor unless it names another CloudTrail event's; False when it does."""
         ...
 
+    def tags_of_digest(self, image: ImageName, digest: str) -> tuple[str, ...]:
+        """The tags the ledger has seen pushed on a digest (its digest record), none when unknown."""
+        ...
+
     def leave_actor(self, report: ActorReport) -> None:
         """Keep the actor where the push guard reads it with the action (a newer call's actor wins)."""
         ...

@@ -5,13 +5,13 @@ who made the call (`userIdentity`, `sourceIPAddress`, `userAgent`), what was ask
 and what ECR answered (`responseElements`; null for a failed call, which also carries `errorCode`). Failed
 calls changed nothing and are ignored. The calls read here:
 
-| eventName                                   | fact                                                     |
-|---------------------------------------------|----------------------------------------------------------|
-| `PutImage`                                  | who pushed the tag (digest from `responseElements`)      |
-| `BatchDeleteImage`                          | who deleted each tag ECR reports deleted                 |
-| `PutImageTagMutability`, `CreateRepository` | a repository's tag mutability setting                    |
-| `Create/UpdateRepositoryCreationTemplate`   | a creation template's tag mutability setting (by prefix) |
-| `DeleteRepositoryCreationTemplate`          | a creation template gone: its prefix falls back to MUTABLE  |
+| eventName                                   | fact                                                       |
+|---------------------------------------------|------------------------------------------------------------|
+| `PutImage`                                  | who pushed the tag (digest from `responseElements`)        |
+| `BatchDeleteImage`                          | who deleted each tag ECR reports (by digest: its tags)     |
+| `PutImageTagMutability`, `CreateRepository` | a repository's tag mutability setting                      |
+| `Create/UpdateRepositoryCreationTemplate`   | a creation template's tag mutability setting (by prefix)   |
+| `DeleteRepositoryCreationTemplate`          | a creation template gone: its prefix falls back to MUTABLE |
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pydantic.alias_generators import to_camel
 
 from tagwarden.domain.alerts import Actor
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.identity import ActorReport, CallsIdentified
+from tagwarden.domain.identity import ActorReport, CallsIdentified, DigestDeleted
 from tagwarden.domain.images import ImageName, ecr_registry, is_valid_tag, validate_digest, validate_repository
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_protection import (
@@ -497,9 +497,18 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
             for item in deleted
             if item.image_tag and item.image_digest and is_valid_tag(item.image_tag)
         )
-        if not reports:
-            return IgnoredEvent(self.id, "BatchDeleteImage deleted no tag (untagged digests or failures only)")
-        return CallsIdentified(detail.event_id, reports)
+        # A delete by digest removes the image and all its tags; the response's identifier for it may carry the
+        # digest alone (the API reference documents only the tag-delete example), so the tags come from the
+        # ledger's record of the digest.
+        by_digest = tuple(
+            DigestDeleted(image, digest, detail.actor())
+            for digest in dict.fromkeys(
+                item.image_digest for item in deleted if item.image_digest and not item.image_tag
+            )
+        )
+        if not reports and not by_digest:
+            return IgnoredEvent(self.id, "BatchDeleteImage deleted nothing (failures only)")
+        return CallsIdentified(detail.event_id, reports, by_digest)
 
     def _settings(
         self, detail: PutImageTagMutabilityDetail | CreateRepositoryDetail | CreationTemplateDetail

@@ -21,7 +21,7 @@ from enum import StrEnum
 from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.identity import CORRELATION_WINDOW, ActorReport, CallsIdentified, matching_entry
+from tagwarden.domain.identity import CORRELATION_WINDOW, ActorReport, CallsIdentified, DigestDeleted, matching_entry
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tag_protection import SettingsChange, decide_settings, protection_alert_id
 from tagwarden.observability import logger, metrics
@@ -43,6 +43,8 @@ class TrailOutcome(StrEnum):
     ACTOR_RECORDED = "actor_recorded"
     # The history entry is not there yet: the push guard picks the actor up when it records the action.
     ACTOR_PENDING = "actor_pending"
+    # A delete by digest whose tags show no delete of it near the call (yet): nobody named.
+    ACTOR_UNMATCHED = "actor_unmatched"
     IGNORED = "ignored"
 
 
@@ -87,8 +89,13 @@ class TrailWatcher:
         if isinstance(fact, SettingsChange):
             return self._settings(fact)
         outcomes = {f"{r.action.value} {r.tag}@{r.digest}": self._name(r).value for r in fact.reports}
-        pending = TrailOutcome.ACTOR_PENDING.value in outcomes.values()
-        return TrailResult(TrailOutcome.ACTOR_PENDING if pending else TrailOutcome.ACTOR_RECORDED, (), outcomes)
+        for deleted in fact.digest_deletes:
+            outcomes.update(self._name_digest_delete(deleted))
+        if TrailOutcome.ACTOR_PENDING.value in outcomes.values():
+            return TrailResult(TrailOutcome.ACTOR_PENDING, (), outcomes)
+        if TrailOutcome.ACTOR_RECORDED.value in outcomes.values():
+            return TrailResult(TrailOutcome.ACTOR_RECORDED, (), outcomes)
+        return TrailResult(TrailOutcome.ACTOR_UNMATCHED, (), outcomes)
 
     # --- settings ------------------------------------------------------------------------------------
 
@@ -136,6 +143,19 @@ class TrailWatcher:
         return outcome, ((alert,) if alert else ())
 
     # --- actors --------------------------------------------------------------------------------------
+
+    def _name_digest_delete(self, deleted: DigestDeleted) -> dict[str, str]:
+        """A delete by digest, named on each of the digest's tags whose history shows a delete of it near the
+        call. Nothing is left for the push guard: the ledger's tags of a digest include tags that moved away
+        long ago, which ECR will not report deleted, and a pending actor for them would never be picked up."""
+        outcomes: dict[str, str] = {}
+        for report in deleted.reports(self._ledger.tags_of_digest(deleted.image, deleted.digest)):
+            named = self._name_on_history(report)
+            outcome = TrailOutcome.ACTOR_RECORDED if named else TrailOutcome.ACTOR_UNMATCHED
+            outcomes[f"{report.action.value} {report.tag}@{report.digest}"] = outcome.value
+        if not outcomes:
+            outcomes[f"DELETE {deleted.image}@{deleted.digest}"] = TrailOutcome.ACTOR_UNMATCHED.value
+        return outcomes
 
     def _name(self, report: ActorReport) -> TrailOutcome:
         if self._name_on_history(report):

@@ -19,6 +19,7 @@ from tagwarden.adapters.dynamodb.items import actor_values, finding_values, stor
 from tagwarden.adapters.dynamodb.keys import (
     FINDING_SK,
     MOVE_PREFIX,
+    digest_key,
     finding_pk,
     key,
     key_text,
@@ -32,6 +33,7 @@ from tagwarden.adapters.dynamodb.table import LedgerTable, to_item
 from tagwarden.clock import iso, parse_iso
 from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.identity import ActorReport, HistoryCandidate
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.sources import ordering_key
 from tagwarden.domain.tag_protection import ProtectionSetting, SettingsChange, SettingsSubject, TagMutability
 from tagwarden.domain.tags import TagAction, TagRef
@@ -165,6 +167,13 @@ class DynamoDbTrailLedger:
         except ConcurrentUpdateError:
             return False
         return True
+
+    def tags_of_digest(self, image: ImageName, digest: str) -> tuple[str, ...]:
+        """The digest record's `tags` (every tag a push put on it), in a stable order."""
+        # BatchGetItem, which the function's role has already (no GetItem grant for one key).
+        record_key = digest_key(image, digest)
+        item = self._table.batch_get([record_key]).get(key_text(record_key), {})
+        return tuple(sorted(item.get("tags", ())))
 
     def leave_actor(self, report: ActorReport) -> None:
         """Put the actor where the push guard reads it; an older call's actor never replaces a newer one's."""
