@@ -445,6 +445,15 @@ def test_a_5000_character_user_agent_is_cut_and_the_weakening_still_alerts(
     assert settings(stack) == "MUTABLE"
 
 
+def test_a_setting_spelled_in_lower_case_is_still_read(stack: Stack, trail_watcher: Handler) -> None:
+    event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
+    event["detail"]["requestParameters"]["imageTagMutability"] = "mutable"
+    event["detail"]["responseElements"]["imageTagMutability"] = "mutable"
+
+    assert trail_watcher(event)["outcome"] == "setting_recorded"
+    assert len(stack.received_alerts()) == 1 and settings(stack) == "MUTABLE"
+
+
 def test_a_record_without_user_identity_still_alerts_naming_nobody(stack: Stack, trail_watcher: Handler) -> None:
     event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
     del event["detail"]["userIdentity"]

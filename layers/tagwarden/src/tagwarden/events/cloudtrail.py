@@ -136,10 +136,16 @@ class ExclusionFilter(_Shape):
         return value
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class _MutabilityFields(_Shape):
     """The tag mutability fields a request or response may carry."""
 
-    image_tag_mutability: TagMutability | None = None
+    # The request holds what the caller typed: ECR's answer would spell it in capitals, so would a setting
+    # ECR accepted in lower case; read either way rather than lose the change.
+    image_tag_mutability: Annotated[TagMutability | None, BeforeValidator(_upper)] = None
     image_tag_mutability_exclusion_filters: list[ExclusionFilter] | None = Field(
         default=None, max_length=MAX_EXCLUSION_FILTERS
     )

@@ -7,7 +7,8 @@
 | pending actor     | `TAG#{registry}/{repository}:{tag}`   | `ACTOR#{action}#{digest}` |
 
 A settings change's alert is recorded as a finding (`FINDING#<alert id>`, see `outbox`), once per CloudTrail
-event; the setting item is written only by an event newer than the one it holds.
+event; the setting item is written only by an event newer than the one it holds, or by the less protective of
+two changes in the same second (then marked `order_unknown`, see `tag_protection.decide_settings`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from tagwarden.ports import ConcurrentUpdateError, RecordedSetting, SettingsRead
 
 _KINDS = {SettingsSubject.REPOSITORY: "REPO", SettingsSubject.CREATION_TEMPLATE: "TEMPLATE"}
 # Reading outward for a CloudTrail record's history entry: pages of 100 entries, at most 20 pages on each side
-# (2,000 entries a side, two minutes: ECR's default PutImage quota, 10 requests a second, allows 1,200).
+# (2,000 entries a side, two minutes: ECR's default PutImage rate quota, 10 a second, allows 1,200; past the
+# bound the actor stays unnamed).
 _PAGE_SIZE = 100
 _MAX_PAGES = 20
 
