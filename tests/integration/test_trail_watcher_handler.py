@@ -454,9 +454,15 @@ def test_a_setting_spelled_in_lower_case_is_still_read(stack: Stack, trail_watch
     assert len(stack.received_alerts()) == 1 and settings(stack) == "MUTABLE"
 
 
-def test_a_record_without_user_identity_still_alerts_naming_nobody(stack: Stack, trail_watcher: Handler) -> None:
+@pytest.mark.parametrize("identity", [None, "root", ["a"], {"sessionContext": 7, "userName": {"x": 1}}])
+def test_a_record_without_a_readable_user_identity_still_alerts_naming_nobody(
+    stack: Stack, trail_watcher: Handler, identity: Any
+) -> None:
     event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
-    del event["detail"]["userIdentity"]
+    if identity is None:
+        del event["detail"]["userIdentity"]
+    else:
+        event["detail"]["userIdentity"] = identity
 
     assert trail_watcher(event)["outcome"] == "setting_recorded"
 
@@ -487,6 +493,9 @@ def test_two_changes_in_one_second_alert_as_order_unknown_whichever_arrives_firs
     assert received.alert.actor is not None and received.alert.actor.principal == "mallory"
     assert settings(stack) == "MUTABLE"
     assert trail_watcher(second)["outcome"] == "duplicate" and stack.received_alerts() == []
+    # The first one delivered again: the pair is already alerted, nothing new.
+    assert trail_watcher(first)["outcome"] in {"duplicate", "setting_order_unknown"}
+    assert stack.received_alerts() == [] and settings(stack) == "MUTABLE"
     # The next change (another second) is judged with the previous setting unknown.
     later = trail_watcher(mutability_change("MUTABLE", "2026-11-20T10:05:00Z", "22222222-0000-4000-8000-000000000000"))
     (received,) = stack.received_alerts()

@@ -196,6 +196,10 @@ AT = "2026-11-20T09:57:00"  # change()'s time
         (known(ProtectionSetting(IMM), AT, "0000"), ProtectionSetting(IWE, ("latest",)), True, False, None),
         # An earlier second: an ordinary weakening.
         (known(ProtectionSetting(IMM), "2026-11-20T09:56:59", "zzzz"), ProtectionSetting(M), True, False, "it was"),
+        # The closing one of a pair already alerted, delivered again: the open setting stays, no new alert.
+        (known(ProtectionSetting(M), AT, "0000", True), ProtectionSetting(IMM), False, True, None),
+        # A same-second change that agrees with an unordered setting keeps the order unknown.
+        (known(ProtectionSetting(M), AT, "0000", True), ProtectionSetting(M), True, True, "unknown"),
         # After an order-unknown pair the previous setting is unknown.
         (known(ProtectionSetting(M), "2026-11-20T09:00:00", "a", True), ProtectionSetting(M), True, False, "unknown"),
     ],

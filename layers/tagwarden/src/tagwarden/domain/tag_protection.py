@@ -320,9 +320,12 @@ def decide_settings(
     """
     if recorded is None:
         return SettingsDecision(True, False, protection_alert(change, change.replaced, policy, detected_at))
-    if _second(recorded.event_key) == change.source.second and (
-        exposure(recorded.setting, policy).movable != exposure(change.setting, policy).movable
-    ):
+    same_second = _second(recorded.event_key) == change.source.second
+    if same_second and exposure(recorded.setting, policy).movable != exposure(change.setting, policy).movable:
+        if recorded.order_unknown:
+            # The recorded setting is the open one of a pair already alerted (this may be the other one again,
+            # delivered twice): nothing new to say, and the open setting stays.
+            return SettingsDecision(False, True, None)
         opens = exposure(change.setting, policy).movable
         return SettingsDecision(opens, True, same_second_alert(change, recorded, policy, detected_at))
     newer = recorded.event_key < change.source.key
@@ -330,9 +333,9 @@ def decide_settings(
     known = recorded.setting if newer and not recorded.order_unknown else None
     previous = change.replaced or known
     alert = protection_alert(change, previous, policy, detected_at)
-    return SettingsDecision(
-        record=newer, order_unknown=False if newer else recorded.order_unknown, alert=alert, late=not newer
-    )
+    # A change that agrees with an unordered setting of its own second leaves the order as unknown as it was.
+    order_unknown = recorded.order_unknown if same_second or not newer else False
+    return SettingsDecision(record=newer, order_unknown=order_unknown, alert=alert, late=not newer)
 
 
 def weakened(previous: ProtectionSetting | None, change: SettingsChange, policy: TagPolicy) -> bool | None:

@@ -173,6 +173,12 @@ class _Detail(_Shape):
     error_code: str | None = None
     event_id: str = Field(alias="eventID", max_length=128)
 
+    @field_validator("user_identity", mode="before")
+    @classmethod
+    def _identity(cls, value: Any) -> Any:
+        # Descriptive as a whole: an identity of another shape names nobody, and loses nothing else.
+        return value if isinstance(value, dict) else {}
+
     @field_validator("error_code", mode="before")
     @classmethod
     def _error(cls, value: Any) -> str | None:
