@@ -116,6 +116,8 @@ class TrailWatcher:
                 "alerted": bool(recorded),
             },
         )
+        if outcome is TrailOutcome.SETTING_ORDER_UNKNOWN:
+            metrics.add_metric(name="SettingsOrderUnknown", unit="Count", value=1)
         if not recorded:
             return TrailResult(outcome)
         metrics.add_metric(name="TagProtectionWeakened", unit="Count", value=1)
