@@ -202,7 +202,7 @@ def test_members_forward_the_ecr_api_calls_the_trail_watcher_reads() -> None:
     assert api_calls["source"] == ["aws.ecr"]
     assert set(api_calls["detail"]["eventName"]) == {
         "PutImage", "BatchDeleteImage", "PutImageTagMutability", "CreateRepository",
-        "CreateRepositoryCreationTemplate", "UpdateRepositoryCreationTemplate",
+        "CreateRepositoryCreationTemplate", "UpdateRepositoryCreationTemplate", "DeleteRepositoryCreationTemplate",
     }  # fmt: skip
 
 

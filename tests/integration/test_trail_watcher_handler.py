@@ -402,6 +402,237 @@ def test_requests_per_record(stack: Stack, push_guard: Handler) -> None:
         {"BatchGetItem": 1, "TransactWriteItems": 1},
     )
     assert handled("put_image_tag_mutability_immutable.json")[1] == {"BatchGetItem": 1}  # duplicate
-    assert handled("put_image.json")[1] == {"Query": 2, "PutItem": 1}  # left for the push guard
+    # Each look at the history reads outward from the call's time on both sides: one Query a side (a page
+    # holds the whole window here), two looks when the actor is left for the push guard.
+    assert handled("put_image.json")[1] == {"Query": 4, "PutItem": 1}  # left for the push guard
     push_guard(load_event("push_guard/push_overwrite.json"))
-    assert handled("put_image.json")[1] == {"Query": 1, "UpdateItem": 1}  # named on the entry
+    assert handled("put_image.json")[1] == {"Query": 2, "UpdateItem": 1}  # named on the entry
+
+
+# --- red team findings (regressions) --------------------------------------------------------------------
+
+
+def mutability_change(mutability: str, time: str, event_id: str, principal: str = "Mary_Major") -> dict[str, Any]:
+    """A PutImageTagMutability record (the sample's shape) with its setting, time, id and caller replaced."""
+    event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
+    detail = event["detail"]
+    detail.update(eventTime=time, eventID=event_id)
+    detail["userIdentity"].update(userName=principal, arn=f"arn:aws:iam::111122223333:user/{principal}")
+    for part in ("requestParameters", "responseElements"):
+        detail[part]["imageTagMutability"] = mutability
+        detail[part].pop("imageTagMutabilityExclusionFilters", None)
+    return event
+
+
+def test_a_5000_character_user_agent_is_cut_and_the_weakening_still_alerts(
+    stack: Stack, trail_watcher: Handler
+) -> None:
+    event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
+    event["detail"]["userAgent"] = "aws-cli/2.17 " + "x" * 5000
+    event["detail"]["userIdentity"]["arn"] = "arn:aws:iam::111122223333:user/" + "m" * 3000
+    event["detail"]["sourceIPAddress"] = "203.0.113.12" + " " * 400
+
+    result = trail_watcher(event)
+
+    (received,) = stack.received_alerts()
+    assert result == {"outcome": "setting_recorded", "alerts": [received.alert.alert_id]}
+    assert received.alert.type is AlertType.TAG_PROTECTION_WEAKENED
+    actor = received.alert.actor
+    assert actor is not None and actor.user_agent is not None and actor.arn is not None
+    assert actor.user_agent.startswith("aws-cli/2.17 xxx") and actor.user_agent.endswith("...[cut]")
+    assert len(actor.user_agent) == 1024 and len(actor.arn) == 2048
+    assert actor.source_ip is not None and len(actor.source_ip) == 256
+    assert settings(stack) == "MUTABLE"
+
+
+def test_a_setting_spelled_in_lower_case_is_still_read(stack: Stack, trail_watcher: Handler) -> None:
+    event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
+    event["detail"]["requestParameters"]["imageTagMutability"] = "mutable"
+    event["detail"]["responseElements"]["imageTagMutability"] = "mutable"
+
+    assert trail_watcher(event)["outcome"] == "setting_recorded"
+    assert len(stack.received_alerts()) == 1 and settings(stack) == "MUTABLE"
+
+
+@pytest.mark.parametrize("identity", [None, "root", ["a"], {"sessionContext": 7, "userName": {"x": 1}}])
+def test_a_record_without_a_readable_user_identity_still_alerts_naming_nobody(
+    stack: Stack, trail_watcher: Handler, identity: Any
+) -> None:
+    event = load_event("trail_watcher/put_image_tag_mutability_mutable.json")
+    if identity is None:
+        del event["detail"]["userIdentity"]
+    else:
+        event["detail"]["userIdentity"] = identity
+
+    assert trail_watcher(event)["outcome"] == "setting_recorded"
+
+    (received,) = stack.received_alerts()
+    assert "Changed by an unknown identity" in received.alert.summary
+    assert settings(stack) == "MUTABLE"
+
+
+@pytest.mark.parametrize("attacker_first", [True, False])
+def test_two_changes_in_one_second_alert_as_order_unknown_whichever_arrives_first(
+    stack: Stack, trail_watcher: Handler, attacker_first: bool
+) -> None:
+    # Given a repository known MUTABLE for weeks (alerted then).
+    trail_watcher(mutability_change("MUTABLE", "2026-11-01T00:00:00Z", "11111111-0000-4000-8000-000000000000"))
+    stack.received_alerts()
+    # When an admin hardens it and an attacker opens it again within the same second: CloudTrail's one-second
+    # times cannot say which came last, and the event ids (random) would put the admin's last.
+    admin = mutability_change("IMMUTABLE", "2026-11-20T10:00:00Z", "ffffffff-0000-4000-8000-000000000000", "admin")
+    attacker = mutability_change("MUTABLE", "2026-11-20T10:00:00Z", "00000000-0000-4000-8000-000000000000", "mallory")
+    first, second = (attacker, admin) if attacker_first else (admin, attacker)
+    trail_watcher(first)
+    result = trail_watcher(second)
+
+    # Then one alert, saying the order is unknown and naming who opened it; the ledger keeps the open setting.
+    (received,) = stack.received_alerts()
+    assert result == {"outcome": "setting_order_unknown", "alerts": [received.alert.alert_id]}
+    assert "order unknown within the same second" in received.alert.summary
+    assert received.alert.actor is not None and received.alert.actor.principal == "mallory"
+    assert settings(stack) == "MUTABLE"
+    assert trail_watcher(second)["outcome"] == "duplicate" and stack.received_alerts() == []
+    # The first one delivered again: the pair is already alerted, nothing new.
+    assert trail_watcher(first)["outcome"] in {"duplicate", "setting_order_unknown"}
+    assert stack.received_alerts() == [] and settings(stack) == "MUTABLE"
+    # The next change (another second) is judged with the previous setting unknown.
+    later = trail_watcher(mutability_change("MUTABLE", "2026-11-20T10:05:00Z", "22222222-0000-4000-8000-000000000000"))
+    (received,) = stack.received_alerts()
+    assert later["outcome"] == "setting_recorded" and "previous setting unknown" in received.alert.summary
+
+
+def test_same_second_changes_that_agree_need_no_alert(stack: Stack, trail_watcher: Handler) -> None:
+    trail_watcher(mutability_change("IMMUTABLE", "2026-11-20T10:00:00Z", "aaaaaaaa-0000-4000-8000-000000000000"))
+    result = trail_watcher(
+        mutability_change("IMMUTABLE", "2026-11-20T10:00:00Z", "00000000-0000-4000-8000-000000000000")
+    )
+
+    assert result == {"outcome": "setting_late", "alerts": []}
+    assert stack.received_alerts() == [] and settings(stack) == "IMMUTABLE"
+
+
+def test_a_flood_of_pushes_does_not_hide_who_pushed(stack: Stack, push_guard: Handler, trail_watcher: Handler) -> None:
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.events import ecr_image_action
+
+    def digest(i: int) -> str:
+        return "sha256:" + hashlib.sha256(str(i).encode()).hexdigest()
+
+    def at(seconds: int) -> str:
+        return (datetime(2026, 11, 20, 10, tzinfo=UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # Given the attacker's push at 10:00:00, then 110 pushes of other digests within the next 110 seconds
+    # (more than one page of the history between the push and the CloudTrail record).
+    push_guard(ecr_image_action(tag="latest", digest=digest(999), time=at(0)))
+    for i in range(1, 111):
+        push_guard(ecr_image_action(tag="latest", digest=digest(i % 2), time=at(i)))
+    stack.received_alerts()
+    # When CloudTrail's PutImage of the attacker's digest arrives stamped 110 seconds later (within the window).
+    put_image = load_event("trail_watcher/put_image.json")
+    put_image["detail"]["eventTime"] = at(110)
+    put_image["detail"]["responseElements"]["image"]["imageId"]["imageDigest"] = digest(999)
+
+    result = trail_watcher(put_image)
+
+    # Then the entry is found by reading outward past the flood, and the actor named on it.
+    assert result["outcome"] == "actor_recorded"
+    assert entry_actors(stack)[0] == ("PUSH", digest(999), "ci-release/gha-run-4711")
+
+
+def test_reading_outward_stops_at_its_page_bound(stack: Stack) -> None:
+    from tagwarden.adapters.dynamodb.table import LedgerTable
+
+    table = LedgerTable(stack.dynamodb, stack.table_name)
+    for i in range(250):
+        stack.dynamodb.put_item(
+            TableName=stack.table_name,
+            Item={"pk": {"S": "TAG#t"}, "sk": {"S": f"MOVE#{i:04d}"}, "action": {"S": "PUSH"}, "digest": {"S": A}},
+        )
+    stack.dynamodb.put_item(
+        TableName=stack.table_name,
+        Item={"pk": {"S": "TAG#t"}, "sk": {"S": "MOVE#0250"}, "action": {"S": "PUSH"}, "digest": {"S": B}},
+    )
+
+    def first(max_pages: int) -> Any:
+        return table.first_matching(
+            "TAG#t", "MOVE#", "MOVE$", forward=True, conditions={"digest": B}, page_size=100, max_pages=max_pages
+        )
+
+    assert first(2) is None  # 200 entries read, the match is the 251st
+    assert first(3) is not None and first(3)["sk"] == "MOVE#0250"
+
+
+def test_deleting_a_protecting_creation_template_alerts(stack: Stack, trail_watcher: Handler) -> None:
+    event = load_event("trail_watcher/delete_repository_creation_template.json")  # it was IMMUTABLE
+
+    result = trail_watcher(event)
+
+    (received,) = stack.received_alerts()
+    assert result == {"outcome": "setting_recorded", "alerts": [received.alert.alert_id]}
+    assert received.alert.repository == "team-a"
+    assert "was deleted (it was IMMUTABLE)" in received.alert.summary
+    assert "ECR's default MUTABLE" in received.alert.summary and "Deleted by Mary_Major" in received.alert.summary
+    item = item_by_key(stack, f"TEMPLATE#{REGISTRY}/team-a", "SETTINGS")
+    assert item is not None and item["mutability"]["S"] == "MUTABLE"
+    assert trail_watcher(event)["outcome"] == "duplicate" and stack.received_alerts() == []
+
+
+@pytest.mark.parametrize(
+    ("deleted", "alerted", "wording"),
+    [
+        ({"imageTagMutability": "MUTABLE"}, False, None),  # it let tags move already
+        ({"imageTagMutability": "IMMUTABLE_WITH_EXCLUSION", "imageTagMutabilityExclusionFilters": [
+            {"filterType": "WILDCARD", "filter": "latest"}]}, True, "it was IMMUTABLE_WITH_EXCLUSION (latest)"),
+        (None, True, "previous setting unknown"),  # no answer: the template's setting is unknown
+    ],
+)  # fmt: skip
+def test_a_deleted_template_alerts_when_it_protected_or_its_state_is_unknown(
+    stack: Stack, trail_watcher: Handler, deleted: dict[str, Any] | None, alerted: bool, wording: str | None
+) -> None:
+    event = load_event("trail_watcher/delete_repository_creation_template.json")
+    template = event["detail"]["responseElements"]["repositoryCreationTemplate"]
+    if deleted is None:
+        event["detail"]["responseElements"] = None
+    else:
+        template.pop("imageTagMutability")
+        template.update(deleted)
+
+    trail_watcher(event)
+
+    received = stack.received_alerts()
+    assert len(received) == int(alerted)
+    if wording is not None:
+        assert wording in received[0].alert.summary
+
+
+def test_a_delete_by_digest_names_who_deleted_each_tag_the_ledger_knows_on_it(
+    stack: Stack, push_guard: Handler, trail_watcher: Handler
+) -> None:
+    from tests.support.events import ecr_image_action
+
+    push_guard(load_event("push_guard/push_tagged.json"))  # latest -> A
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T09:15:00Z"))
+    push_guard(load_event("push_guard/delete_tag.json"))  # latest deleted (A), 09:58:30
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T09:58:30Z", action="DELETE"))
+    event = load_event("trail_watcher/batch_delete_image.json")
+    event["detail"]["requestParameters"]["imageIds"] = [{"imageDigest": A}]
+    event["detail"]["responseElements"]["imageIds"] = [{"imageDigest": A}]
+
+    result = trail_watcher(event)
+
+    assert result["outcome"] == "actor_recorded"
+    assert entry_actors(stack) == [("PUSH", A, None), ("DELETE", A, "Mary_Major")]
+    assert entry_actors(stack, "v1.4.2") == [("PUSH", A, None), ("DELETE", A, "Mary_Major")]
+
+
+def test_a_delete_by_digest_of_an_unknown_digest_names_nobody_and_leaves_nothing(
+    stack: Stack, trail_watcher: Handler
+) -> None:
+    event = load_event("trail_watcher/batch_delete_image.json")
+    event["detail"]["responseElements"]["imageIds"] = [{"imageDigest": B}]
+
+    assert trail_watcher(event)["outcome"] == "actor_unmatched"
+    assert stack.items() == []

@@ -10,12 +10,14 @@ from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_policy import TagPolicy
 from tagwarden.domain.tag_protection import (
     ECR_FILTER,
+    KnownSetting,
     ProtectionSetting,
     SettingsChange,
     SettingsSubject,
     TagMutability,
     closing_command,
     closing_setting,
+    decide_settings,
     exposure,
     filter_covers,
     globs_overlap,
@@ -39,6 +41,11 @@ IWE, MWE = TagMutability.IMMUTABLE_WITH_EXCLUSION, TagMutability.MUTABLE_WITH_EX
         ("[0-9]*.[0-9]*", "dev-*", False),
         ("release-?", "release-*", True),
         ("[!0-9]*", "1*", False),
+        # ECR does not document whether filters match case-sensitively: overlap takes the reading that exposes.
+        ("v[0-9]*.[0-9]*", "V*", True),
+        ("latest", "LATEST", True),
+        ("release-?", "RELEASE-1", True),
+        ("v[0-9]*.[0-9]*", "VA*", False),
     ],
 )
 def test_overlap_of_a_protected_glob_and_an_ecr_wildcard(pattern: str, ecr_filter: str, overlap: bool) -> None:
@@ -54,6 +61,7 @@ def test_overlap_of_a_protected_glob_and_an_ecr_wildcard(pattern: str, ecr_filte
         ("1.4.0", "1.4.0", True),
         ("latest", "v[0-9]*.[0-9]*", False),
         ("*.*", "v[0-9]*.[0-9]*", False),  # true, but not provable by the conservative rule: counted as a gap
+        ("V*", "v[0-9]*.[0-9]*", False),  # cover respects case: were ECR case-sensitive, V* would not cover
     ],
 )
 def test_cover_is_conservative(ecr_filter: str, pattern: str, covers: bool) -> None:
@@ -67,6 +75,7 @@ def test_cover_is_conservative(ecr_filter: str, pattern: str, covers: bool) -> N
         (ProtectionSetting(IMM), False),
         (ProtectionSetting(IWE, ("latest", "dev-*")), False),
         (ProtectionSetting(IWE, ("latest", "v*")), True),
+        (ProtectionSetting(IWE, ("latest", "V*")), True),  # V* may keep v1.2 mutable (case not documented)
         (ProtectionSetting(MWE, ("v*",)), True),  # [0-9]*.[0-9]* not covered
         (ProtectionSetting(MWE, ("v*", "1*", "2*")), True),  # a union is never counted as covering
         (ProtectionSetting(MWE, ("*",)), False),
@@ -164,3 +173,43 @@ def test_a_change_weakens_when_protected_tags_could_not_move_before_and_can_afte
 def test_a_repository_created_mutable_is_a_weakening() -> None:
     alert = protection_alert(change(ProtectionSetting(M), created=True), None, POLICY, datetime.now(UTC))
     assert alert is not None and "it was created" in alert.summary
+
+
+# --- same-second changes (CloudTrail's one-second times) ---------------------------------------------
+
+
+def known(setting: ProtectionSetting, time: str, event_id: str, order_unknown: bool = False) -> KnownSetting:
+    return KnownSetting(setting, f"{time}.000000Z#{event_id}", order_unknown)
+
+
+AT = "2026-11-20T09:57:00"  # change()'s time
+
+
+@pytest.mark.parametrize(
+    ("recorded", "after", "record", "order_unknown", "alert_says"),
+    [
+        # A recorded IMMUTABLE in the same second, this change opens: recorded over it, order unknown, alerted.
+        (known(ProtectionSetting(IMM), AT, "zzzz"), ProtectionSetting(M), True, True, "order unknown"),
+        # A recorded MUTABLE in the same second, this change closes: the open one stays, alerted all the same.
+        (known(ProtectionSetting(M), AT, "0000"), ProtectionSetting(IMM), False, True, "order unknown"),
+        # Same second, same exposure: ordered by id as before, nothing to say.
+        (known(ProtectionSetting(IMM), AT, "0000"), ProtectionSetting(IWE, ("latest",)), True, False, None),
+        # An earlier second: an ordinary weakening.
+        (known(ProtectionSetting(IMM), "2026-11-20T09:56:59", "zzzz"), ProtectionSetting(M), True, False, "it was"),
+        # The closing one of a pair already alerted, delivered again: the open setting stays, no new alert.
+        (known(ProtectionSetting(M), AT, "0000", True), ProtectionSetting(IMM), False, True, None),
+        # A same-second change that agrees with an unordered setting keeps the order unknown.
+        (known(ProtectionSetting(M), AT, "0000", True), ProtectionSetting(M), True, True, "unknown"),
+        # After an order-unknown pair the previous setting is unknown.
+        (known(ProtectionSetting(M), "2026-11-20T09:00:00", "a", True), ProtectionSetting(M), True, False, "unknown"),
+    ],
+)
+def test_same_second_changes_that_disagree_are_never_silently_ordered(
+    recorded: KnownSetting, after: ProtectionSetting, record: bool, order_unknown: bool, alert_says: str | None
+) -> None:
+    decision = decide_settings(change(after), recorded, POLICY, datetime(2026, 11, 20, 10, tzinfo=UTC))
+
+    assert (decision.record, decision.order_unknown) == (record, order_unknown)
+    assert (decision.alert is not None) is (alert_says is not None)
+    if decision.alert is not None:
+        assert alert_says is not None and alert_says in decision.alert.summary

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tagwarden.domain.admission import AdmissionView
@@ -47,7 +47,7 @@ from tagwarden.domain.revert import Mutability, PendingRevert, RevertRequest, Re
 from tagwarden.domain.rules import Neighbours, TagDecision
 from tagwarden.domain.scan_rules import FindingDecision, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted, ScanState
-from tagwarden.domain.tag_protection import ProtectionSetting, SettingsChange
+from tagwarden.domain.tag_protection import KnownSetting, ProtectionSetting, SettingsChange
 from tagwarden.domain.tags import ImageAction, TagMove, TagPointer, TagRef
 from tagwarden.domain.workloads import Rollouts
 
@@ -509,13 +509,9 @@ class RevertLedger(Protocol):
 # --- CloudTrail: repository settings and who pushed (trail watcher) ---------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedSetting:
-    """The latest tag mutability setting the ledger holds for a repository or creation template."""
-
-    setting: ProtectionSetting
-    # The position in time of the CloudTrail event that set it (`SourceEvent.key`).
-    event_key: str
+# The latest tag mutability setting the ledger holds for a repository or creation template (a domain value:
+# the decision reads it).
+RecordedSetting = KnownSetting
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,17 +537,25 @@ class TrailLedger(Protocol):
         record: bool,
         alert: Alert | None,
         lease_until: datetime,
+        order_unknown: bool = False,
     ) -> None:
         """Write the new setting (when `record`, provided the recorded one is still `expected`) and the alert
-        (once per id, leased until `lease_until`) atomically. Raises ConcurrentUpdateError otherwise."""
+        (once per id, leased until `lease_until`) atomically; `order_unknown` marks the setting kept (the new
+        one, or else the recorded one) as unordered against a same-second change. Raises ConcurrentUpdateError
+        when the recorded setting is no longer `expected`."""
         ...
 
-    def history_near(self, tag: TagRef, start: datetime, end: datetime) -> list[HistoryCandidate]:
-        """The tag's history entries recorded between `start` and `end`."""
+    def history_near(self, report: ActorReport, window: timedelta) -> list[HistoryCandidate]:
+        """The tag's history entries of the report's action and digest nearest to its time on either side,
+        within `window` (each side read outward from the time, page by page, up to a bound)."""
         ...
 
     def name_actor(self, tag: TagRef, event_key: str, actor: Actor) -> bool:
         """Set the entry's actor unless it names another CloudTrail event's; False when it does."""
+        ...
+
+    def tags_of_digest(self, image: ImageName, digest: str) -> tuple[str, ...]:
+        """The tags the ledger has seen pushed on a digest (its digest record), none when unknown."""
         ...
 
     def leave_actor(self, report: ActorReport) -> None:

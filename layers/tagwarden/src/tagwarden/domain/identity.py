@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from tagwarden.domain.alerts import Actor
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.rules import TagDecision
 from tagwarden.domain.tags import TagAction, TagRef
 
@@ -38,11 +39,26 @@ class ActorReport:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestDeleted:
+    """CloudTrail says `actor` deleted `digest` (and so every tag on it) by digest, naming no tag."""
+
+    image: ImageName
+    digest: str
+    actor: Actor
+
+    def reports(self, tags: Iterable[str]) -> tuple[ActorReport, ...]:
+        """The delete as one report per tag the ledger knows on the digest."""
+        return tuple(ActorReport(TagAction.DELETE, TagRef(self.image, tag), self.digest, self.actor) for tag in tags)
+
+
+@dataclass(frozen=True, slots=True)
 class CallsIdentified:
     """One CloudTrail record's pushes or deletes of tags, each with who made the call."""
 
     event_id: str
     reports: tuple[ActorReport, ...]
+    # Deletes by digest: the record names no tag, the ledger knows which tags the digest had.
+    digest_deletes: tuple[DigestDeleted, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

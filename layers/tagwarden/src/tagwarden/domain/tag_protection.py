@@ -12,6 +12,12 @@ ECR's settings (`imageTagMutability`, `imageTagMutabilityExclusionFilters`):
 ECR filters are wildcards (`*` for any run of characters, at most 5 filters of `[0-9a-zA-Z._*-]`, 1 to 128
 characters); protected patterns are shell globs (`*`, `?`, `[...]`). Both questions are answered
 conservatively, on the safe side (saying "can move" when unsure):
+- *case*: ECR's documentation does not say whether a filter matches tags case-sensitively (the API reference,
+  https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_ImageTagMutabilityExclusionFilter.html, gives
+  only the pattern `^[0-9a-zA-Z._*-]{1,128}$` and "the filter value used to match image tags"; no ECR page we
+  found, user guide or CloudFormation reference, states the rule), while tags themselves are case-sensitive.
+  So each question takes the reading that exposes more: overlap ignores case (`LATEST*` keeps `latest`
+  mutable, were ECR to fold case), cover respects it (`V*` is not counted as covering `v*`).
 - *overlap* (a filter that keeps some tags mutable): the two patterns are read as automata over the tag
   alphabet and intersected; any common string counts, even one ECR would refuse as a tag (a first `.`).
 - *cover* (a filter that makes some tags immutable): a protected pattern counts as covered only when one
@@ -81,10 +87,11 @@ class Exposure:
 _Token = tuple[Literal["star"], frozenset[str]] | tuple[Literal["one"], frozenset[str]]
 
 
-def _tokens(pattern: str, *, glob: bool) -> list[_Token]:
+def _tokens(pattern: str, *, glob: bool, fold_case: bool = False) -> list[_Token]:
     """A pattern as a sequence of `star` (any run) and `one` (one character of a set) tokens.
 
     `glob`: fnmatch's syntax (`?`, `[...]`, `[!...]`); else ECR's, where only `*` is special.
+    `fold_case`: a literal letter stands for itself in either case.
     """
     tokens: list[_Token] = []
     position = 0
@@ -103,6 +110,9 @@ def _tokens(pattern: str, *, glob: bool) -> list[_Token]:
             chars = _class_chars(body[1:] if negate else body)
             tokens.append(("one", _TAG_ALPHABET - chars if negate else chars & _TAG_ALPHABET))
             position = end + 1
+        elif fold_case:
+            tokens.append(("one", frozenset((char.lower(), char.upper()))))
+            position += 1
         else:
             tokens.append(("one", frozenset(char)))
             position += 1
@@ -126,9 +136,10 @@ def _class_chars(body: str) -> frozenset[str]:
 def globs_overlap(shell_pattern: str, ecr_filter: str) -> bool:
     """Whether some tag matches both a shell glob (a protected pattern) and an ECR wildcard filter.
 
-    A search over pairs of positions in the two patterns (the product of their automata).
+    A search over pairs of positions in the two patterns (the product of their automata). The filter's
+    letters match either case (see the module docstring: the safe reading while ECR does not document it).
     """
-    left, right = _tokens(shell_pattern, glob=True), _tokens(ecr_filter, glob=False)
+    left, right = _tokens(shell_pattern, glob=True), _tokens(ecr_filter, glob=False, fold_case=True)
     seen: set[tuple[int, int]] = set()
     pending = [(0, 0)]
     while pending:
@@ -260,6 +271,71 @@ class SettingsChange:
     operation: str
     source: SourceEvent
     actor: Actor
+    # The call deleted the subject (a creation template): `setting` is then what applies without it, and
+    # `replaced` the deleted template's own setting when ECR's answer states it.
+    deleted: bool = False
+    replaced: ProtectionSetting | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSetting:
+    """The setting the ledger holds for a subject, from the CloudTrail event at `event_key`."""
+
+    setting: ProtectionSetting
+    # The position in time of the CloudTrail event that set it (`SourceEvent.key`).
+    event_key: str
+    # Another change in the same second disagreed on whether protected tags can move: which came last is
+    # unknown, so this (the less protective of the two) is not a known previous setting.
+    order_unknown: bool = False
+    # Who set it (for an alert about a same-second change that undid it).
+    actor: Actor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsDecision:
+    """What to do with one settings change: record its setting or not, and the alert it raises."""
+
+    record: bool
+    # Whether the ledger's setting after this change cannot be ordered against a same-second change.
+    order_unknown: bool
+    alert: Alert | None
+    # The change is older than the recorded setting (judged, not recorded).
+    late: bool = False
+
+
+def _second(event_key: str) -> str:
+    """The whole second an ordering key starts with (CloudTrail's `eventTime` resolution)."""
+    return event_key[:19]
+
+
+def decide_settings(
+    change: SettingsChange, recorded: KnownSetting | None, policy: TagPolicy, detected_at: datetime
+) -> SettingsDecision:
+    """Judge a change against the recorded setting.
+
+    CloudTrail's `eventTime` has one-second resolution, so two changes in the same second cannot be ordered
+    (their event ids, which break ties elsewhere, are random). When such a pair disagrees on whether protected
+    tags can move, the ledger keeps the less protective one, marks its order unknown (the next change is
+    judged with the previous setting unknown), and the change alerts: either may be the one in force.
+    """
+    if recorded is None:
+        return SettingsDecision(True, False, protection_alert(change, change.replaced, policy, detected_at))
+    same_second = _second(recorded.event_key) == change.source.second
+    if same_second and exposure(recorded.setting, policy).movable != exposure(change.setting, policy).movable:
+        if recorded.order_unknown:
+            # The recorded setting is the open one of a pair already alerted (this may be the other one again,
+            # delivered twice): nothing new to say, and the open setting stays.
+            return SettingsDecision(False, True, None)
+        opens = exposure(change.setting, policy).movable
+        return SettingsDecision(opens, True, same_second_alert(change, recorded, policy, detected_at))
+    newer = recorded.event_key < change.source.key
+    # The setting before this event: the recorded one if it is older and known; unknown for a late event.
+    known = recorded.setting if newer and not recorded.order_unknown else None
+    previous = change.replaced or known
+    alert = protection_alert(change, previous, policy, detected_at)
+    # A change that agrees with an unordered setting of its own second leaves the order as unknown as it was.
+    order_unknown = recorded.order_unknown if same_second or not newer else False
+    return SettingsDecision(record=newer, order_unknown=order_unknown, alert=alert, late=not newer)
 
 
 def weakened(previous: ProtectionSetting | None, change: SettingsChange, policy: TagPolicy) -> bool | None:
@@ -303,10 +379,43 @@ def protection_alert(
     else:
         assert previous is not None
         before = f"it was {previous.describe()}"
-    summary = (
-        f"{what} in {change.registry} now lets protected tags be overwritten: {change.operation} set "
-        f"{change.setting.describe()} ({before}); {exposed.reason}. Changed by {who}."
+    if change.deleted:
+        summary = (
+            f"{what} in {change.registry} was deleted ({before}): repositories ECR creates under that prefix now "
+            f"get a broader template's settings, or ECR's default {change.setting.describe()}; {exposed.reason}. "
+            f"Deleted by {who}."
+        )
+    else:
+        summary = (
+            f"{what} in {change.registry} now lets protected tags be overwritten: {change.operation} set "
+            f"{change.setting.describe()} ({before}); {exposed.reason}. Changed by {who}."
+        )
+    return _protection_alert(change, summary, change.actor, detected_at)
+
+
+def same_second_alert(change: SettingsChange, other: KnownSetting, policy: TagPolicy, detected_at: datetime) -> Alert:
+    """TAG_PROTECTION_WEAKENED for two changes in one second that disagree: either may be in force, and the
+    one that lets protected tags move is named (with who made it)."""
+    change_opens = exposure(change.setting, policy).movable
+    opening = change.setting if change_opens else other.setting
+    actor = change.actor if change_opens else other.actor
+    who = (actor.principal or actor.arn) if actor is not None else None
+    what = (
+        f"Repository {change.name}"
+        if change.subject is SettingsSubject.REPOSITORY
+        else f"Repository creation template {change.name}"
     )
+    summary = (
+        f"{what} in {change.registry} may let protected tags be overwritten: {change.operation} set "
+        f"{change.setting.describe()} in the same second as another change that set {other.setting.describe()} "
+        f"(order unknown within the same second: CloudTrail times have one-second resolution). If "
+        f"{opening.describe()} came last, {exposure(opening, policy).reason}. It was set by "
+        f"{who or 'an unknown identity'}. Check the setting in force (`tagwarden posture`)."
+    )
+    return _protection_alert(change, summary, actor, detected_at)
+
+
+def _protection_alert(change: SettingsChange, summary: str, actor: Actor | None, detected_at: datetime) -> Alert:
     return Alert(
         alert_id=protection_alert_id(change),
         type=AlertType.TAG_PROTECTION_WEAKENED,
@@ -321,5 +430,5 @@ def protection_alert(
         tag=None,
         evidence=(change.source.event_id,),
         runbook=RUNBOOKS[AlertType.TAG_PROTECTION_WEAKENED],
-        actor=change.actor,
+        actor=actor,
     )

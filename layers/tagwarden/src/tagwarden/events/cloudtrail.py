@@ -5,27 +5,28 @@ who made the call (`userIdentity`, `sourceIPAddress`, `userAgent`), what was ask
 and what ECR answered (`responseElements`; null for a failed call, which also carries `errorCode`). Failed
 calls changed nothing and are ignored. The calls read here:
 
-| eventName                                   | fact                                                     |
-|---------------------------------------------|----------------------------------------------------------|
-| `PutImage`                                  | who pushed the tag (digest from `responseElements`)      |
-| `BatchDeleteImage`                          | who deleted each tag ECR reports deleted                 |
-| `PutImageTagMutability`, `CreateRepository` | a repository's tag mutability setting                    |
-| `Create/UpdateRepositoryCreationTemplate`   | a creation template's tag mutability setting (by prefix) |
+| eventName                                   | fact                                                       |
+|---------------------------------------------|------------------------------------------------------------|
+| `PutImage`                                  | who pushed the tag (digest from `responseElements`)        |
+| `BatchDeleteImage`                          | who deleted each tag ECR reports (by digest: its tags)     |
+| `PutImageTagMutability`, `CreateRepository` | a repository's tag mutability setting                      |
+| `Create/UpdateRepositoryCreationTemplate`   | a creation template's tag mutability setting (by prefix)   |
+| `DeleteRepositoryCreationTemplate`          | a creation template gone: its prefix falls back to MUTABLE |
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from tagwarden.domain.alerts import Actor
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.identity import ActorReport, CallsIdentified
+from tagwarden.domain.identity import ActorReport, CallsIdentified, DigestDeleted
 from tagwarden.domain.images import ImageName, ecr_registry, is_valid_tag, validate_digest, validate_repository
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tag_protection import (
@@ -45,6 +46,28 @@ _REGION_RE = re.compile(r"[a-z]{2,4}(-[a-z]+)+-[0-9]+")
 _PREFIX_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*/?|ROOT")
 # CloudTrail event ids are UUIDs; they become part of alert ids and ledger attributes.
 _TRAIL_ID_RE = re.compile(r"[A-Za-z0-9-]{1,128}")
+_CUT_MARKER = "...[cut]"
+
+
+def _descriptive(limit: int) -> BeforeValidator:
+    """A field that only describes the caller (user agent, ARN, source address): cut to `limit` characters,
+    and dropped when it is not a string. A settings change must not be lost (rejected, dead-lettered, no
+    alert) because the caller sent a 5,000-character user agent: the call still happened."""
+
+    def cut(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None
+        return value if len(value) <= limit else value[: limit - len(_CUT_MARKER)] + _CUT_MARKER
+
+    return BeforeValidator(cut)
+
+
+# Lengths kept: generous for real values (an ARN is at most 2048, IAM names 64 to 128), small enough for
+# ledger items and alert bodies.
+_Kind = Annotated[str | None, _descriptive(64)]
+_Name = Annotated[str | None, _descriptive(256)]
+_Arn = Annotated[str | None, _descriptive(2048)]
+_Text = Annotated[str | None, _descriptive(1024)]
 
 
 class _Shape(BaseModel):
@@ -56,9 +79,9 @@ class _Shape(BaseModel):
 class SessionIssuer(_Shape):
     """The role behind an assumed-role session."""
 
-    type: str | None = Field(default=None, max_length=64)
-    arn: str | None = Field(default=None, max_length=2048)
-    user_name: str | None = Field(default=None, max_length=256)
+    type: _Kind = None
+    arn: _Arn = None
+    user_name: _Name = None
 
 
 class SessionContext(_Shape):
@@ -70,13 +93,20 @@ class SessionContext(_Shape):
 class UserIdentity(_Shape):
     """`userIdentity`: who made the call."""
 
-    type: str | None = Field(default=None, max_length=64)
-    principal_id: str | None = Field(default=None, max_length=512)
-    arn: str | None = Field(default=None, max_length=2048)
-    account_id: str | None = Field(default=None, max_length=12)
-    user_name: str | None = Field(default=None, max_length=256)
-    invoked_by: str | None = Field(default=None, max_length=256)
+    type: _Kind = None
+    principal_id: _Name = None
+    arn: _Arn = None
+    # Usually 12 digits; `ANONYMOUS_PRINCIPAL` and the like exist too: described, not keyed on.
+    account_id: _Kind = None
+    user_name: _Name = None
+    invoked_by: _Name = None
     session_context: SessionContext | None = None
+
+    @field_validator("session_context", mode="before")
+    @classmethod
+    def _context(cls, value: Any) -> Any:
+        # Descriptive too: a session context of another shape names nobody, and loses nothing else.
+        return value if isinstance(value, dict) else None
 
     @property
     def principal(self) -> str | None:
@@ -106,10 +136,16 @@ class ExclusionFilter(_Shape):
         return value
 
 
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
 class _MutabilityFields(_Shape):
     """The tag mutability fields a request or response may carry."""
 
-    image_tag_mutability: TagMutability | None = None
+    # The request holds what the caller typed: ECR's answer would spell it in capitals, so would a setting
+    # ECR accepted in lower case; read either way rather than lose the change.
+    image_tag_mutability: Annotated[TagMutability | None, BeforeValidator(_upper)] = None
     image_tag_mutability_exclusion_filters: list[ExclusionFilter] | None = Field(
         default=None, max_length=MAX_EXCLUSION_FILTERS
     )
@@ -125,15 +161,28 @@ class _MutabilityFields(_Shape):
 class _Detail(_Shape):
     """The CloudTrail record fields every call shares."""
 
-    event_version: str | None = Field(default=None, max_length=16)
-    user_identity: UserIdentity
+    event_version: _Kind = None
+    # Always present in CloudTrail's records; a record without it still says what changed (who: unknown).
+    user_identity: UserIdentity = Field(default_factory=UserIdentity)
     event_time: datetime
     event_source: Literal["ecr.amazonaws.com"]
     aws_region: str = Field(max_length=64)
-    source_ip_address: str | None = Field(default=None, alias="sourceIPAddress", max_length=256)
-    user_agent: str | None = Field(default=None, max_length=1024)
-    error_code: str | None = Field(default=None, max_length=256)
+    source_ip_address: _Name = Field(default=None, alias="sourceIPAddress")
+    user_agent: _Text = None
+    # Whether it is there is what matters (a failed call changed nothing); its text is only described.
+    error_code: str | None = None
     event_id: str = Field(alias="eventID", max_length=128)
+
+    @field_validator("user_identity", mode="before")
+    @classmethod
+    def _identity(cls, value: Any) -> Any:
+        # Descriptive as a whole: an identity of another shape names nobody, and loses nothing else.
+        return value if isinstance(value, dict) else {}
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _error(cls, value: Any) -> str | None:
+        return None if value is None else str(value)[:256]
 
     @field_validator("event_id")
     @classmethod
@@ -327,8 +376,8 @@ class CreateRepositoryDetail(_Detail):
     response_elements: CreateRepositoryResponse | None = None
 
 
-class TemplateRequest(_MutabilityFields):
-    """`requestParameters` of Create/UpdateRepositoryCreationTemplate."""
+class TemplatePrefix(_Shape):
+    """`requestParameters` of DeleteRepositoryCreationTemplate: the template's prefix."""
 
     prefix: str = Field(max_length=256)
 
@@ -338,6 +387,10 @@ class TemplateRequest(_MutabilityFields):
         if not _PREFIX_RE.fullmatch(value):
             raise ValueError("must be a repository creation template prefix (a repository path prefix, or ROOT)")
         return value
+
+
+class TemplateRequest(TemplatePrefix, _MutabilityFields):
+    """`requestParameters` of Create/UpdateRepositoryCreationTemplate."""
 
 
 class TemplateFields(_MutabilityFields):
@@ -363,12 +416,23 @@ class CreationTemplateDetail(_Detail):
     response_elements: TemplateResponse | None = None
 
 
+class DeletedTemplateDetail(_Detail):
+    """A DeleteRepositoryCreationTemplate record: ECR answers with the deleted template, its setting included
+    (API reference, DeleteRepositoryCreationTemplate, Response Syntax). Repositories ECR then creates under
+    the prefix get a broader template's settings or ECR's default, MUTABLE."""
+
+    event_name: Literal["DeleteRepositoryCreationTemplate"]
+    request_parameters: TemplatePrefix
+    response_elements: TemplateResponse | None = None
+
+
 EcrApiCallDetail = Annotated[
     PutImageDetail
     | BatchDeleteImageDetail
     | PutImageTagMutabilityDetail
     | CreateRepositoryDetail
-    | CreationTemplateDetail,
+    | CreationTemplateDetail
+    | DeletedTemplateDetail,
     Field(discriminator="event_name"),
 ]
 
@@ -389,7 +453,28 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
             return self._pushed(detail)
         if isinstance(detail, BatchDeleteImageDetail):
             return self._deleted(detail)
+        if isinstance(detail, DeletedTemplateDetail):
+            return self._template_deleted(detail)
         return self._settings(detail)
+
+    def _template_deleted(self, detail: DeletedTemplateDetail) -> SettingsChange:
+        response = detail.response_elements
+        registry_id = response.registry_id if response else None
+        deleted = response.repository_creation_template if response else None
+        return SettingsChange(
+            subject=SettingsSubject.CREATION_TEMPLATE,
+            registry=self._registry(registry_id),
+            name=detail.request_parameters.prefix,
+            # What ECR applies without the template, unless a broader one matches (judged the safe way).
+            setting=ProtectionSetting(TagMutability.MUTABLE),
+            created=False,
+            operation=detail.event_name,
+            source=self._source(registry_id),
+            actor=detail.actor(),
+            deleted=True,
+            # A template without a mutability in ECR's answer is MUTABLE; no answer at all: unknown.
+            replaced=(deleted.setting() or ProtectionSetting(TagMutability.MUTABLE)) if deleted else None,
+        )
 
     def _registry(self, registry_id: str | None) -> str:
         # The registry named in the call (a push into another account's registry) else the caller's account.
@@ -424,9 +509,18 @@ class EcrApiCallEvent(EcrEventMixin, EventBridgeModel):
             for item in deleted
             if item.image_tag and item.image_digest and is_valid_tag(item.image_tag)
         )
-        if not reports:
-            return IgnoredEvent(self.id, "BatchDeleteImage deleted no tag (untagged digests or failures only)")
-        return CallsIdentified(detail.event_id, reports)
+        # A delete by digest removes the image and all its tags; the response's identifier for it may carry the
+        # digest alone (the API reference documents only the tag-delete example), so the tags come from the
+        # ledger's record of the digest.
+        by_digest = tuple(
+            DigestDeleted(image, digest, detail.actor())
+            for digest in dict.fromkeys(
+                item.image_digest for item in deleted if item.image_digest and not item.image_tag
+            )
+        )
+        if not reports and not by_digest:
+            return IgnoredEvent(self.id, "BatchDeleteImage deleted nothing (failures only)")
+        return CallsIdentified(detail.event_id, reports, by_digest)
 
     def _settings(
         self, detail: PutImageTagMutabilityDetail | CreateRepositoryDetail | CreationTemplateDetail

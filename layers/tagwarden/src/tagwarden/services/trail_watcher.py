@@ -1,9 +1,10 @@
 """The trail watcher: ECR API calls from CloudTrail. Alerts when a repository's settings let protected tags
 move, records each repository's latest setting, and names who pushed or deleted a tag on its history.
 
-Settings: read (setting, this event's alert) -> decide (`tag_protection.protection_alert`) -> write both in one
-transaction (the setting only when this event is newer than the recorded one) -> deliver through the outbox.
-A duplicate delivery finds its alert recorded (or its own setting) and changes nothing.
+Settings: read (setting, this event's alert) -> decide (`tag_protection.decide_settings`) -> write both in one
+transaction (the setting only when this event is newer than the recorded one, or when it is the less
+protective of two changes in the same second) -> deliver through the outbox. A duplicate delivery finds its
+alert recorded (or its own setting) and changes nothing.
 
 Actors: the history entry the record names (`identity.matching_entry`) gets the actor; when the push guard
 has not recorded it yet, the actor is left where the push guard reads it with the action, then the history is
@@ -20,9 +21,9 @@ from enum import StrEnum
 from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.domain.facts import IgnoredEvent
-from tagwarden.domain.identity import CORRELATION_WINDOW, ActorReport, CallsIdentified, matching_entry
+from tagwarden.domain.identity import CORRELATION_WINDOW, ActorReport, CallsIdentified, DigestDeleted, matching_entry
 from tagwarden.domain.tag_policy import TagPolicy
-from tagwarden.domain.tag_protection import SettingsChange, protection_alert, protection_alert_id
+from tagwarden.domain.tag_protection import SettingsChange, decide_settings, protection_alert_id
 from tagwarden.observability import logger, metrics
 from tagwarden.ports import FindingEntry, RecordedAlerts, TrailLedger
 from tagwarden.services.alert_delivery import AlertDelivery
@@ -35,10 +36,15 @@ class TrailOutcome(StrEnum):
     SETTING_RECORDED = "setting_recorded"
     # An older record than the setting the ledger holds: judged (alerted if it weakened), not recorded.
     SETTING_LATE = "setting_late"
+    # Another change in the same second disagrees on whether protected tags can move: alerted, the less
+    # protective setting kept (CloudTrail's one-second times cannot order the two).
+    SETTING_ORDER_UNKNOWN = "setting_order_unknown"
     DUPLICATE = "duplicate"
     ACTOR_RECORDED = "actor_recorded"
     # The history entry is not there yet: the push guard picks the actor up when it records the action.
     ACTOR_PENDING = "actor_pending"
+    # A delete by digest whose tags show no delete of it near the call (yet): nobody named.
+    ACTOR_UNMATCHED = "actor_unmatched"
     IGNORED = "ignored"
 
 
@@ -83,8 +89,13 @@ class TrailWatcher:
         if isinstance(fact, SettingsChange):
             return self._settings(fact)
         outcomes = {f"{r.action.value} {r.tag}@{r.digest}": self._name(r).value for r in fact.reports}
-        pending = TrailOutcome.ACTOR_PENDING.value in outcomes.values()
-        return TrailResult(TrailOutcome.ACTOR_PENDING if pending else TrailOutcome.ACTOR_RECORDED, (), outcomes)
+        for deleted in fact.digest_deletes:
+            outcomes.update(self._name_digest_delete(deleted))
+        if TrailOutcome.ACTOR_PENDING.value in outcomes.values():
+            return TrailResult(TrailOutcome.ACTOR_PENDING, (), outcomes)
+        if TrailOutcome.ACTOR_RECORDED.value in outcomes.values():
+            return TrailResult(TrailOutcome.ACTOR_RECORDED, (), outcomes)
+        return TrailResult(TrailOutcome.ACTOR_UNMATCHED, (), outcomes)
 
     # --- settings ------------------------------------------------------------------------------------
 
@@ -105,6 +116,8 @@ class TrailWatcher:
                 "alerted": bool(recorded),
             },
         )
+        if outcome is TrailOutcome.SETTING_ORDER_UNKNOWN:
+            metrics.add_metric(name="SettingsOrderUnknown", unit="Count", value=1)
         if not recorded:
             return TrailResult(outcome)
         metrics.add_metric(name="TagProtectionWeakened", unit="Count", value=1)
@@ -118,17 +131,33 @@ class TrailWatcher:
         if reading.existing is not None:
             return TrailOutcome.DUPLICATE, reading.existing
         recorded = reading.recorded
-        key = change.source.key
-        if recorded is not None and recorded.event_key == key:
+        if recorded is not None and recorded.event_key == change.source.key:
             return TrailOutcome.DUPLICATE, RecordedAlerts(delivered=True)
-        newer = recorded is None or recorded.event_key < key
-        # The setting before this event: the recorded one if it is older; unknown for a late event.
-        previous = recorded.setting if recorded is not None and newer else None
-        alert = protection_alert(change, previous, self._policy, self._clock())
-        self._ledger.apply_settings(change, recorded, newer, alert, self._delivery.lease_until())
-        return (TrailOutcome.SETTING_RECORDED if newer else TrailOutcome.SETTING_LATE), ((alert,) if alert else ())
+        decision = decide_settings(change, recorded, self._policy, self._clock())
+        alert = decision.alert
+        self._ledger.apply_settings(
+            change, recorded, decision.record, alert, self._delivery.lease_until(), decision.order_unknown
+        )
+        if decision.order_unknown:
+            outcome = TrailOutcome.SETTING_ORDER_UNKNOWN
+        else:
+            outcome = TrailOutcome.SETTING_LATE if decision.late else TrailOutcome.SETTING_RECORDED
+        return outcome, ((alert,) if alert else ())
 
     # --- actors --------------------------------------------------------------------------------------
+
+    def _name_digest_delete(self, deleted: DigestDeleted) -> dict[str, str]:
+        """A delete by digest, named on each of the digest's tags whose history shows a delete of it near the
+        call. Nothing is left for the push guard: the ledger's tags of a digest include tags that moved away
+        long ago, which ECR will not report deleted, and a pending actor for them would never be picked up."""
+        outcomes: dict[str, str] = {}
+        for report in deleted.reports(self._ledger.tags_of_digest(deleted.image, deleted.digest)):
+            named = self._name_on_history(report)
+            outcome = TrailOutcome.ACTOR_RECORDED if named else TrailOutcome.ACTOR_UNMATCHED
+            outcomes[f"{report.action.value} {report.tag}@{report.digest}"] = outcome.value
+        if not outcomes:
+            outcomes[f"DELETE {deleted.image}@{deleted.digest}"] = TrailOutcome.ACTOR_UNMATCHED.value
+        return outcomes
 
     def _name(self, report: ActorReport) -> TrailOutcome:
         if self._name_on_history(report):
@@ -142,8 +171,7 @@ class TrailWatcher:
         return TrailOutcome.ACTOR_PENDING
 
     def _name_on_history(self, report: ActorReport) -> bool:
-        window = (report.at - CORRELATION_WINDOW, report.at + CORRELATION_WINDOW)
-        candidates = self._ledger.history_near(report.tag, *window)
+        candidates = self._ledger.history_near(report, CORRELATION_WINDOW)
         entry = matching_entry(report, candidates)
         if entry is None:
             return False

@@ -135,6 +135,44 @@ class LedgerTable:
             )
         return [from_item(item) for item in page.get("Items", [])]
 
+    def first_matching(
+        self,
+        pk: str,
+        low: str,
+        high: str,
+        *,
+        forward: bool,
+        conditions: Mapping[str, Any],
+        page_size: int,
+        max_pages: int,
+    ) -> Values | None:
+        """The first item (nearest `low` when `forward`, else nearest `high`) of a partition with
+        `low <= sk <= high` whose attributes equal `conditions`, read page by page, at most `max_pages` pages.
+
+        DynamoDB applies `Limit` before the filter, so a page may hold no match while later ones do: it goes on
+        from `LastEvaluatedKey` until a match, the end of the range, or the bound (then None)."""
+        names = {f"#c{i}": name for i, name in enumerate(conditions)}
+        values = {f":c{i}": value for i, value in enumerate(conditions.values())}
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "FilterExpression": " AND ".join(f"#c{i} = :c{i}" for i in range(len(conditions))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item({":pk": pk, ":low": low, ":high": high, **values}),
+            "ScanIndexForward": forward,
+            "ConsistentRead": True,
+            "Limit": page_size,
+        }
+        for _ in range(max_pages):
+            with ledger_errors("Query range (filtered)"):
+                page = self.client.query(**request)
+            if page.get("Items"):
+                return from_item(page["Items"][0])
+            if "LastEvaluatedKey" not in page:
+                return None
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return None
+
     def put(self, operation: str, **request: Any) -> None:
         """PutItem on the table (the request names its condition)."""
         with ledger_errors(operation):

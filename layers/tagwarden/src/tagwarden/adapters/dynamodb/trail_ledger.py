@@ -7,18 +7,20 @@
 | pending actor     | `TAG#{registry}/{repository}:{tag}`   | `ACTOR#{action}#{digest}` |
 
 A settings change's alert is recorded as a finding (`FINDING#<alert id>`, see `outbox`), once per CloudTrail
-event; the setting item is written only by an event newer than the one it holds.
+event; the setting item is written only by an event newer than the one it holds, or by the less protective of
+two changes in the same second (then marked `order_unknown`, see `tag_protection.decide_settings`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from tagwarden.adapters.dynamodb.items import actor_values, finding_values
+from tagwarden.adapters.dynamodb.items import actor_values, finding_values, stored_actor
 from tagwarden.adapters.dynamodb.keys import (
     FINDING_SK,
     MOVE_PREFIX,
+    digest_key,
     finding_pk,
     key,
     key_text,
@@ -32,12 +34,18 @@ from tagwarden.adapters.dynamodb.table import LedgerTable, to_item
 from tagwarden.clock import iso, parse_iso
 from tagwarden.domain.alerts import Actor, Alert
 from tagwarden.domain.identity import ActorReport, HistoryCandidate
+from tagwarden.domain.images import ImageName
 from tagwarden.domain.sources import ordering_key
 from tagwarden.domain.tag_protection import ProtectionSetting, SettingsChange, SettingsSubject, TagMutability
 from tagwarden.domain.tags import TagAction, TagRef
 from tagwarden.ports import ConcurrentUpdateError, RecordedSetting, SettingsReading
 
 _KINDS = {SettingsSubject.REPOSITORY: "REPO", SettingsSubject.CREATION_TEMPLATE: "TEMPLATE"}
+# Reading outward for a CloudTrail record's history entry: pages of 100 entries, at most 20 pages on each side
+# (2,000 entries a side, two minutes: ECR's default PutImage rate quota, 10 a second, allows 1,200; past the
+# bound the actor stays unnamed).
+_PAGE_SIZE = 100
+_MAX_PAGES = 20
 
 
 def _settings_key(change: SettingsChange) -> dict[str, Any]:
@@ -58,7 +66,9 @@ class DynamoDbTrailLedger:
         recorded = None
         if item is not None:
             setting = ProtectionSetting(TagMutability(item["mutability"]), tuple(item.get("filters", [])))
-            recorded = RecordedSetting(setting, item["event_key"])
+            recorded = RecordedSetting(
+                setting, item["event_key"], bool(item.get("order_unknown", False)), stored_actor(item)
+            )
         return SettingsReading(recorded, recorded_alerts(alert) if alert is not None else None)
 
     def apply_settings(
@@ -68,10 +78,21 @@ class DynamoDbTrailLedger:
         record: bool,
         alert: Alert | None,
         lease_until: datetime,
+        order_unknown: bool = False,
     ) -> None:
-        """One TransactWriteItems: the setting (conditional on the one read) and the alert (once)."""
+        """One TransactWriteItems: the setting (conditional on the one read), or the mark on the one kept, and
+        the alert (once)."""
         now = self._table.clock()
         writes: list[dict[str, Any]] = []
+        if not record and order_unknown and expected is not None and not expected.order_unknown:
+            # The recorded setting stays, but a same-second change makes its place in time unknown.
+            mark = {
+                "Key": _settings_key(change),
+                "UpdateExpression": "SET order_unknown = :yes",
+                "ConditionExpression": "event_key = :read",
+                "ExpressionAttributeValues": to_item({":yes": True, ":read": expected.event_key}),
+            }
+            writes.append({"Update": mark})
         if record:
             item = {
                 **_settings_key_values(change),
@@ -85,6 +106,7 @@ class DynamoDbTrailLedger:
                 "trail_event_id": change.source.event_id,
                 "event_time": iso(change.source.event_time),
                 "operation": change.operation,
+                "order_unknown": order_unknown,
                 "recorded_at": iso(now),
                 **actor_values(change.actor),
             }
@@ -102,11 +124,24 @@ class DynamoDbTrailLedger:
         if writes:
             self._table.transact("TransactWriteItems settings change", writes)
 
-    def history_near(self, tag: TagRef, start: datetime, end: datetime) -> list[HistoryCandidate]:
-        """One Query of the tag's history entries positioned between `start` and `end`."""
-        low = f"{MOVE_PREFIX}{ordering_key(start, '')}"
-        high = f"{MOVE_PREFIX}{ordering_key(end, '~')}"
-        items = self._table.query_between(tag_pk(tag), low, high, forward=True, limit=100)
+    def history_near(self, report: ActorReport, window: timedelta) -> list[HistoryCandidate]:
+        """The entries of the report's action and digest nearest its time, one on each side within `window`.
+
+        A busy tag (a flood of pushes) may hold thousands of entries within the window: each side is read
+        outward from the report's time, filtered on action and digest, page by page up to `_MAX_PAGES`, so the
+        nearest match is found without reading the whole window, and the cost stays bounded."""
+        pk = tag_pk(report.tag)
+        at = report.at
+        low = f"{MOVE_PREFIX}{ordering_key(at - window, '')}"
+        middle = f"{MOVE_PREFIX}{ordering_key(at, '')}"
+        high = f"{MOVE_PREFIX}{ordering_key(at + window, '~')}"
+        conditions = {"action": report.action.value, "digest": report.digest}
+        found = [
+            self._table.first_matching(
+                pk, start, end, forward=forward, conditions=conditions, page_size=_PAGE_SIZE, max_pages=_MAX_PAGES
+            )
+            for start, end, forward in ((middle, high, True), (low, middle, False))
+        ]
         return [
             HistoryCandidate(
                 event_key=item["sk"].removeprefix(MOVE_PREFIX),
@@ -115,7 +150,8 @@ class DynamoDbTrailLedger:
                 event_time=parse_iso(item["event_time"]),
                 actor_event_id=item.get("actor_event_id"),
             )
-            for item in items
+            for item in found
+            if item is not None
         ]
 
     def name_actor(self, tag: TagRef, event_key: str, actor: Actor) -> bool:
@@ -133,6 +169,13 @@ class DynamoDbTrailLedger:
         except ConcurrentUpdateError:
             return False
         return True
+
+    def tags_of_digest(self, image: ImageName, digest: str) -> tuple[str, ...]:
+        """The digest record's `tags` (every tag a push put on it), in a stable order."""
+        # BatchGetItem, which the function's role has already (no GetItem grant for one key).
+        record_key = digest_key(image, digest)
+        item = self._table.batch_get([record_key]).get(key_text(record_key), {})
+        return tuple(sorted(item.get("tags", ())))
 
     def leave_actor(self, report: ActorReport) -> None:
         """Put the actor where the push guard reads it; an older call's actor never replaces a newer one's."""
