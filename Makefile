@@ -88,8 +88,8 @@ lint: $(VENV_STAMP) ## ruff, mypy, hadolint, cfn-lint, sam validate --lint and t
 	@$(BIN)/hadolint admission/Dockerfile
 	@echo "==> cfn-lint template.yaml"
 	@$(BIN)/cfn-lint template.yaml
-	@echo "==> cfn-lint member/template.yaml"
-	@$(BIN)/cfn-lint member/template.yaml
+	@echo "==> cfn-lint member/template.yaml member/clusters.yaml"
+	@$(BIN)/cfn-lint member/template.yaml member/clusters.yaml
 	@echo "==> sam validate --lint"
 	@$(SAM_ENV) $(BIN)/sam validate --lint
 	@$(MAKE) security-scan
@@ -100,8 +100,8 @@ $(CHECKOV_STAMP): tools/checkov/requirements.txt
 	@$(CHECKOV_VENV)/bin/pip install -qq --disable-pip-version-check -r tools/checkov/requirements.txt
 	@touch $@
 
-security-scan: $(CHECKOV_STAMP) ## checkov on template.yaml and member/template.yaml (zero failed checks)
-	@echo "==> checkov template.yaml member/template.yaml"
+security-scan: $(CHECKOV_STAMP) ## checkov on template.yaml and the member templates (zero failed checks)
+	@echo "==> checkov template.yaml member/template.yaml member/clusters.yaml"
 	@$(CHECKOV_ENV) $(CHECKOV) --config-file .checkov.yaml
 
 # sam build's own output is long; keep it in a log and show it only when the build fails. samconfig.toml

@@ -12,11 +12,10 @@ from typing import Any
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
 from aws_lambda_powertools.utilities.parser.models.kinesis import KinesisDataStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from tagwarden.config import AuditWatcherConfig
-from tagwarden.events.audit import read_batch, read_kinesis_record
+from tagwarden.events.audit import SubscriptionDelivery, read_batch, read_kinesis_record
 from tagwarden.events.parsing import parse_event
 from tagwarden.observability import logger, metrics
 from tagwarden.services.wiring import build_audit_watcher, home_of
@@ -45,4 +44,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
         return process_partial_response(
             event=event, record_handler=check_record, processor=KINESIS_BATCH, context=context
         )
-    return AUDIT_WATCHER.handle(read_batch(parse_event(event, CloudWatchLogsModel), HOME))
+    return AUDIT_WATCHER.handle(read_batch(parse_event(event, SubscriptionDelivery), HOME))

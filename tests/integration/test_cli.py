@@ -768,8 +768,13 @@ def decoded(envelope_file: Path) -> dict[str, Any]:
     return payload
 
 
+# The sample deliveries' owner: the stack's own account, which `replay` must know to tell a member's cluster
+# from the stack's own (TAGWARDEN_ACCOUNT_ID, or --stack-name's ledger table).
+STACK_ACCOUNT: dict[str, str | None] = {"TAGWARDEN_ACCOUNT_ID": "111122223333"}
+
+
 def replay_json(*args: str, env: dict[str, str | None] | None = None) -> dict[str, Any]:
-    result = tagwarden("replay", *args, "--json", env=env)
+    result = tagwarden("replay", *args, "--json", env=STACK_ACCOUNT if env is None else env)
     assert result.exit_code == 0, result.output
     report: dict[str, Any] = json.loads(result.stdout)
     return report
@@ -811,7 +816,7 @@ def test_replay_prints_what_the_audit_watcher_checked(
     scanned_latest(push_guard, scan_recorder, {"LOW": 1})
     control = AUDIT_EVENTS / "cloudwatch_logs_control_message.json"
 
-    result = tagwarden("replay", str(SAMPLE_DELIVERY), str(control), "--table", stack.table_name)
+    result = tagwarden("replay", str(SAMPLE_DELIVERY), str(control), "--table", stack.table_name, env=STACK_ACCOUNT)
 
     assert result.exit_code == 0, result.output
     first_id = decoded(SAMPLE_DELIVERY)["logEvents"][0]["id"]
@@ -846,7 +851,7 @@ def test_replay_reports_an_undecodable_delivery_as_invalid(stack: Stack, tmp_pat
     result = tagwarden("replay", str(broken), "--table", stack.table_name)
 
     assert result.exit_code == 1
-    assert "audit-watcher -: invalid: invalid CloudWatchLogsModel: awslogs.data" in result.stdout
+    assert "audit-watcher -: invalid: invalid SubscriptionDelivery: awslogs.data" in result.stdout
 
 
 def write_audit_lines(path: Path, lines: list[dict[str, Any]]) -> Path:
@@ -935,7 +940,14 @@ def test_replayed_findings_are_withheld_without_a_topic_then_published_once(stac
 
     # A run without publishing (here with the delivery twice) records the findings, publishes nothing...
     text = tagwarden(
-        "replay", str(SAMPLE_DELIVERY), str(SAMPLE_DELIVERY), *table, "--topic-arn", stack.topic_arn, "--no-publish"
+        "replay",
+        str(SAMPLE_DELIVERY),
+        str(SAMPLE_DELIVERY),
+        *table,
+        "--topic-arn",
+        stack.topic_arn,
+        "--no-publish",
+        env=STACK_ACCOUNT,
     )
     withheld = replay_json(str(SAMPLE_DELIVERY), *table)
 

@@ -18,6 +18,7 @@ import copy
 import gzip
 import json
 import os
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from tagwarden.adapters.ecr_registry import OrganizationRegistries
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.tags import TagRef
+from tagwarden.events.parsing import InvalidEventError
 from tagwarden.ports import ManifestUnreadableError
 
 from tests.conftest import cold_start
@@ -316,6 +318,52 @@ def test_a_bad_record_fails_alone_and_the_records_beside_it_are_checked(
     assert stack.received_alerts() == []
 
 
+@pytest.mark.parametrize(
+    "group", ["/aws/eks/a#b/cluster", "/attacker/x#y|z", "/aws/eks/prod/cluster/../x", "/aws/eks/-x/cluster", ""]
+)
+def test_a_delivery_from_another_log_group_is_skipped_and_counted(
+    stack: Stack, audit_watcher_org: Handler, group: str
+) -> None:
+    payload = {**audit_payload(MEMBER, "x", [deployment(f"{registry(MEMBER)}/shop/api:1.0.0")]), "logGroup": group}
+
+    with mock.patch("tagwarden.events.audit.metrics.add_metric") as add_metric:
+        result = audit_watcher_org({"Records": [kinesis_record(payload, 1)]})
+
+    assert result == {"batchItemFailures": []}
+    assert stack.received_alerts() == []
+    assert not [i for i in stack.items() if i["pk"]["S"].startswith(("WORKLOAD#", "FINDING#"))]
+    add_metric.assert_any_call(name="ForeignLogGroupDeliveries", unit="Count", value=1)
+
+
+def test_a_delivery_that_inflates_beyond_the_bound_fails_alone(stack: Stack, audit_watcher_org: Handler) -> None:
+    # 40 MiB of zeros in 40 KiB: past MAX_DELIVERY_BYTES (32 MiB), which is all that is inflated.
+    bomb = kinesis_record(gzip.compress(b"\0" * (40 * 1024 * 1024), compresslevel=9), 1)
+    good = kinesis_record(audit_payload(MEMBER, "prod", [deployment(f"{registry(MEMBER)}/shop/api:1.0.0")]), 2)
+
+    with (
+        mock.patch("tagwarden.events.audit.zlib.decompressobj", wraps=zlib.decompressobj) as inflaters,
+        mock.patch("tagwarden.events.audit.logger.error") as log_error,
+    ):
+        result = audit_watcher_org({"Records": [bomb, good]})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": bomb["kinesis"]["sequenceNumber"]}]}
+    assert inflaters.call_count == 2  # both records inflated through the bounded path
+    assert [r.alert.kubernetes.cluster for r in stack.received_alerts() if r.alert.kubernetes] == [
+        f"{MEMBER}:{REGION}:prod"
+    ]
+    [((message,), logged)] = [(c.args, c.kwargs["extra"]) for c in log_error.call_args_list]
+    assert message == "invalid audit delivery record"
+    assert logged["problem"] == "TooLarge" and logged["max_bytes"] == 32 * 1024 * 1024
+    assert logged["sequence_number"] == bomb["kinesis"]["sequenceNumber"]
+
+
+def test_a_direct_delivery_that_inflates_beyond_the_bound_is_invalid(audit_watcher_org: Handler) -> None:
+    bomb = gzip.compress(b"\0" * (40 * 1024 * 1024), compresslevel=9)
+
+    with pytest.raises(InvalidEventError, match="inflates to more than 33554432 bytes"):
+        audit_watcher_org({"awslogs": {"data": base64.b64encode(bomb).decode()}})
+
+
 def test_the_direct_subscription_of_the_central_clusters_still_works(stack: Stack, audit_watcher_org: Handler) -> None:
     result = audit_watcher_org(load_event("audit_watcher/cloudwatch_logs_envelope.json"))
 
@@ -365,25 +413,51 @@ def test_a_member_whose_read_role_cannot_be_assumed_leaves_its_manifests_unread(
 # --- `tagwarden replay` of a member's delivery --------------------------------------------------------
 
 
-@pytest.mark.parametrize("home", [CENTRAL, None])
-def test_replaying_a_member_delivery_names_its_cluster_with_the_members_account(
-    stack: Stack, tmp_path: Path, home: str | None
-) -> None:
+def test_replaying_a_member_delivery_names_its_cluster_with_the_members_account(stack: Stack, tmp_path: Path) -> None:
     # What an operator decodes from the audit stream after a failure (a record's data, gunzipped): the
     # subscription data, owner included. The command knows the stack's account from TAGWARDEN_ACCOUNT_ID.
     image = f"{registry(MEMBER)}/shop/api:1.0.0"
     path = tmp_path / "member-delivery.json"
     path.write_text(json.dumps(audit_payload(MEMBER, "prod", [deployment(image)])))
 
-    result = tagwarden("replay", str(path), "--table", stack.table_name, "--json", env={"TAGWARDEN_ACCOUNT_ID": home})
+    result = tagwarden(
+        "replay", str(path), "--table", stack.table_name, "--json", env={"TAGWARDEN_ACCOUNT_ID": CENTRAL}
+    )
 
     assert result.exit_code == 0, result.output
     replayed = json.loads(result.stdout)
     [event] = replayed["events"]
     [alert] = replayed["alerts"]["would_alert"]
-    cluster = f"{MEMBER}:{REGION}:prod" if home else "prod"
+    cluster = f"{MEMBER}:{REGION}:prod"
     assert event["audit"]["cluster"] == cluster
     assert f"in cluster {cluster} deploys" in alert["summary"]
+
+
+def test_replaying_a_member_delivery_without_the_stacks_account_is_refused(stack: Stack, tmp_path: Path) -> None:
+    # The central account's own prod-eks has a Deployment; a member's prod-eks delivery must not join it.
+    audit_watcher_org = cold_start("audit_watcher", organization_environment(stack), FakeLambdaContext())
+    audit_watcher_org(load_event("audit_watcher/cloudwatch_logs_envelope.json"))
+    before = sorted(i["pk"]["S"] for i in stack.items() if i["pk"]["S"].startswith("WORKLOAD#"))
+    path = tmp_path / "member-delivery.json"
+    path.write_text(json.dumps(audit_payload(MEMBER, "prod-eks", [deployment(f"{registry(MEMBER)}/shop/api:1.0.0")])))
+
+    result = tagwarden("replay", str(path), "--table", stack.table_name, "--json", env={"TAGWARDEN_ACCOUNT_ID": None})
+
+    assert result.exit_code == 2, result.output
+    assert f"comes from account {MEMBER}" in result.output
+    assert "TAGWARDEN_ACCOUNT_ID" in result.output
+    assert sorted(i["pk"]["S"] for i in stack.items() if i["pk"]["S"].startswith("WORKLOAD#")) == before
+
+
+def test_replaying_raw_audit_lines_without_the_stacks_account_still_works(stack: Stack, tmp_path: Path) -> None:
+    # Raw lines carry no owner: they are the stack's own cluster's, as in a single-account deployment.
+    path = tmp_path / "lines.json"
+    path.write_text(json.dumps(audit_payload("", "prod", [deployment(f"{registry(CENTRAL)}/shop/api:1.0.0")])))
+
+    result = tagwarden("replay", str(path), "--table", stack.table_name, "--json", env={"TAGWARDEN_ACCOUNT_ID": None})
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["events"][0]["audit"]["cluster"] == "prod"
 
 
 # --- hostile records ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The organization's templates: the central stack's Organization block and member/template.yaml.
+"""The organization's templates: the central stack's Organization block, member/template.yaml (forwarding,
+read role) and member/clusters.yaml (EKS audit-log subscriptions).
 
-The member template has no transform, so its conditions are plain CloudFormation; `created` evaluates them
+The member templates have no transform, so their conditions are plain CloudFormation; `created` evaluates them
 (the functions the template uses: And, Not, Equals, Condition, Select, Split, Join, Ref) to show which
 resources an account and region get. cfn-lint and checkov run on both templates in `make lint`.
 """
@@ -16,7 +17,7 @@ import pytest
 # cfn-lint ships no type information (no py.typed).
 from cfnlint.api import lint_all  # type: ignore[import-untyped]
 
-from tests.support.template import MEMBER_TEMPLATE, template
+from tests.support.template import CLUSTERS_TEMPLATE, MEMBER_TEMPLATE, template
 
 CENTRAL = "111122223333"
 MEMBER = "444455556666"
@@ -38,6 +39,10 @@ def central() -> dict[str, Any]:
 
 def member() -> dict[str, Any]:
     return template(MEMBER_TEMPLATE)
+
+
+def clusters() -> dict[str, Any]:
+    return template(CLUSTERS_TEMPLATE)
 
 
 def default_bus_rules() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -107,7 +112,11 @@ def test_only_accounts_of_the_organization_may_put_events_and_subscribe() -> Non
     [subscribe] = json.loads(destination_policy.replace("${OrganizationId}", "o-a1b2c3d4e5"))["Statement"]
 
     assert statement["Action"] == "events:PutEvents"
-    assert statement["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}},
+        # Only AWS services' events, as the members' rules forward them (PutEvents refuses custom `aws.` sources).
+        "ForAllValues:StringEquals": {"events:source": ["aws.ecr", "aws.inspector2"]},
+    }
     assert subscribe["Action"] == "logs:PutSubscriptionFilter"
     assert subscribe["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ["o-a1b2c3d4e5"]}}
 
@@ -150,14 +159,50 @@ def test_function_roles_reach_the_stream_and_member_roles_only_with_an_organizat
 # --- the member template ------------------------------------------------------------------------------
 
 
-def test_the_member_template_is_plain_cloudformation_that_lints_clean() -> None:
-    assert "Transform" not in member()
+@pytest.mark.parametrize("path", [MEMBER_TEMPLATE, CLUSTERS_TEMPLATE], ids=lambda p: p.name)
+def test_the_member_templates_are_plain_cloudformation_that_lints_clean(path: Any) -> None:
+    assert "Transform" not in template(path)
     # Errors and warnings, as `make lint` fails on (informational matches are not shown there either).
-    assert [m for m in lint_all(MEMBER_TEMPLATE.read_text()) if m.rule.id[0] in "EW"] == []
+    assert [m for m in lint_all(path.read_text()) if m.rule.id[0] in "EW"] == []
 
 
 def test_members_filter_audit_logs_with_the_central_pattern() -> None:
-    assert member()["Mappings"]["AuditLogFilter"] == central()["Mappings"]["AuditLogFilter"]
+    assert clusters()["Mappings"]["AuditLogFilter"] == central()["Mappings"]["AuditLogFilter"]
+
+
+def test_a_failing_cluster_subscription_cannot_roll_back_forwarding_or_the_read_role() -> None:
+    # Two StackSets: the subscriptions (which fail when a log group is missing) share no stack with the rest.
+    assert not any(r["Type"] == "AWS::Logs::SubscriptionFilter" for r in member()["Resources"].values())
+    assert not any(r["Type"] in ("AWS::Events::Rule", "AWS::IAM::Role") for r in clusters()["Resources"].values()
+                   if r.get("Condition") != "HasClusters")  # fmt: skip
+    assert {"ClusterNames", "AuditDestinationArn"} <= set(clusters()["Parameters"])
+    assert not {"ClusterNames", "AuditDestinationArn"} & set(member()["Parameters"])
+
+
+def test_every_subscription_names_the_role_cloudwatch_logs_validates_an_organization_subscription_with() -> None:
+    resources = clusters()["Resources"]
+    role = resources["AuditSubscriptionRole"]
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    [policy] = role["Properties"]["Policies"]
+    [permission] = policy["PolicyDocument"]["Statement"]
+    filters = {name: r for name, r in resources.items() if r["Type"] == "AWS::Logs::SubscriptionFilter"}
+
+    assert len(filters) == 10
+    assert all(f["Properties"]["RoleArn"] == {"Fn::GetAtt": "AuditSubscriptionRole.Arn"} for f in filters.values())
+    # Under the condition every subscription implies: the role exists wherever a filter does.
+    assert role["Condition"] == "HasClusters"
+    assert all(
+        {"Fn::Condition": "HasClusters"} in clusters()["Conditions"][f["Condition"]]["Fn::And"]
+        for f in filters.values()
+    )
+    assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
+    assert trust["Condition"] == {
+        "StringLike": {"aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"}}
+    }
+    assert permission["Action"] == "logs:PutLogEvents"
+    assert permission["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/eks/*/cluster:*"
+    }
 
 
 def _looser(forwarded: Any, wanted: Any) -> bool:
@@ -206,7 +251,7 @@ def test_members_forward_the_ecr_api_calls_the_trail_watcher_reads() -> None:
     }  # fmt: skip
 
 
-def test_the_read_role_reads_manifests_and_settings_only_for_the_central_stacks_function_roles() -> None:
+def test_the_read_role_reads_manifests_only_for_the_central_stacks_push_guard() -> None:
     role = member()["Resources"]["ReadRole"]["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     [policy] = role["Policies"]
@@ -215,10 +260,20 @@ def test_the_read_role_reads_manifests_and_settings_only_for_the_central_stacks_
     assert member()["Parameters"]["ReadRoleName"]["Default"] == central()["Parameters"]["MemberReadRoleName"]["Default"]
     assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${CentralAccountId}:root"}}
     assert trust["Condition"]["ArnLike"]["aws:PrincipalArn"] == {
-        "Fn::Sub": "arn:${AWS::Partition}:iam::${CentralAccountId}:role/${CentralStackName}-*FunctionRole-*"
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${CentralAccountId}:role/${CentralStackName}-PushGuardFunctionRole-*"
     }
-    assert [s["Action"] for s in policy["PolicyDocument"]["Statement"]] == [
-        ["ecr:BatchGetImage", "ecr:DescribeRepositories"]
+    # The push guard reads manifests only (OrganizationRegistries: BatchGetImage), and only it assumes the role.
+    assert [s["Action"] for s in policy["PolicyDocument"]["Statement"]] == [["ecr:BatchGetImage"]]
+    functions = [
+        r
+        for r in central()["Resources"].values()
+        if isinstance(r, dict) and r.get("Type") == "AWS::Serverless::Function"
+    ]
+    with_role = [
+        f for f in functions if "MEMBER_READ_ROLE_NAME" in f["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    assert [f["Properties"]["Handler"] for f in with_role] == [
+        central()["Resources"]["PushGuardFunction"]["Properties"]["Handler"]
     ]
 
 
@@ -252,13 +307,21 @@ def _value(node: Any, parameters: dict[str, Any], conditions: dict[str, Any]) ->
 
 
 def created(account: str, region: str, **given: Any) -> dict[str, Any]:
-    """The member template's resources in `account` and `region`: logical id -> the cluster subscribed, if any."""
-    parameters: dict[str, Any] = {name: p.get("Default") for name, p in member()["Parameters"].items()}
+    """The member templates' resources in `account` and `region` (both StackSets' instances): logical id -> the
+    cluster subscribed, if any."""
+    found = {}
+    for stack in (member(), clusters()):
+        found.update(_created(stack, account, region, given))
+    return found
+
+
+def _created(stack: dict[str, Any], account: str, region: str, given: dict[str, Any]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {name: p.get("Default") for name, p in stack["Parameters"].items()}
     parameters.update({"AWS::AccountId": account, "AWS::Region": region, "CentralAccountId": CENTRAL})
     parameters.update({"CentralEventBusArn": BUS, "AuditDestinationArn": DESTINATION, **given})
-    conditions = member()["Conditions"]
+    conditions = stack["Conditions"]
     found = {}
-    for name, resource in member()["Resources"].items():
+    for name, resource in stack["Resources"].items():
         if "Condition" in resource and not _value({"Condition": resource["Condition"]}, parameters, conditions):
             continue
         subscribed = resource.get("Properties", {}).get("LogGroupName", {}).get("Fn::Sub")
@@ -271,6 +334,7 @@ def test_a_member_in_the_central_region_forwards_subscribes_its_clusters_and_has
 
     assert {"ForwardEcrEvents", "ForwardEcrApiCalls", "ForwardInspectorFindings", "ReadRole"} <= set(resources)
     assert sorted(v for k, v in resources.items() if k.startswith("AuditLogSubscription")) == ["prod", "staging"]
+    assert "AuditSubscriptionRole" in resources
 
 
 def test_a_member_in_another_region_forwards_but_neither_subscribes_nor_repeats_the_global_role() -> None:
@@ -278,11 +342,14 @@ def test_a_member_in_another_region_forwards_but_neither_subscribes_nor_repeats_
 
     assert "ForwardEcrEvents" in resources
     assert not any(name.startswith("AuditLogSubscription") for name in resources)
-    assert "ReadRole" not in resources
+    assert "ReadRole" not in resources and "AuditSubscriptionRole" not in resources
 
 
 def test_the_central_account_forwards_only_from_its_other_regions() -> None:
-    assert created(CENTRAL, "eu-west-1", ClusterNames="prod") == {"MemberStackPlaceholder": None}
+    assert created(CENTRAL, "eu-west-1", ClusterNames="prod") == {
+        "MemberStackPlaceholder": None,
+        "ClustersStackPlaceholder": None,
+    }
     elsewhere = created(CENTRAL, "us-east-1")
     assert "ForwardEcrEvents" in elsewhere and "ReadRole" not in elsewhere
 
@@ -296,10 +363,11 @@ def test_inspector_events_are_not_forwarded_when_the_central_account_is_inspecto
 
 def test_no_clusters_means_no_subscription_and_ten_is_the_most() -> None:
     assert not any(name.startswith("AuditLogSubscription") for name in created(MEMBER, "eu-west-1"))
+    assert "AuditSubscriptionRole" not in created(MEMBER, "eu-west-1")
     ten = created(MEMBER, "eu-west-1", ClusterNames=",".join(f"c{n}" for n in range(10)))
     assert sorted(v for k, v in ten.items() if k.startswith("AuditLogSubscription")) == [f"c{n}" for n in range(10)]
     # An eleventh name, an empty entry or a space is refused before anything changes.
-    pattern = member()["Parameters"]["ClusterNames"]["AllowedPattern"]
+    pattern = clusters()["Parameters"]["ClusterNames"]["AllowedPattern"]
     for refused in (",".join(f"c{n}" for n in range(11)), "prod,", "prod,,staging", ",prod", "prod, staging"):
         assert re.fullmatch(pattern, refused) is None, refused
     assert re.fullmatch(pattern, "prod_1,staging-2") is not None

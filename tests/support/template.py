@@ -15,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 # The member accounts' template (organization deployments, a StackSet).
 MEMBER_TEMPLATE = REPO_ROOT / "member" / "template.yaml"
+# The member accounts' EKS audit-log subscriptions (a StackSet of their own).
+CLUSTERS_TEMPLATE = REPO_ROOT / "member" / "clusters.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):

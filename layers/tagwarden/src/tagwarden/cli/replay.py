@@ -25,11 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsModel
-
 from tagwarden.cli.errors import usage_error
 from tagwarden.domain.images import InvalidReferenceError
-from tagwarden.events.audit import AuditBatch, Home, read_batch
+from tagwarden.events.audit import AuditBatch, Home, SubscriptionDelivery, read_batch
 from tagwarden.events.cloudtrail import EcrApiCallEvent
 from tagwarden.events.ecr import EcrImageActionEvent
 from tagwarden.events.parsing import InvalidEventError, parse_event
@@ -44,6 +42,7 @@ from tagwarden.services.trail_watcher import TrailResult, TrailWatcher
 AUDIT_LINES_PER_DELIVERY = 10_000
 # EKS cluster names; the cluster is also part of usage locations (`cluster/namespace/kind/name`), so no `/`.
 _CLUSTER_NAME_RE = re.compile(r"[0-9A-Za-z][A-Za-z0-9_-]{0,99}")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
 
 
 class ReplayServices(Protocol):
@@ -151,8 +150,18 @@ def _trail_watcher(services: ReplayServices, event: Any) -> Handled:
 
 def _audit_watcher(services: ReplayServices, event: Any) -> Handled:
     # As functions/audit_watcher/app.py: the envelope parsed with Powertools' model, read, then checked.
-    envelope = event if "awslogs" in event else subscription_envelope(event)
-    batch = read_batch(parse_event(envelope, CloudWatchLogsModel), services.audit_home())
+    envelope = parse_event(event if "awslogs" in event else subscription_envelope(event), SubscriptionDelivery)
+    home = services.audit_home()
+    data = envelope.awslogs.decoded_data
+    if home.account is None and _ACCOUNT_RE.fullmatch(data.owner):
+        # Without the stack's account, a member's cluster would take its bare name: the central account's
+        # cluster of the same name (its usage, rollouts and findings) would absorb it.
+        raise usage_error(
+            f"a delivery of {data.logGroup[:200]!r} comes from account {data.owner}, and the stack's own account "
+            "is not known: set TAGWARDEN_ACCOUNT_ID or pass --stack-name, so that clusters of other accounts "
+            "keep their account in their name"
+        )
+    batch = read_batch(envelope, home)
     return Handled.of_audit(batch, services.audit_watcher().handle(batch))
 
 

@@ -234,8 +234,8 @@ class Runtime:
 
     def audit_home(self) -> Home:
         """The stack's account and region, which replayed audit deliveries of member accounts are told apart
-        from: TAGWARDEN_ACCOUNT_ID, else the account of `--stack-name`'s ledger table; unknown otherwise (every
-        cluster then keeps its bare name, as in a single-account deployment)."""
+        from: TAGWARDEN_ACCOUNT_ID, else the account of `--stack-name`'s ledger table; unknown otherwise (then
+        `replay` refuses a delivery whose owner is an account id, and raw lines keep their bare cluster name)."""
         from tagwarden.events.audit import Home
 
         account = self._environ.get("TAGWARDEN_ACCOUNT_ID") or None

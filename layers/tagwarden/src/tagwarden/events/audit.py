@@ -23,6 +23,8 @@ How real traffic is read:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -34,10 +36,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from aws_lambda_powertools.utilities.parser.models import CloudWatchLogsDecode, CloudWatchLogsModel
-from aws_lambda_powertools.utilities.parser.models.kinesis import (
-    KinesisDataStreamRecord,
-    extract_cloudwatch_logs_from_record,
-)
+from aws_lambda_powertools.utilities.parser.models.cloudwatch import CloudWatchLogsData
+from aws_lambda_powertools.utilities.parser.models.kinesis import KinesisDataStreamRecord
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
@@ -47,12 +47,19 @@ from tagwarden.events.parsing import InvalidEventError
 from tagwarden.observability import logger, metrics
 
 MAX_LINE_BYTES = 1_048_576
+# A subscription delivery is at most 1 MiB compressed (a Kinesis record; a Lambda event is smaller) and
+# audit JSON compresses about tenfold; 32 MiB leaves room for that and stops a gzip bomb (1,000:1) from
+# taking the function's memory. A larger delivery fails alone, with a structured error.
+MAX_DELIVERY_BYTES = 32 * 1024 * 1024
 # Longer audit ids are kept as a prefix and a hash of the whole: they end up in findings and alerts.
 MAX_AUDIT_ID = 128
 # Objects nested deeper than this are replaced by null when a line is too deep for `json.loads`; pod
 # templates sit at depth 10 (Event > responseObject > spec > jobTemplate > ... > containers[] > image).
 MAX_JSON_DEPTH = 64
 _LOG_GROUP_RE = re.compile(r"/aws/eks/(?P<cluster>[^/]+)/cluster")
+# What a member's delivery may come from: an EKS cluster's audit log group (EKS cluster names: letters,
+# digits, - and _, starting with a letter or digit, at most 100).
+_EKS_LOG_GROUP_RE = re.compile(r"/aws/eks/[0-9A-Za-z][A-Za-z0-9_-]{0,99}/cluster")
 _ACCOUNT_RE = re.compile(r"[0-9]{12}")
 _AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1", None})
 _WORKLOAD_VERBS = frozenset({"create", "update", "patch", "apply"})
@@ -183,6 +190,46 @@ class Home:
     region: str | None = None
 
 
+class DeliveryTooLargeError(ValueError):
+    """A subscription delivery that decompresses to more than `MAX_DELIVERY_BYTES`."""
+
+
+def decompress_delivery(payload: bytes) -> bytes:
+    """The gzip (or zlib) payload of a subscription delivery, inflated to at most `MAX_DELIVERY_BYTES`.
+
+    Raises `DeliveryTooLargeError` beyond that (without inflating the rest), `zlib.error` for data that is
+    not compressed or is cut short.
+    """
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, as CloudWatch Logs writes gzip
+    data = inflater.decompress(payload, MAX_DELIVERY_BYTES)
+    if inflater.unconsumed_tail:
+        raise DeliveryTooLargeError(f"delivery inflates to more than {MAX_DELIVERY_BYTES} bytes")
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated compressed data")
+    return data
+
+
+class _BoundedCloudWatchLogsData(CloudWatchLogsData):
+    """Powertools' `awslogs` model, its data inflated with a bound (`decompress_delivery`)."""
+
+    # Same name as Powertools' validator, which it replaces: that one inflates without a limit.
+    @field_validator("decoded_data", mode="before")
+    @classmethod
+    def prepare_data(cls, value: Any) -> Any:
+        try:
+            return json.loads(decompress_delivery(base64.b64decode(value)))
+        except DeliveryTooLargeError as error:
+            raise ValueError(str(error)) from None
+        except (binascii.Error, zlib.error, TypeError, ValueError):
+            raise ValueError("unable to decompress data") from None
+
+
+class SubscriptionDelivery(CloudWatchLogsModel):
+    """A CloudWatch Logs subscription event as Lambda receives it (Powertools' model, bounded inflation)."""
+
+    awslogs: _BoundedCloudWatchLogsData
+
+
 def read_batch(envelope: CloudWatchLogsModel, home: Home | None = None) -> AuditBatch:
     """Every observation of one CloudWatch Logs delivery to the function; bad lines are counted in `skipped`."""
     return read_delivery(envelope.awslogs.decoded_data, home)
@@ -193,21 +240,43 @@ def read_kinesis_record(record: KinesisDataStreamRecord, home: Home | None = Non
 
     CloudWatch Logs writes each subscription delivery of a member account's log group as one record whose
     data is the same gzip-compressed JSON a direct subscription hands to Lambda (base64 undone by the
-    parser). A record that is not such a payload raises: the batch reports that record alone as failed.
+    parser). A record that is not such a payload, or inflates beyond `MAX_DELIVERY_BYTES`, raises: the
+    batch reports that record alone as failed. A delivery from a log group that is not an EKS cluster's
+    audit log (`/aws/eks/<name>/cluster`) is skipped (logged and counted): the member template subscribes
+    only those, and any other name would become a cluster in the ledger and the alerts.
     """
+    problem: str | None = None
     try:
-        data = extract_cloudwatch_logs_from_record(record)
+        raw = record.kinesis.data
+        if not isinstance(raw, bytes):
+            raise TypeError("record data is not bytes")
+        data = CloudWatchLogsDecode.model_validate_json(decompress_delivery(raw))
+    except DeliveryTooLargeError:
+        problem = "TooLarge"
     except (zlib.error, ValueError, TypeError) as error:  # not gzip, not JSON, not a subscription payload
+        problem = type(error).__name__
+    if problem is not None:
         logger.error(
             "invalid audit delivery record",
             extra={
                 "event_id": record.eventID[:200],
                 "sequence_number": record.kinesis.sequenceNumber,
-                "problem": type(error).__name__,
+                "problem": problem,
+                "max_bytes": MAX_DELIVERY_BYTES,
             },
         )
         metrics.add_metric(name="InvalidEvents", unit="Count", value=1)
-        raise InvalidEventError(f"Kinesis record {record.eventID[:200]}: not a CloudWatch Logs delivery") from None
+        raise InvalidEventError(f"Kinesis record {record.eventID[:200]}: not a CloudWatch Logs delivery ({problem})")
+    if data.messageType == "DATA_MESSAGE" and not _EKS_LOG_GROUP_RE.fullmatch(data.logGroup):
+        logger.warning(
+            "audit delivery from a log group that is not an EKS audit log skipped",
+            extra={"owner": data.owner[:40], "log_group": data.logGroup[:600], "lines": len(data.logEvents)},
+        )
+        metrics.add_metric(name="ForeignLogGroupDeliveries", unit="Count", value=1)
+        batch = AuditBatch(cluster="-", delivery_id=data.logEvents[0].id if data.logEvents else None)
+        batch.lines = len(data.logEvents)
+        batch.skipped["not_an_eks_audit_log_group"] = len(data.logEvents)
+        return batch
     return read_delivery(data, home)
 
 
