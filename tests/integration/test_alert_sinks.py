@@ -127,34 +127,91 @@ def test_a_duplicate_event_adds_nothing_anywhere(sinks: Sinks, push_guard_with_s
     assert len(sinks.findings()) == 1
 
 
-def test_a_sink_that_fails_makes_the_retry_publish_to_every_sink_again(
-    sinks: Sinks, lambda_context: FakeLambdaContext
+class ChatOutage:
+    """The chat topic failing as SNS fails (an error response to `Publish`), below the adapter: `code` while set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, sinks: Sinks) -> None:
+        from botocore.client import BaseClient
+        from botocore.exceptions import ClientError
+
+        self.code: str | None = None
+        real = BaseClient._make_api_call  # type: ignore[attr-defined]
+        outage = self
+
+        def make_api_call(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+            if operation == "Publish" and params.get("TopicArn") == sinks.chat_topic_arn and outage.code:
+                status = 500 if outage.code == "InternalError" else 400
+                error: Any = {
+                    "Error": {"Code": outage.code, "Message": outage.code},
+                    "ResponseMetadata": {"HTTPStatusCode": status},
+                }
+                raise ClientError(error, operation)
+            return real(client, operation, params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+
+
+def test_a_sink_that_fails_makes_the_retry_publish_only_to_the_sinks_that_failed(
+    sinks: Sinks, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The chat topic is gone (deleted by mistake): publishing there fails after the others succeeded.
-    sinks.stack.sns.delete_topic(TopicArn=sinks.chat_topic_arn)
+    outage = ChatOutage(monkeypatch, sinks)
     push_guard = cold_start("push_guard", sinks.environment(), lambda_context)
     push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T10:00:00Z", event_id="e-1"))
+    outage.code = "InternalError"  # a passing outage: worth retrying
 
     with pytest.raises(AlertDeliveryError, match="chat-topic"):
         push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
 
     (first,) = sinks.stack.received_alerts()
     assert len(sinks.findings()) == 1
-    # Lambda retries the event once the topic is back: every sink gets the alert; the alerts topic's subscribers
-    # see the same alert_id twice (they deduplicate on it), Security Hub still holds one finding.
-    sinks.chat_topic_arn = sinks.stack.sns.create_topic(Name="tagwarden-chat")["TopicArn"]
-    sinks.chat_inbox = subscribe_queue(sinks.stack, sinks.chat_topic_arn, "chat-inbox-2", raw=True)
+    assert drain(sinks.stack.sqs, sinks.chat_inbox) == []
+    # Lambda retries the event while the outage lasts, then once it is over: only the chat topic is tried
+    # again; the alerts topic's subscribers (the pager) are not paged again, Security Hub not re-imported.
+    with pytest.raises(AlertDeliveryError, match="chat-topic"):
+        push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+    outage.code = None
     retried = push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
 
     assert retried["alerts"] == [first.alert.alert_id]
-    (second,) = sinks.stack.received_alerts()
-    assert second.alert == first.alert
+    assert sinks.stack.received_alerts() == []
     (chat_body,) = drain(sinks.stack.sqs, sinks.chat_inbox)
     assert json.loads(chat_body)["id"] == first.alert.alert_id
     assert [finding["Id"] for finding in sinks.findings()] == [finding_id(PRODUCT_ARN, first.alert.alert_id)]
-    # And now it is delivered: a third delivery publishes nothing.
+    # And now it is delivered: a third delivery publishes nothing anywhere.
+    push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+    assert sinks.stack.received_alerts() == [] and drain(sinks.stack.sqs, sinks.chat_inbox) == []
+
+
+@pytest.mark.parametrize(
+    "code", ["KMSAccessDenied", "KMSDisabled", "AuthorizationError", "NotFound", "InvalidParameter"]
+)
+def test_a_chat_topic_refusing_for_good_does_not_hold_the_alert_or_page_again(
+    sinks: Sinks, lambda_context: FakeLambdaContext, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    outage = ChatOutage(monkeypatch, sinks)
+    push_guard = cold_start("push_guard", sinks.environment(), lambda_context)
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T10:00:00Z", event_id="e-1"))
+    outage.code = code  # the topic's key disabled, the role's permission removed, the topic deleted...
+
+    result = push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+    (alert_id,) = result["alerts"]  # delivered: no error, so no retry and no dead-letter queue
+    assert [received.alert.alert_id for received in sinks.stack.received_alerts()] == [alert_id]
+    assert len(sinks.findings()) == 1
     push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
     assert sinks.stack.received_alerts() == []
+
+
+def test_a_topic_deleted_by_mistake_is_a_refusal_through_real_sns(
+    sinks: Sinks, lambda_context: FakeLambdaContext
+) -> None:
+    sinks.stack.sns.delete_topic(TopicArn=sinks.chat_topic_arn)
+    push_guard = cold_start("push_guard", sinks.environment(), lambda_context)
+    push_guard(ecr_image_action(tag="v1.4.2", digest=A, time="2026-11-20T10:00:00Z", event_id="e-1"))
+
+    result = push_guard(ecr_image_action(tag="v1.4.2", digest=B, time="2026-11-20T10:05:00Z", event_id="e-2"))
+
+    assert [received.alert.alert_id for received in sinks.stack.received_alerts()] == result["alerts"]
 
 
 def test_reimporting_an_alert_updates_its_one_finding_and_keeps_the_users_resolution(sinks: Sinks) -> None:

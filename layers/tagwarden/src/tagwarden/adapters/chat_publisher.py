@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tagwarden.domain.alert_text import chat_card
 from tagwarden.domain.alerts import Alert
-from tagwarden.ports import AlertDeliveryError
+from tagwarden.ports import AlertDeliveryError, AlertRejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -57,11 +57,15 @@ class ChatAlertPublisher:
         self._client = client
         self._topic_arn = topic_arn
 
-    def publish(self, alert: Alert) -> None:
-        """Publish one alert's custom notification, with the same filterable attributes as the alerts topic."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from tagwarden.adapters.sns_publisher import message_attributes
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Publish one alert's custom notification, with the same filterable attributes as the alerts topic.
+        (One destination, no sink names: `skip` is the fan-out's.)"""
+        from tagwarden.adapters.sns_publisher import (
+            PERMANENT_SNS_ERRORS,
+            error_code,
+            message_attributes,
+            publish_errors,
+        )
 
         try:
             self._client.publish(
@@ -69,5 +73,7 @@ class ChatAlertPublisher:
                 Message=json.dumps(chat_notification(alert), ensure_ascii=False),
                 MessageAttributes=message_attributes(alert),
             )
-        except (ClientError, BotoCoreError) as error:
+        except publish_errors() as error:
+            if error_code(error) in PERMANENT_SNS_ERRORS:
+                raise AlertRejectedError(f"the chat topic refused alert {alert.alert_id}: {error}") from error
             raise AlertDeliveryError(f"alert {alert.alert_id} was not posted to chat: {error}") from error

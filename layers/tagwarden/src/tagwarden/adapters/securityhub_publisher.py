@@ -184,21 +184,17 @@ class SecurityHubAlertPublisher:
         self._product_arn = product_arn
         self._clock = clock
 
-    def publish(self, alert: Alert) -> None:
-        """Import (or re-import, unchanged) the alert's finding."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Import (or re-import, unchanged) the alert's finding. (One destination: `skip` is the fan-out's.)"""
+        from tagwarden.adapters.sns_publisher import error_code, publish_errors
         from tagwarden.ports import AlertRejectedError
 
+        finding: Any = asff_finding(alert, self._product_arn, self._clock())  # a plain dict, as ASFF is JSON
         try:
-            finding: Any = asff_finding(alert, self._product_arn, self._clock())  # a plain dict, as ASFF is JSON
             response = self._client.batch_import_findings(Findings=[finding])
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in PERMANENT_ERRORS:
+        except publish_errors() as error:
+            if error_code(error) in PERMANENT_ERRORS:
                 raise AlertRejectedError(f"Security Hub refused alert {alert.alert_id}: {error}") from error
-            raise AlertDeliveryError(f"alert {alert.alert_id} was not imported into Security Hub: {error}") from error
-        except BotoCoreError as error:
             raise AlertDeliveryError(f"alert {alert.alert_id} was not imported into Security Hub: {error}") from error
         failed = response.get("FailedFindings", [])
         if not failed:

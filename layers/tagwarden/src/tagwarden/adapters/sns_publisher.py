@@ -10,7 +10,7 @@ would only repeat the JSON and eat into the size limit.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tagwarden.domain.alert_text import email_subject, email_text, truncate_utf8
 from tagwarden.domain.alerts import Alert
@@ -23,6 +23,41 @@ if TYPE_CHECKING:
 # SNS accepts messages up to 256 KiB (262,144 bytes), message attributes included.
 SNS_MESSAGE_LIMIT = 262_144
 TOO_LARGE = "This alert is too large for an e-mail: its JSON subscribers (queues, functions) receive it whole."
+
+
+# SNS errors no retry can fix: the topic is gone, the role may not publish, the topic's KMS key is disabled,
+# deleted or not usable by the role, the request is invalid. On an optional sink (the chat topic) they are
+# a refusal (counted, alarmed), not a reason to retry the event and page the alerts topic again.
+PERMANENT_SNS_ERRORS = frozenset(
+    {
+        "AuthorizationError",
+        "NotFound",
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "InvalidSecurity",
+        "ValidationError",
+        "KMSAccessDenied",
+        "KMSDisabled",
+        "KMSInvalidState",
+        "KMSNotFound",
+        "KMSOptInRequired",
+    }
+)
+
+
+def publish_errors() -> tuple[type[Exception], ...]:
+    """What a botocore call raises when it fails: its own errors, an error response, and a response body it
+    could not parse (`ResponseParserError`, not a `BotoCoreError`; a proxy's HTML page, a cut response)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    return (ClientError, BotoCoreError, ResponseParserError)
+
+
+def error_code(error: Exception) -> str:
+    """A `ClientError`'s AWS error code; empty for any other failure."""
+    response: Any = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def message_attributes(alert: Alert) -> dict[str, MessageAttributeValueTypeDef]:
@@ -67,10 +102,9 @@ class SnsAlertPublisher:
         self._client = client
         self._topic_arn = topic_arn
 
-    def publish(self, alert: Alert) -> None:
-        """Publish one alert; subscribers filter on the `type`, `severity` and `repository` attributes."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Publish one alert; subscribers filter on the `type`, `severity` and `repository` attributes. (One
+        destination, no sink names: `skip` is the fan-out's.)"""
         try:
             self._client.publish(
                 TopicArn=self._topic_arn,
@@ -79,5 +113,7 @@ class SnsAlertPublisher:
                 MessageStructure="json",
                 MessageAttributes=message_attributes(alert),
             )
-        except (ClientError, BotoCoreError) as error:
+        except publish_errors() as error:
+            # Even a permanent error is retried here: the alerts topic is the one sink no alert may skip, so
+            # the event goes on to its retries and dead-letter queue, where operations see it.
             raise AlertDeliveryError(f"alert {alert.alert_id} was not published: {error}") from error
