@@ -3,8 +3,9 @@
 One publish with `MessageStructure="json"`: SNS hands each subscription the value under its protocol's key,
 or `default` when there is none. `default` is the schema v1 JSON, exactly as before this structure existed,
 so SQS, Lambda, HTTP/S, Firehose and e-mail-json subscribers (none of which has a key here) receive it
-unchanged; `email` is the text of `domain.alert_text.email_text`. Listing the machine protocols' keys too
-would only repeat the JSON and eat into the size limit.
+unchanged; `email` is the text of `domain.alert_text.email_text`; `sms` is the subject line (a text message
+holds 140 bytes: JSON would be cut to noise). Listing the machine protocols' keys too would only repeat the
+JSON and eat into the size limit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tagwarden.domain.alert_text import email_subject, email_text, truncate_utf8
+from tagwarden.domain.alert_text import NO_STACK, CommandScope, email_subject, email_text, truncate_utf8
 from tagwarden.domain.alerts import Alert
 from tagwarden.ports import AlertDeliveryError
 
@@ -70,15 +71,16 @@ def message_attributes(alert: Alert) -> dict[str, MessageAttributeValueTypeDef]:
     }
 
 
-def structured_message(alert: Alert, limit: int = SNS_MESSAGE_LIMIT) -> str:
-    """The `MessageStructure=json` body: `default` the schema v1 JSON, `email` the text, within `limit` bytes
-    together with the attributes. Only the text is ever cut; the JSON subscribers parse stays whole."""
+def structured_message(alert: Alert, limit: int = SNS_MESSAGE_LIMIT, scope: CommandScope = NO_STACK) -> str:
+    """The `MessageStructure=json` body: `default` the schema v1 JSON, `email` the text, `sms` the subject,
+    within `limit` bytes together with the attributes. Only the text is ever cut; the JSON subscribers parse
+    stays whole."""
     attributes = message_attributes(alert)
     overhead = sum(
         len(name) + len(str(value.get("StringValue", "")).encode()) + 16 for name, value in attributes.items()
     )
     budget = limit - overhead
-    text = email_text(alert)
+    text = email_text(alert, scope=scope)
     body = _structure(alert, text)
     while len(body.encode()) > budget:
         # JSON escaping makes the text longer in the body than on its own: cut a little more than the excess.
@@ -92,15 +94,16 @@ def structured_message(alert: Alert, limit: int = SNS_MESSAGE_LIMIT) -> str:
 
 def _structure(alert: Alert, text: str) -> str:
     # ensure_ascii=False: UTF-8 costs a non-ASCII character 2 to 4 bytes, \u escapes 6 to 12.
-    return json.dumps({"default": alert.to_json(), "email": text}, ensure_ascii=False)
+    return json.dumps({"default": alert.to_json(), "email": text, "sms": email_subject(alert)}, ensure_ascii=False)
 
 
 class SnsAlertPublisher:
-    """Publishes each alert as one SNS message."""
+    """Publishes each alert as one SNS message; its commands name the stack in `scope`."""
 
-    def __init__(self, client: SNSClient, topic_arn: str) -> None:
+    def __init__(self, client: SNSClient, topic_arn: str, scope: CommandScope = NO_STACK) -> None:
         self._client = client
         self._topic_arn = topic_arn
+        self._scope = scope
 
     def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
         """Publish one alert; subscribers filter on the `type`, `severity` and `repository` attributes. (One
@@ -109,7 +112,7 @@ class SnsAlertPublisher:
             self._client.publish(
                 TopicArn=self._topic_arn,
                 Subject=email_subject(alert),
-                Message=structured_message(alert),
+                Message=structured_message(alert, scope=self._scope),
                 MessageStructure="json",
                 MessageAttributes=message_attributes(alert),
             )
