@@ -4,6 +4,7 @@ queues, raw and wrapped; text for e-mail), the chat topic (custom notifications)
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -334,3 +335,80 @@ def test_a_deployment_finding_names_cluster_and_workload_and_a_hostile_deployer_
     assert [resource["Type"] for resource in finding["Resources"]] == ["AwsEcrContainerImage", "AwsEksCluster", "Other"]
     assert finding["Resources"][1]["Id"] == f"arn:aws:eks:{REGION}:{ACCOUNT}:cluster/prod-eks"
     assert finding["Resources"][2]["Id"].startswith("kubernetes/prod-eks/shop/")
+
+
+# --- The printed commands work as printed ------------------------------------------------------------------
+
+
+def aws_cli_command_is_valid(argv: list[str]) -> None:
+    """An `aws ecr <operation> --option value ...` line names a real ECR operation and only its input members
+    (plus the global --region), as the AWS CLI maps them (kebab-case of the member names)."""
+    import botocore.session
+
+    assert argv[:2] == ["aws", "ecr"], argv
+    model = botocore.session.get_session().get_service_model("ecr")
+    operations = {name: model.operation_model(name) for name in model.operation_names}
+    by_cli_name = {re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower(): op for name, op in operations.items()}
+    operation = by_cli_name[argv[2]]
+    assert operation.input_shape is not None
+    members = {
+        re.sub(r"(?<!^)(?=[A-Z])", "-", member).lower(): shape
+        for member, shape in operation.input_shape.members.items()
+    }
+    options = argv[3:]
+    assert len(options) % 2 == 0, argv
+    for option, value in zip(options[::2], options[1::2], strict=True):
+        assert option.startswith("--") and value and not value.startswith("--"), argv
+        if option == "--region":
+            continue
+        assert option[2:] in members, (argv[2], option)
+    for required in operation.input_shape.required_members:
+        assert "--" + re.sub(r"(?<!^)(?=[A-Z])", "-", required).lower() in options, (argv, required)
+
+
+def test_every_printed_command_runs_as_printed_against_the_stack(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    import shlex
+
+    from tagwarden.cli.main import app
+    from tagwarden.domain.alert_text import CommandScope, look_closer_commands
+    from typer.testing import CliRunner
+
+    from tests.integration.test_cli import create_cloudformation_stack
+    from tests.support.alerts import PUSHED, SCANNED
+    from tests.support.events import ecr_scan
+
+    create_cloudformation_stack(
+        "tagwarden-prod", {"LedgerTableName": stack.table_name, "AlertsTopicArn": stack.topic_arn}
+    )
+    push_guard(ecr_image_action(tag="v1.4.2", digest=SCANNED, time="2026-11-30T04:00:00Z", event_id="e-1"))
+    scan_recorder(ecr_scan(digest=SCANNED, tags=["v1.4.2"], time="2026-11-30T04:01:00Z"))
+    push_guard(ecr_image_action(tag="v1.4.2", digest=PUSHED, time="2026-11-30T04:12:07Z", event_id="e-2"))
+    alerts = list(sample_alerts().values())
+    template = sample_alerts()[AlertType.TAG_PROTECTION_WEAKENED].model_copy(
+        update={"repository": "ROOT", "summary": "Repository creation template ROOT (applies ...) now lets ..."}
+    )
+    never_seen = sample_alerts()[AlertType.UNSCANNED_IMAGE_DEPLOYED].model_copy(
+        update={"tag": "never-pushed", "current_digest": None}
+    )
+    scope = CommandScope("tagwarden-prod", REGION)
+    ran: list[str] = []
+    for alert in [*alerts, template, never_seen]:
+        commands = look_closer_commands(alert, scope)
+        assert commands, alert.type
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[0] == "aws":
+                aws_cli_command_is_valid(argv)
+                continue
+            assert argv[0] == "tagwarden" and argv[-4:] == ["--stack-name", "tagwarden-prod", "--region", REGION]
+            result = CliRunner().invoke(app, argv[1:])
+            # 0 passes, 1 a refused check or a posture gap: an answer. 2 would be a usage error (the command
+            # does not work as printed), anything else a crash.
+            assert result.exit_code in (0, 1), (command, result.output)
+            assert "error" not in result.output.lower() or argv[1] == "check", (command, result.output)
+            ran.append(argv[1])
+    assert {"history", "check", "posture"} <= set(ran)
+    # The tag the ledger never saw gets no `history` (a usage error there), only a check that says why.
+    assert [shlex.split(c)[1] for c in look_closer_commands(never_seen, scope)] == ["check"]

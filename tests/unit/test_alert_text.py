@@ -82,7 +82,9 @@ def test_a_tag_move_names_who_pushed_or_says_it_is_not_yet_known() -> None:
 def test_a_settings_change_never_says_its_caller_is_unknown() -> None:
     weakened = ALERTS[AlertType.TAG_PROTECTION_WEAKENED]
 
-    assert "Who changed it:   ci-deployer/gitlab-runner-42 from" in email_text(weakened.model_copy(update={"actor": ACTOR}))
+    assert "Who changed it:   ci-deployer/gitlab-runner-42 from" in email_text(
+        weakened.model_copy(update={"actor": ACTOR})
+    )
     assert "not yet known" not in email_text(weakened)
 
 
@@ -387,3 +389,106 @@ def test_the_alerts_scanned_digest_renders_with_its_scan_time() -> None:
     # The running digest is the scanned one: one line says both.
     assert f"Current digest:   {SCANNED} (the scanned one, scanned 2026-11-30T04:12:07Z)\n" in text
     assert "ci-deployer" not in text  # no actor on a scan-time finding
+
+
+# --- Commands, references, subject, findings (red team findings) -----------------------------------------
+
+
+def test_a_non_ecr_image_gets_advice_instead_of_commands_that_cannot_work() -> None:
+    alert = ALERTS[AlertType.UNSCANNED_IMAGE_DEPLOYED].model_copy(
+        update={"registry": "docker.io", "repository": "library/nginx", "tag": "1.27", "account": None, "region": None}
+    )
+
+    assert look_closer_commands(alert, CommandScope("tagwarden", "eu-west-1")) == ()
+    text = email_text(alert)
+    assert "  docker.io is not an ECR registry" in text
+    assert "tagwarden history" not in text and "tagwarden check" not in text and "aws ecr" not in text
+    assert "not an ECR registry" in chat_notification(alert)["content"]["nextSteps"][-1]
+    assert "not an ECR registry" in asff_finding(alert, PRODUCT_ARN)["ProductFields"]["tagwarden/LookCloser"]
+
+
+def test_grammar_checked_references_and_commands_are_never_defanged() -> None:
+    alert = ALERTS[AlertType.TAG_MOVED_AFTER_SCAN].model_copy(update={"repository": "www.shop/api", "tag": "www.v2"})
+    reference = f"{REGISTRY}/www.shop/api:www.v2"
+
+    text = email_text(alert, scope=CommandScope("tagwarden", "eu-west-1"))
+
+    assert f"Image:                  {reference}\n" in text
+    assert f"  tagwarden history {reference} --stack-name tagwarden --region eu-west-1\n" in text
+    assert f"`tagwarden history {reference}`" in chat_card(alert).next_steps
+    finding = asff_finding(alert, PRODUCT_ARN)
+    assert finding["ProductFields"]["tagwarden/LookCloser1"] == f"tagwarden history {reference}"
+    assert finding["Title"] == f"Tag moved after its scan: {reference}"
+
+
+def test_the_commands_name_the_stack_and_the_settings_commands_fit_the_subject() -> None:
+    scope = CommandScope("tagwarden-prod", "eu-west-1")
+    weakened = ALERTS[AlertType.TAG_PROTECTION_WEAKENED]
+    template = weakened.model_copy(
+        update={"repository": "ROOT", "summary": "Repository creation template ROOT (applies to ...) now lets ..."}
+    )
+
+    assert look_closer_commands(weakened, scope) == (
+        "aws ecr describe-repositories --repository-names shop/api --registry-id 111122223333 --region eu-west-1",
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
+    assert look_closer_commands(template, scope) == (
+        "aws ecr describe-repository-creation-templates --prefixes ROOT --region eu-west-1",
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
+    # Another region's settings: posture reads the session's region, which is the stack's: not printed.
+    elsewhere = weakened.model_copy(update={"region": "us-east-2"})
+    assert [c.split()[1] for c in look_closer_commands(elsewhere, scope)] == ["ecr"]
+    (resource,) = asff_finding(template, PRODUCT_ARN)["Resources"]
+    assert (resource["Type"], resource["Id"]) == (
+        "Other",
+        "ecr-repository-creation-template/111122223333/eu-west-1/ROOT",
+    )
+
+
+def test_the_subject_is_ascii_under_100_characters_cut_with_dots_and_not_defanged() -> None:
+    from tagwarden.domain.alert_text import email_subject
+
+    base = ALERTS[AlertType.TAG_OVERWRITTEN]
+    for repository, tag in [("www.a/" + "b" * 80, "www.x"), ("a" * 200, "v1"), ("shop/api", "caf\u00e9\u200b\n")]:
+        subject = email_subject(base.model_copy(update={"repository": repository, "tag": tag}))
+        assert subject.isascii() and subject.isprintable() and len(subject) < 100, subject
+        assert "[.]" not in subject
+    assert email_subject(base.model_copy(update={"repository": "a" * 200})).endswith("...")
+    assert email_subject(base.model_copy(update={"repository": "www.a/b"})) == "[HIGH] TAG_OVERWRITTEN www.a/b:v1.4.2"
+
+
+def test_an_organization_clusters_finding_names_the_cluster_in_its_own_account_and_region() -> None:
+    alert = ALERTS[AlertType.DEPLOYED_DIGEST_MISMATCH]
+    member = alert.model_copy(
+        update={"kubernetes": alert.kubernetes.model_copy(update={"cluster": "777788889999:us-west-2:payments"})}  # type: ignore[union-attr]
+    )
+
+    cluster = asff_finding(member, PRODUCT_ARN)["Resources"][1]
+
+    assert cluster["Id"] == "arn:aws:eks:us-west-2:777788889999:cluster/payments"
+    assert (cluster["Region"], cluster["Details"]["AwsEksCluster"]["Name"]) == ("us-west-2", "payments")
+
+
+def test_finding_text_swaps_what_markup_acts_on_and_the_email_defangs_bare_domains_and_addresses() -> None:
+    alert = ALERTS[AlertType.DEPLOYED_DIGEST_MISMATCH]
+    hostile = alert.model_copy(
+        update={
+            "summary": "see <b>evil.com</b> & mail eve@evil.example",
+            "kubernetes": alert.kubernetes.model_copy(update={"user": "eve@evil.example on login.evil.com"}),  # type: ignore[union-attr]
+        }
+    )
+
+    finding = asff_finding(hostile, PRODUCT_ARN)
+    assert not set(finding["Description"]) & set("<>&@"), finding["Description"]
+    text = email_text(hostile)
+    assert "Deployed by:      eve[@]evil[.]example on login[.]evil[.]com\n" in text
+    assert "evil.com" not in text and "eve@" not in text
+    # Ordinary names keep their dots: versions, digests, registry hosts in references, user agents' numbers.
+    assert plain("v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23") == (
+        "v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23"
+    )
+
+
+def test_chat_values_neutralise_what_teams_formats_inside_code() -> None:
+    assert chat_value("[x](y) *b* _i_") == "`\uff3bx\uff3d(y) \u2217b\u2217 \uff3fi\uff3f`"
