@@ -74,7 +74,7 @@ def test_a_tag_move_names_who_pushed_or_says_it_is_not_yet_known() -> None:
         f"tagwarden history {REGISTRY}/shop/api:v1.4.2 --stack-name tagwarden-prod --region eu-west-1\n"
     ) in email_text(overwritten, scope=scope)
     assert "Who pushed" not in email_text(ALERTS[AlertType.UNSCANNED_IMAGE_DEPLOYED])  # its deployer is named
-    assert "Revert:                 reverted: the tag is back on the previous digest: tag put back on the scanned" in (
+    assert "Revert:                 reverted: the tag is back on the previous digest (tag put back on the scanned" in (
         email_text(moved)
     )
 

@@ -356,7 +356,7 @@ def _revert_text(alert: Alert) -> str:
         RevertStatus.REVERTED: "reverted: the tag is back on the previous digest",
         RevertStatus.NOT_REVERTED: "not reverted",
     }[alert.revert.status]
-    return f"{status}: {plain(alert.revert.detail)}" if alert.revert.detail else status
+    return f"{status} ({plain(alert.revert.detail)})" if alert.revert.detail else status
 
 
 def email_subject(alert: Alert) -> str:
