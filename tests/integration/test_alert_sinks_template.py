@@ -142,7 +142,7 @@ def service_names() -> dict[str, str]:
 def test_every_publishing_function_and_every_queue_is_on_the_dashboard_the_filters_and_the_alarm() -> None:
     publishing = publishing_functions()
     assert publishing == set(PUBLISHING_FUNCTIONS)
-    body, variables = dashboard_sub()
+    _, variables = dashboard_sub()
     widgets = {widget["properties"]["title"]: widget["properties"] for widget in dashboard()["widgets"]}
 
     def names(title: str, metric_name: str) -> set[str]:
