@@ -258,7 +258,12 @@ def test_the_email_protocol_gets_the_text_and_every_other_protocol_the_json() ->
 
     (request,) = published
     assert request["MessageStructure"] == "json"
-    assert json.loads(request["Message"]) == {"default": alert.to_json(), "email": email_text(alert)}
+    # SMS gets the subject line (a text message holds 140 bytes; the JSON would be cut to noise).
+    assert json.loads(request["Message"]) == {
+        "default": alert.to_json(),
+        "email": email_text(alert),
+        "sms": alert.subject,
+    }
     assert Alert.model_validate_json(json.loads(request["Message"])["default"]) == alert
     assert request["Subject"] == alert.subject
     assert set(request["MessageAttributes"]) == {"type", "severity", "repository", "alert_id"}
@@ -327,8 +332,12 @@ def test_a_deployment_finding_names_cluster_and_workload_and_a_hostile_deployer_
     jsonschema.validate(notification, SCHEMA)
     description = notification["content"]["description"]
     assert "<!here>" not in description and "@channel" not in description and "https://" not in description
-    # One code span; look-alikes for < > @ (U+2039, U+203A, U+FF20), the scheme defanged, the newline a space.
-    lookalike = "eve \u2039!here\u203a \uff20channel [login](https[:]//evil.example) *Severity:* INFO"
+    # One code span; look-alikes for < > @ (U+2039, U+203A, U+FF20) and for what Teams formats ([ ] * as
+    # U+FF3B, U+FF3D, U+2217), the scheme and the domain defanged, the newline a space.
+    lookalike = (
+        "eve \u2039!here\u203a \uff20channel \uff3blogin\uff3d(https\uff3b:\uff3d//evil\uff3b.\uff3dexample)"
+        " \u2217Severity:\u2217 INFO"
+    )
     assert f"*Deployed by:* `{lookalike}`" in description
     (finding,) = sinks.findings()
     assert finding["ProductFields"]["tagwarden/AlertId"] == alert_id
