@@ -279,7 +279,8 @@ def without_exact_names(text: str, alert: Alert) -> str:
     for command in look_closer_commands(alert):
         text = text.replace(command, "")
     if names_ok(alert):
-        text = text.replace(f"{alert.registry}/{alert.repository}", "").replace(alert.repository, "")
+        reference = f"{alert.registry}/{alert.repository}"
+        text = text.replace(f"{reference}:{alert.tag}", "").replace(reference, "").replace(alert.repository, "")
     return text
 
 
@@ -488,6 +489,15 @@ def test_finding_text_swaps_what_markup_acts_on_and_the_email_defangs_bare_domai
     assert plain("v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23") == (
         "v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23"
     )
+
+
+def test_the_chat_card_shows_a_grammar_checked_image_exactly() -> None:
+    alert = ALERTS[AlertType.TAG_OVERWRITTEN]
+
+    card = chat_card(alert)
+
+    assert card.title == f"HIGH Protected tag overwritten: `{REGISTRY}/shop/api:v1.4.2`"
+    assert f"*Image:* `{REGISTRY}/shop/api:v1.4.2`" in card.description
 
 
 def test_chat_values_neutralise_what_teams_formats_inside_code() -> None:

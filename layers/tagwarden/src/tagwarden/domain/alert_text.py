@@ -109,7 +109,8 @@ def finding_text(value: object, limit: int) -> str:
 
 
 def chat_command(command: str) -> str:
-    """A command as a chat code span, exact: its names passed `names_ok`, so it holds nothing markup acts on."""
+    """A command (or an image reference) as a chat code span, exact: its names passed `names_ok`, so it holds
+    nothing markup acts on."""
     return f"`{command}`"
 
 
@@ -138,12 +139,6 @@ def names_ok(alert: Alert) -> bool:
 def digest_ok(digest: str) -> bool:
     """Whether a digest is a well-formed content digest (shown and copied exactly)."""
     return _grammatical(validate_digest, digest)
-
-
-def reference_text(alert: Alert, limit: int = 400) -> str:
-    """The image reference as people read and copy it: exact when `names_ok`, else `plain`."""
-    reference = image_reference(alert)
-    return reference if names_ok(alert) and len(reference) <= limit else plain(reference, limit)
 
 
 def image_reference(alert: Alert) -> str:
@@ -264,7 +259,8 @@ class Fact:
     command: str | None = None
 
     def email(self) -> str:
-        return f"{self.text} {self.command}" if self.command else self.text
+        """The fact as one line of the e-mail: the text, then the exact command or reference."""
+        return " ".join(part for part in (self.text, self.command) if part)
 
 
 def who_changed(alert: Alert, scope: CommandScope = NO_STACK) -> Fact | None:
@@ -318,7 +314,10 @@ def _digest_facts(alert: Alert) -> list[Fact]:
 
 def _facts(alert: Alert, scope: CommandScope) -> list[Fact]:
     """Labelled facts, outside values already `plain`: the body of the e-mail, the chat card and the finding."""
-    facts: list[Fact] = [Fact("Image", reference_text(alert))]
+    # A grammar-checked reference is exact (as a command is: copied, never defanged), else inert text.
+    image = image_reference(alert)
+    exact = names_ok(alert) and len(image) <= 400
+    facts: list[Fact] = [Fact("Image", "", image) if exact else Fact("Image", plain(image, 400))]
     if alert.account or alert.region:
         facts.append(Fact("Account / region", f"{plain(alert.account or '-')} / {plain(alert.region or '-')}"))
     facts += _digest_facts(alert)
@@ -419,7 +418,9 @@ CHAT_DESCRIPTION_LIMIT = 3000
 
 def chat_card(alert: Alert, scope: CommandScope = NO_STACK) -> ChatCard:
     """The alert as a chat card; every outside value is a `chat_value` code span, every command exact."""
-    title = f"{alert.severity} {TYPE_TITLES[alert.type]}: {chat_value(image_reference(alert), 180)}"
+    image = image_reference(alert)
+    shown = chat_command(image) if names_ok(alert) and len(image) <= 180 else chat_value(image, 180)
+    title = f"{alert.severity} {TYPE_TITLES[alert.type]}: {shown}"
     lines = [f"*{fact.label}:* {_chat_fact(fact)}" for fact in _chat_facts(alert, scope)]
     description = "\n".join(lines)
     if len(description) > CHAT_DESCRIPTION_LIMIT:
@@ -450,5 +451,7 @@ def _chat_facts(alert: Alert, scope: CommandScope) -> list[Fact]:
 
 def _chat_fact(fact: Fact) -> str:
     # Facts are `plain` already; they still carry outside text, so each goes in its own code span.
-    text = chat_value(fact.text, 600)
-    return f"{text} {chat_command(fact.command)}" if fact.command else text
+    parts = [chat_value(fact.text, 600)] if fact.text or not fact.command else []
+    if fact.command:
+        parts.append(chat_command(fact.command))
+    return " ".join(parts)
