@@ -32,6 +32,7 @@ SCHEMA = json.loads((Path(__file__).parents[1] / "support" / "schemas" / "chat_c
 ACCOUNT = "123456789012"  # moto's
 PRODUCT_ARN = f"arn:aws:securityhub:{REGION}:{ACCOUNT}:product/{ACCOUNT}/default"
 A, B = ("sha256:" + c * 64 for c in "ab")
+REGISTRY = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
 
 
 def subscribe_queue(stack: Stack, topic_arn: str, name: str, *, raw: bool) -> str:
@@ -67,6 +68,9 @@ class Sinks:
             **self.stack.environment(),
             "CHAT_TOPIC_ARN": self.chat_topic_arn,
             "SECURITY_HUB_PRODUCT_ARN": PRODUCT_ARN,
+            # As the template sets them (Globals, and Lambda's own AWS_REGION).
+            "TAGWARDEN_STACK_NAME": "tagwarden-prod",
+            "AWS_REGION": REGION,
             **overrides,
         }
 
@@ -108,11 +112,15 @@ def test_one_alert_reaches_every_sink_in_its_format(sinks: Sinks, push_guard_wit
     notification = json.loads(chat_body)
     jsonschema.validate(notification, SCHEMA)
     assert notification["id"] == alert_id and notification["content"]["title"].startswith("HIGH Protected tag")
+    # The commands name the function's stack, so they work as printed.
+    history = f"`tagwarden history {REGISTRY}/shop/api:v1.4.2 --stack-name tagwarden-prod --region {REGION}`"
+    assert history in notification["content"]["nextSteps"]
     # Security Hub: one finding for the alert.
     (finding,) = sinks.findings()
     assert finding["Id"] == finding_id(PRODUCT_ARN, alert_id)
     assert finding["ProductFields"]["tagwarden/AlertId"] == alert_id
     assert finding["Resources"][0]["Id"] == f"arn:aws:ecr:eu-west-1:111122223333:repository/shop/api/{B}"
+    assert finding["ProductFields"]["tagwarden/LookCloser1"] == history.strip("`")
 
 
 def test_a_duplicate_event_adds_nothing_anywhere(sinks: Sinks, push_guard_with_sinks: Handler) -> None:

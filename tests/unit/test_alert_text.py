@@ -440,6 +440,12 @@ def test_the_commands_name_the_stack_and_the_settings_commands_fit_the_subject()
     # Another region's settings: posture reads the session's region, which is the stack's: not printed.
     elsewhere = weakened.model_copy(update={"region": "us-east-2"})
     assert [c.split()[1] for c in look_closer_commands(elsewhere, scope)] == ["ecr"]
+    # A member account's: posture reads the stack's own account.
+    member = CommandScope("tagwarden-prod", "eu-west-1", account="999988887777")
+    assert [c.split()[1] for c in look_closer_commands(weakened, member)] == ["ecr"]
+    assert look_closer_commands(weakened, CommandScope("tagwarden-prod", "eu-west-1", account="111122223333"))[1:] == (
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
     (resource,) = asff_finding(template, PRODUCT_ARN)["Resources"]
     assert (resource["Type"], resource["Id"]) == (
         "Other",

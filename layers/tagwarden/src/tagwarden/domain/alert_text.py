@@ -153,10 +153,11 @@ def _digest_reference(alert: Alert, digest: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CommandScope:
-    """The deployed stack the `tagwarden` commands ask: its name and region (the functions know both)."""
+    """The deployed stack the `tagwarden` commands ask: its name, region and account (the functions know all)."""
 
     stack_name: str | None = None
     region: str | None = None
+    account: str | None = None
 
     def options(self) -> str:
         """The command's global options naming the stack, checked and quoted like the names."""
@@ -211,8 +212,9 @@ def look_closer_commands(alert: Alert, scope: CommandScope = NO_STACK) -> tuple[
             ]
         else:
             commands = [f"aws ecr describe-repositories --repository-names {repository} {ecr}"]
-        if scope.region == alert.region:
-            # Every repository of the session's account and region, judged by the stack's protected patterns.
+        if scope.region == alert.region and scope.account in (None, alert.account):
+            # Every repository of the session's account and region (the stack's), judged by the stack's
+            # protected patterns: not a member account's, nor another region's.
             commands.append(f"tagwarden posture{scope.options()}")
         return tuple(commands)
     commands = []

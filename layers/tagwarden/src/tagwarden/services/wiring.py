@@ -94,7 +94,10 @@ def alert_sinks(config: LedgerConfig) -> AlertPublisher:
     from tagwarden.domain.alert_text import CommandScope
 
     # The commands alerts print name this stack, so they work as printed.
-    scope = CommandScope(stack_name=config.TAGWARDEN_STACK_NAME, region=config.AWS_REGION)
+    # The alerts topic is the stack's: its ARN names the stack's account.
+    scope = CommandScope(
+        stack_name=config.TAGWARDEN_STACK_NAME, region=config.AWS_REGION, account=config.ALERTS_TOPIC_ARN.split(":")[4]
+    )
     primary = SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN, scope)
     optional: dict[str, AlertPublisher] = {}
     if config.CHAT_TOPIC_ARN:
