@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from tagwarden.config import PushGuardConfig
 
 from tests.integration.test_template_safety import resources as expanded_resources
@@ -78,9 +79,9 @@ def emitted_metrics() -> set[str]:
     return names
 
 
-def with_revert() -> dict[str, Any]:
+def with_revert(organization_id: str = "") -> dict[str, Any]:
     """The resources of a stack with every optional publisher on (RevertProtectedTags, which adds the reverter)."""
-    return expanded_resources(revert=("shop/",))
+    return expanded_resources(revert=("shop/",), organization_id=organization_id)
 
 
 def test_alerts_by_type_and_severity_come_from_the_line_every_published_alert_logs() -> None:
@@ -118,10 +119,10 @@ def test_the_dashboard_shows_what_operations_watch_from_metrics_the_code_emits()
     )
 
 
-def publishing_functions() -> set[str]:
+def publishing_functions(organization_id: str = "") -> set[str]:
     """The functions whose own policies let them publish to the alerts topic, read from the template."""
     found = set()
-    for name, resource in with_revert().items():
+    for name, resource in with_revert(organization_id).items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         text = json.dumps(resource["Properties"].get("Policies", []))
@@ -139,8 +140,11 @@ def service_names() -> dict[str, str]:
     }
 
 
-def test_every_publishing_function_and_every_queue_is_on_the_dashboard_the_filters_and_the_alarm() -> None:
-    publishing = publishing_functions()
+@pytest.mark.parametrize("organization_id", ["", "o-abcdef1234"], ids=["account", "organization"])
+def test_every_publishing_function_and_every_queue_is_on_the_dashboard_the_filters_and_the_alarm(
+    organization_id: str,
+) -> None:
+    publishing = publishing_functions(organization_id)
     assert publishing == set(PUBLISHING_FUNCTIONS)
     _, variables = dashboard_sub()
     widgets = {widget["properties"]["title"]: widget["properties"] for widget in dashboard()["widgets"]}
@@ -157,7 +161,7 @@ def test_every_publishing_function_and_every_queue_is_on_the_dashboard_the_filte
     assert names(invocations, "Invocations") == expected
     assert names(errors, "Errors") == names(errors, "Throttles") == expected
     # Every queue of the template (dead-letter, failure, revert requests) shows its depth.
-    queues = {n for n, r in with_revert().items() if r["Type"] == "AWS::SQS::Queue"}
+    queues = {n for n, r in with_revert(organization_id).items() if r["Type"] == "AWS::SQS::Queue"}
     shown = names("Dead-letter, failure and revert queues (messages waiting)", "ApproximateNumberOfMessagesVisible")
     resolved = set()
     for item in shown:
