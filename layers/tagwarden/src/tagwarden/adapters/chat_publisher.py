@@ -61,12 +61,8 @@ class ChatAlertPublisher:
     def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
         """Publish one alert's custom notification, with the same filterable attributes as the alerts topic.
         (One destination, no sink names: `skip` is the fan-out's.)"""
-        from tagwarden.adapters.sns_publisher import (
-            PERMANENT_SNS_ERRORS,
-            error_code,
-            message_attributes,
-            publish_errors,
-        )
+        from tagwarden.adapters.aws_clients import error_code, publish_errors
+        from tagwarden.adapters.sns_publisher import PERMANENT_SNS_ERRORS, message_attributes
 
         try:
             self._client.publish(

@@ -250,7 +250,7 @@ class SecurityHubAlertPublisher:
 
     def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
         """Import (or re-import, unchanged) the alert's finding. (One destination: `skip` is the fan-out's.)"""
-        from tagwarden.adapters.sns_publisher import error_code, publish_errors
+        from tagwarden.adapters.aws_clients import error_code, publish_errors
         from tagwarden.ports import AlertRejectedError
 
         # A plain dict, as ASFF is JSON.

@@ -11,8 +11,9 @@ JSON and eat into the size limit.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tagwarden.adapters.aws_clients import publish_errors
 from tagwarden.domain.alert_text import NO_STACK, CommandScope, email_subject, email_text, truncate_utf8
 from tagwarden.domain.alerts import Alert
 from tagwarden.ports import AlertDeliveryError
@@ -44,21 +45,6 @@ PERMANENT_SNS_ERRORS = frozenset(
         "KMSOptInRequired",
     }
 )
-
-
-def publish_errors() -> tuple[type[Exception], ...]:
-    """What a botocore call raises when it fails: its own errors, an error response, and a response body it
-    could not parse (`ResponseParserError`, not a `BotoCoreError`; a proxy's HTML page, a cut response)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    from botocore.parsers import ResponseParserError
-
-    return (ClientError, BotoCoreError, ResponseParserError)
-
-
-def error_code(error: Exception) -> str:
-    """A `ClientError`'s AWS error code; empty for any other failure."""
-    response: Any = getattr(error, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 def message_attributes(alert: Alert) -> dict[str, MessageAttributeValueTypeDef]:
