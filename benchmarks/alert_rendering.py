@@ -83,7 +83,7 @@ def measure() -> tuple[list[Rendering], float, float]:
         )
 
     class Nothing:
-        def publish(self, alert: Alert) -> None:
+        def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
             return None
 
     alert = next(iter(sample_alerts().values()))

@@ -15,10 +15,18 @@ from hypothesis import strategies as st
 from tagwarden.adapters.chat_publisher import chat_notification
 from tagwarden.adapters.securityhub_publisher import asff_finding, finding_id
 from tagwarden.adapters.sns_publisher import SNS_MESSAGE_LIMIT, structured_message
-from tagwarden.domain.alert_text import chat_card, chat_value, email_text, plain
+from tagwarden.domain.alert_text import (
+    CommandScope,
+    chat_card,
+    chat_value,
+    email_text,
+    look_closer_commands,
+    names_ok,
+    plain,
+)
 from tagwarden.domain.alerts import Actor, Alert, AlertType, KubernetesContext, UsageSite
 
-from tests.support.alerts import IN_USE, PUSHED, REGISTRY, SCANNED, sample_alerts
+from tests.support.alerts import ACTOR, IN_USE, PUSHED, REGISTRY, SCANNED, sample_alerts
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "support" / "schemas" / "chat_custom_notification.json").read_text())
 PRODUCT_ARN = "arn:aws:securityhub:eu-west-1:444455556666:product/444455556666/default"
@@ -56,12 +64,54 @@ def test_a_tag_move_names_who_pushed_or_says_it_is_not_yet_known() -> None:
     moved, overwritten = ALERTS[AlertType.TAG_MOVED_AFTER_SCAN], ALERTS[AlertType.TAG_OVERWRITTEN]
 
     assert (
-        "Who pushed:       ci-deployer/gitlab-runner-42 "
-        "(arn:aws:sts::111122223333:assumed-role/ci-deployer/gitlab-runner-42) from 198.51.100.23"
+        "Who pushed:             ci-deployer/gitlab-runner-42 from 198.51.100.23 "
+        "(arn:aws:sts::111122223333:assumed-role/ci-deployer/gitlab-runner-42)"
     ) in email_text(moved)
-    assert "Who pushed:       not yet known" in email_text(overwritten)
+    # Not enriched later: the alert says where the answer will be.
+    scope = CommandScope("tagwarden-prod", "eu-west-1")
+    assert (
+        "Who pushed:       not yet known; once CloudTrail reports the push, this shows it: "
+        f"tagwarden history {REGISTRY}/shop/api:v1.4.2 --stack-name tagwarden-prod --region eu-west-1\n"
+    ) in email_text(overwritten, scope=scope)
     assert "Who pushed" not in email_text(ALERTS[AlertType.UNSCANNED_IMAGE_DEPLOYED])  # its deployer is named
-    assert "Revert:           reverted to the previous digest: tag put back on the scanned digest" in email_text(moved)
+    assert "Revert:                 reverted: the tag is back on the previous digest (tag put back on the scanned" in (
+        email_text(moved)
+    )
+
+
+def test_a_settings_change_never_says_its_caller_is_unknown() -> None:
+    weakened = ALERTS[AlertType.TAG_PROTECTION_WEAKENED]
+
+    assert "Who changed it:   ci-deployer/gitlab-runner-42 from" in email_text(
+        weakened.model_copy(update={"actor": ACTOR})
+    )
+    assert "not yet known" not in email_text(weakened)
+
+
+def test_a_reverted_tag_shows_it_is_back_and_each_digest_once() -> None:
+    text = email_text(ALERTS[AlertType.TAG_MOVED_AFTER_SCAN])
+
+    assert f"Previous digest:        {SCANNED} (the scanned one, scanned 2026-11-30T04:12:07Z)\n" in text
+    assert f"Pushed digest (undone): {PUSHED}\n" in text
+    assert f"Tag now names:          {SCANNED} again (the previous digest)\n" in text
+    assert "Scanned digest" not in text and text.count(SCANNED) == 2
+
+
+def test_a_mismatch_shows_the_running_and_the_scanned_digest_on_distinct_lines() -> None:
+    text = email_text(ALERTS[AlertType.DEPLOYED_DIGEST_MISMATCH])
+
+    assert f"Running digest:   {PUSHED}\n" in text
+    assert f"Previous digest:  {SCANNED} (the scanned one, scanned 2026-11-30T04:12:07Z)\n" in text
+    assert "Scanned digest" not in text and "Current digest" not in text
+
+
+def test_a_vulnerable_image_says_how_to_list_its_findings() -> None:
+    commands = look_closer_commands(ALERTS[AlertType.VULNERABLE_IMAGE_DEPLOYED])
+
+    assert (
+        f"aws ecr describe-image-scan-findings --repository-name shop/api --image-id imageDigest={SCANNED}"
+        " --registry-id 111122223333 --region eu-west-1"
+    ) in commands
 
 
 def test_the_commands_name_the_tag_and_the_exact_digest_to_check() -> None:
@@ -108,8 +158,13 @@ def test_the_security_hub_finding_has_the_asff_fields_and_limits(alert_type: Ale
     assert finding["ProductFields"]["tagwarden/AlertId"] == alert.alert_id
     assert finding["RecordState"] == "ACTIVE" and "Workflow" not in finding
     image = finding["Resources"][0]
-    assert image["Type"] == "AwsEcrContainerImage"
-    assert image["Details"]["AwsEcrContainerImage"]["RepositoryName"] == "shop/api"
+    if alert.type is AlertType.TAG_PROTECTION_WEAKENED:  # a setting of the repository, not an image
+        assert image["Type"] == "AwsEcrRepository"
+        assert image["Id"] == "arn:aws:ecr:eu-west-1:111122223333:repository/shop/api"
+        assert image["Details"]["AwsEcrRepository"]["RepositoryName"] == "shop/api"
+    else:
+        assert image["Type"] == "AwsEcrContainerImage"
+        assert image["Details"]["AwsEcrContainerImage"]["RepositoryName"] == "shop/api"
     types = [resource["Type"] for resource in finding["Resources"]]
     if alert.kubernetes:
         assert types[1:3] == ["AwsEksCluster", "Other"]
@@ -128,7 +183,7 @@ def test_the_image_resource_is_the_ecr_image_inspector_also_names() -> None:
         "ImageDigest": PUSHED,
         "ImageTags": ["v1.4.2"],
     }
-    assert finding["ProductFields"]["tagwarden/WhoPushed"].startswith("ci-deployer/gitlab-runner-42 (")
+    assert finding["ProductFields"]["tagwarden/WhoPushed"].startswith("ci-deployer/gitlab-runner-42 from ")
 
 
 # --- Hostile names --------------------------------------------------------------------------------------
@@ -200,22 +255,38 @@ def assert_inert_text(text: str) -> None:
 
 LABELS = {
     "Image", "Account / region", "Previous digest", "Current digest", "Scanned digest", "Deployed at", "Deployed by",
+    "Running digest", "Pushed digest (undone)", "Tag now names",
     "Runs at", "Who pushed", "Who changed it", "Revert", "Event time", "Detected", "What to do", "Look closer",
     "Evidence (source event ids)", "Alert id",
 }  # fmt: skip
 
 
 def labels(text: str) -> list[str]:
-    """The e-mail's line structure: each line's label, "indented" or "text" (a line a name could not start)."""
-    structure = []
+    """The e-mail's line structure: each line's label, "indented" or "text" (a line a name could not start).
+    A run of indented lines counts once: a name that fails the grammar check gets no command line."""
+    structure: list[str] = []
     for line in text.splitlines():
         label = line.split(":", 1)[0]
-        structure.append(label if label in LABELS else "indented" if line.startswith("  ") else "text")
+        kind = label if label in LABELS else "indented" if line.startswith("  ") else "text"
+        if not (kind == "indented" and structure[-1:] == ["indented"]):
+            structure.append(kind)
     return structure
 
 
+def without_exact_names(text: str, alert: Alert) -> str:
+    """`text` without the commands and the image reference, which are shown exactly when the names pass the
+    grammar check (a repository `www.shop/api` must stay copyable); everything else must be inert."""
+    for command in look_closer_commands(alert):
+        text = text.replace(command, "")
+    if names_ok(alert):
+        reference = f"{alert.registry}/{alert.repository}"
+        text = text.replace(f"{reference}:{alert.tag}", "").replace(reference, "").replace(alert.repository, "")
+    return text
+
+
 def outside_code_spans(text: str) -> str:
-    return CODE_SPAN.sub("`…`", text)
+    # Adjacent spans count once: a name that fails the grammar check gets no command span.
+    return re.sub(r"`…`(?:\s+`…`)+", "`…`", CODE_SPAN.sub("`…`", text))
 
 
 def check_inert(base: Alert, name: str) -> None:
@@ -225,7 +296,7 @@ def check_inert(base: Alert, name: str) -> None:
     # E-mail: the same lines with the same labels as a benign alert; no control characters or links.
     text = email_text(alert)
     assert labels(text) == labels(email_text(benign))
-    assert_inert_text(text)
+    assert_inert_text(without_exact_names(text, alert))
 
     # Chat: everything outside code spans is exactly what a benign alert shows; inside, nothing markup acts on.
     for field_of in (lambda c: c.title, lambda c: c.description, lambda c: "\n".join(c.next_steps)):
@@ -235,13 +306,17 @@ def check_inert(base: Alert, name: str) -> None:
             inner = span[1:-1]
             assert not set(inner) & set("`<>&\n"), span
             assert not re.search(r"@(?!sha256:)", inner), span
-            assert_inert_text(inner)
+            if inner in look_closer_commands(alert):
+                continue  # exact: its names passed the grammar check
+            assert not set(inner) & set("[]*_"), span  # Teams formats these where there is no inline code
+            assert_inert_text(without_exact_names(inner, alert))
     jsonschema.validate(chat_notification(alert), SCHEMA)
 
     # Security Hub: plain text within ASFF's limits.
     finding = asff_finding(alert, PRODUCT_ARN)
     for value in (finding["Title"], finding["Description"], *finding["ProductFields"].values()):
-        assert_inert_text(value)
+        assert_inert_text(without_exact_names(value, alert))
+        assert not set(without_exact_names(value, alert)) & set("<>&"), value
     assert len(finding["Title"]) <= 256 and len(finding["Description"]) <= 1024
 
 
@@ -306,11 +381,130 @@ def test_an_ordinary_alert_is_sent_whole() -> None:
 
     parsed = json.loads(structured_message(alert))
 
-    assert parsed == {"default": alert.to_json(), "email": email_text(alert)}
+    assert parsed == {"default": alert.to_json(), "email": email_text(alert), "sms": alert.subject}
 
 
 def test_the_alerts_scanned_digest_renders_with_its_scan_time() -> None:
     text = email_text(ALERTS[AlertType.VULNERABLE_IMAGE_DEPLOYED])
 
-    assert f"Scanned digest:   {SCANNED} (scanned 2026-11-30T04:12:07Z)" in text
+    # The running digest is the scanned one: one line says both.
+    assert f"Current digest:   {SCANNED} (the scanned one, scanned 2026-11-30T04:12:07Z)\n" in text
     assert "ci-deployer" not in text  # no actor on a scan-time finding
+
+
+# --- Commands, references, subject, findings (red team findings) -----------------------------------------
+
+
+def test_a_non_ecr_image_gets_advice_instead_of_commands_that_cannot_work() -> None:
+    alert = ALERTS[AlertType.UNSCANNED_IMAGE_DEPLOYED].model_copy(
+        update={"registry": "docker.io", "repository": "library/nginx", "tag": "1.27", "account": None, "region": None}
+    )
+
+    assert look_closer_commands(alert, CommandScope("tagwarden", "eu-west-1")) == ()
+    text = email_text(alert)
+    assert "  docker.io is not an ECR registry" in text
+    assert "tagwarden history" not in text and "tagwarden check" not in text and "aws ecr" not in text
+    assert "not an ECR registry" in chat_notification(alert)["content"]["nextSteps"][-1]
+    assert "not an ECR registry" in asff_finding(alert, PRODUCT_ARN)["ProductFields"]["tagwarden/LookCloser"]
+
+
+def test_grammar_checked_references_and_commands_are_never_defanged() -> None:
+    alert = ALERTS[AlertType.TAG_MOVED_AFTER_SCAN].model_copy(update={"repository": "www.shop/api", "tag": "www.v2"})
+    reference = f"{REGISTRY}/www.shop/api:www.v2"
+
+    text = email_text(alert, scope=CommandScope("tagwarden", "eu-west-1"))
+
+    assert f"Image:                  {reference}\n" in text
+    assert f"  tagwarden history {reference} --stack-name tagwarden --region eu-west-1\n" in text
+    assert f"`tagwarden history {reference}`" in chat_card(alert).next_steps
+    finding = asff_finding(alert, PRODUCT_ARN)
+    assert finding["ProductFields"]["tagwarden/LookCloser1"] == f"tagwarden history {reference}"
+    assert finding["Title"] == f"Tag moved after its scan: {reference}"
+
+
+def test_the_commands_name_the_stack_and_the_settings_commands_fit_the_subject() -> None:
+    scope = CommandScope("tagwarden-prod", "eu-west-1")
+    weakened = ALERTS[AlertType.TAG_PROTECTION_WEAKENED]
+    template = weakened.model_copy(
+        update={"repository": "ROOT", "summary": "Repository creation template ROOT (applies to ...) now lets ..."}
+    )
+
+    assert look_closer_commands(weakened, scope) == (
+        "aws ecr describe-repositories --repository-names shop/api --registry-id 111122223333 --region eu-west-1",
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
+    assert look_closer_commands(template, scope) == (
+        "aws ecr describe-repository-creation-templates --prefixes ROOT --region eu-west-1",
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
+    # Another region's settings: posture reads the session's region, which is the stack's: not printed.
+    elsewhere = weakened.model_copy(update={"region": "us-east-2"})
+    assert [c.split()[1] for c in look_closer_commands(elsewhere, scope)] == ["ecr"]
+    # A member account's: posture reads the stack's own account.
+    member = CommandScope("tagwarden-prod", "eu-west-1", account="999988887777")
+    assert [c.split()[1] for c in look_closer_commands(weakened, member)] == ["ecr"]
+    assert look_closer_commands(weakened, CommandScope("tagwarden-prod", "eu-west-1", account="111122223333"))[1:] == (
+        "tagwarden posture --stack-name tagwarden-prod --region eu-west-1",
+    )
+    (resource,) = asff_finding(template, PRODUCT_ARN)["Resources"]
+    assert (resource["Type"], resource["Id"]) == (
+        "Other",
+        "ecr-repository-creation-template/111122223333/eu-west-1/ROOT",
+    )
+
+
+def test_the_subject_is_ascii_under_100_characters_cut_with_dots_and_not_defanged() -> None:
+    from tagwarden.domain.alert_text import email_subject
+
+    base = ALERTS[AlertType.TAG_OVERWRITTEN]
+    for repository, tag in [("www.a/" + "b" * 80, "www.x"), ("a" * 200, "v1"), ("shop/api", "caf\u00e9\u200b\n")]:
+        subject = email_subject(base.model_copy(update={"repository": repository, "tag": tag}))
+        assert subject.isascii() and subject.isprintable() and len(subject) < 100, subject
+        assert "[.]" not in subject
+    assert email_subject(base.model_copy(update={"repository": "a" * 200})).endswith("...")
+    assert email_subject(base.model_copy(update={"repository": "www.a/b"})) == "[HIGH] TAG_OVERWRITTEN www.a/b:v1.4.2"
+
+
+def test_an_organization_clusters_finding_names_the_cluster_in_its_own_account_and_region() -> None:
+    alert = ALERTS[AlertType.DEPLOYED_DIGEST_MISMATCH]
+    member = alert.model_copy(
+        update={"kubernetes": alert.kubernetes.model_copy(update={"cluster": "777788889999:us-west-2:payments"})}  # type: ignore[union-attr]
+    )
+
+    cluster = asff_finding(member, PRODUCT_ARN)["Resources"][1]
+
+    assert cluster["Id"] == "arn:aws:eks:us-west-2:777788889999:cluster/payments"
+    assert (cluster["Region"], cluster["Details"]["AwsEksCluster"]["Name"]) == ("us-west-2", "payments")
+
+
+def test_finding_text_swaps_what_markup_acts_on_and_the_email_defangs_bare_domains_and_addresses() -> None:
+    alert = ALERTS[AlertType.DEPLOYED_DIGEST_MISMATCH]
+    hostile = alert.model_copy(
+        update={
+            "summary": "see <b>evil.com</b> & mail eve@evil.example",
+            "kubernetes": alert.kubernetes.model_copy(update={"user": "eve@evil.example on login.evil.com"}),  # type: ignore[union-attr]
+        }
+    )
+
+    finding = asff_finding(hostile, PRODUCT_ARN)
+    assert not set(finding["Description"]) & set("<>&@"), finding["Description"]
+    text = email_text(hostile)
+    assert "Deployed by:      eve[@]evil[.]example on login[.]evil[.]com\n" in text
+    assert "evil.com" not in text and "eve@" not in text
+    # Ordinary names keep their dots: versions, digests, registry hosts in references, user agents' numbers.
+    assert plain("v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23") == (
+        "v1.4.2 api-7d9f system:serviceaccount:argocd:controller 198.51.100.23"
+    )
+
+
+def test_the_chat_card_shows_a_grammar_checked_image_exactly() -> None:
+    alert = ALERTS[AlertType.TAG_OVERWRITTEN]
+
+    card = chat_card(alert)
+
+    assert card.title == f"HIGH Protected tag overwritten: `{REGISTRY}/shop/api:v1.4.2`"
+    assert f"*Image:* `{REGISTRY}/shop/api:v1.4.2`" in card.description
+
+
+def test_chat_values_neutralise_what_teams_formats_inside_code() -> None:
+    assert chat_value("[x](y) *b* _i_") == "`\uff3bx\uff3d(y) \u2217b\u2217 \uff3fi\uff3f`"

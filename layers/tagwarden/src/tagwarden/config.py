@@ -129,6 +129,9 @@ class LedgerConfig(DetectionConfig):
     # Optional alert sinks (issue 13), empty when the template's ChatNotifications / SecurityHubFindings are off.
     CHAT_TOPIC_ARN: str | None = None
     SECURITY_HUB_PRODUCT_ARN: str | None = None
+    # The stack's name and region, for the `tagwarden` commands alerts print (`--stack-name`, `--region`).
+    TAGWARDEN_STACK_NAME: str | None = None
+    AWS_REGION: str | None = None
 
     @field_validator("LEDGER_TABLE_NAME")
     @classmethod

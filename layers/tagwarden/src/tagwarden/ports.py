@@ -65,7 +65,13 @@ class ConcurrentUpdateError(TagwardenError):
 
 
 class AlertDeliveryError(TagwardenError):
-    """An alert could not be published; the event must be retried so the alert is not lost."""
+    """An alert could not be published; the event must be retried so the alert is not lost.
+
+    `reached` names the sinks that did take it (a fan-out to several sinks), so the retry skips them."""
+
+    def __init__(self, message: str, reached: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 class AlertRejectedError(AlertDeliveryError):
@@ -115,7 +121,8 @@ class RecordedAlerts:
 
     alerts: tuple[Alert, ...] = ()
     delivered: bool = False
-    # Ids already accepted by SNS when an earlier attempt failed part-way through the entry's alerts.
+    # What an earlier attempt that failed part-way got out: alert ids every sink has, and `<alert id>#<sink>`
+    # for a sink that has an alert some other sink did not take.
     published: frozenset[str] = frozenset()
 
 
@@ -127,7 +134,8 @@ class AlertOutbox(Protocol):
         ...
 
     def mark_published(self, entry: AlertEntry, alert_ids: Iterable[str]) -> None:
-        """Remember which of the entry's alerts SNS accepted before a publish failed (best effort)."""
+        """Remember what got out before a publish failed (best effort): alert ids, and `<alert id>#<sink>` for
+        a sink that has an alert others did not take."""
         ...
 
     def mark_delivered(self, entry: AlertEntry) -> None:
@@ -142,8 +150,10 @@ class AlertOutbox(Protocol):
 class AlertPublisher(Protocol):
     """Delivers alerts to security staff (a topic, a chat channel, a findings service, or a collector)."""
 
-    def publish(self, alert: Alert) -> None:
-        """Publish one alert; raise AlertDeliveryError when it did not reach its destination."""
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Publish one alert, except to the named sinks that have it already (an earlier attempt's
+        `AlertDeliveryError.reached`); raise AlertDeliveryError when it did not reach its destination.
+        A one-destination publisher names no sinks, so it never raises with `reached` set and gets no `skip`."""
         ...
 
 

@@ -11,7 +11,8 @@ class AlertCollector:
     def __init__(self) -> None:
         self.alerts: list[Alert] = []
 
-    def publish(self, alert: Alert) -> None:
-        """Keep the alert, once: an undelivered finding observed again in the same run is offered again."""
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Keep the alert, once: an undelivered finding observed again in the same run is offered again.
+        (No sinks: `skip` is a fan-out's.)"""
         if all(kept.alert_id != alert.alert_id for kept in self.alerts):
             self.alerts.append(alert)

@@ -216,3 +216,18 @@ class AccountEcrClients:
         if self._sts is None:
             self._sts = _client("sts", self._endpoint_url)
         return self._sts
+
+
+def publish_errors() -> tuple[type[Exception], ...]:
+    """What a botocore call raises when it fails: its own errors, an error response, and a response body it
+    could not parse (`ResponseParserError`, not a `BotoCoreError`; a proxy's HTML page, a cut response)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    return (ClientError, BotoCoreError, ResponseParserError)
+
+
+def error_code(error: Exception) -> str:
+    """A `ClientError`'s AWS error code; empty for any other failure."""
+    response: Any = getattr(error, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""

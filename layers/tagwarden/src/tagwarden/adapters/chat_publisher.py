@@ -14,17 +14,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tagwarden.domain.alert_text import chat_card
+from tagwarden.domain.alert_text import NO_STACK, CommandScope, chat_card
 from tagwarden.domain.alerts import Alert
-from tagwarden.ports import AlertDeliveryError
+from tagwarden.ports import AlertDeliveryError, AlertRejectedError
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 
-def chat_notification(alert: Alert) -> dict[str, Any]:
+def chat_notification(alert: Alert, scope: CommandScope = NO_STACK) -> dict[str, Any]:
     """The alert as a custom notification (the documented event schema, version 1.0)."""
-    card = chat_card(alert)
+    card = chat_card(alert, scope)
     return {
         "version": "1.0",
         "source": "custom",
@@ -53,21 +53,24 @@ def chat_notification(alert: Alert) -> dict[str, Any]:
 class ChatAlertPublisher:
     """Publishes each alert to the chat topic, which Amazon Q Developer maps to chat channels."""
 
-    def __init__(self, client: SNSClient, topic_arn: str) -> None:
+    def __init__(self, client: SNSClient, topic_arn: str, scope: CommandScope = NO_STACK) -> None:
         self._client = client
         self._topic_arn = topic_arn
+        self._scope = scope
 
-    def publish(self, alert: Alert) -> None:
-        """Publish one alert's custom notification, with the same filterable attributes as the alerts topic."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from tagwarden.adapters.sns_publisher import message_attributes
+    def publish(self, alert: Alert, skip: frozenset[str] = frozenset()) -> None:
+        """Publish one alert's custom notification, with the same filterable attributes as the alerts topic.
+        (One destination, no sink names: `skip` is the fan-out's.)"""
+        from tagwarden.adapters.aws_clients import error_code, publish_errors
+        from tagwarden.adapters.sns_publisher import PERMANENT_SNS_ERRORS, message_attributes
 
         try:
             self._client.publish(
                 TopicArn=self._topic_arn,
-                Message=json.dumps(chat_notification(alert), ensure_ascii=False),
+                Message=json.dumps(chat_notification(alert, self._scope), ensure_ascii=False),
                 MessageAttributes=message_attributes(alert),
             )
-        except (ClientError, BotoCoreError) as error:
+        except publish_errors() as error:
+            if error_code(error) in PERMANENT_SNS_ERRORS:
+                raise AlertRejectedError(f"the chat topic refused alert {alert.alert_id}: {error}") from error
             raise AlertDeliveryError(f"alert {alert.alert_id} was not posted to chat: {error}") from error

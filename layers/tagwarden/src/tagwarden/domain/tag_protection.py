@@ -358,6 +358,16 @@ def protection_alert_id(change: SettingsChange) -> str:
     )
 
 
+# How a creation template's alert begins (`protection_alert`), which tells it from a repository's.
+CREATION_TEMPLATE_SUMMARY = "Repository creation template "
+
+
+def created_by_template(alert: Alert) -> bool:
+    """Whether a TAG_PROTECTION_WEAKENED alert is about a repository creation template (its `repository` is the
+    template's prefix) rather than a repository."""
+    return alert.type is AlertType.TAG_PROTECTION_WEAKENED and alert.summary.startswith(CREATION_TEMPLATE_SUMMARY)
+
+
 def protection_alert(
     change: SettingsChange, previous: ProtectionSetting | None, policy: TagPolicy, detected_at: datetime
 ) -> Alert | None:
@@ -370,7 +380,7 @@ def protection_alert(
     what = (
         f"Repository {change.name}"
         if change.subject is SettingsSubject.REPOSITORY
-        else f"Repository creation template {change.name} (applies to repositories ECR creates under that prefix)"
+        else f"{CREATION_TEMPLATE_SUMMARY}{change.name} (applies to repositories ECR creates under that prefix)"
     )
     if change.created:
         before = "it was created"

@@ -23,11 +23,29 @@ from enum import StrEnum
 from tagwarden.clock import utcnow
 from tagwarden.domain.alerts import Alert
 from tagwarden.observability import logger, metrics
-from tagwarden.ports import AlertEntry, AlertOutbox, AlertPublisher, LedgerUnavailableError, RecordedAlerts
+from tagwarden.ports import (
+    AlertDeliveryError,
+    AlertEntry,
+    AlertOutbox,
+    AlertPublisher,
+    LedgerUnavailableError,
+    RecordedAlerts,
+)
 
 # Longer than publishing takes, shorter than Lambda's first async retry (about a minute), so the retry of a
 # crashed invocation always finds the lease expired.
 ALERT_LEASE = timedelta(seconds=30)
+
+
+def sink_progress(alert_id: str, sink: str) -> str:
+    """How the outbox's published set says one sink has an alert that not every sink has."""
+    return f"{alert_id}#{sink}"
+
+
+def sinks_reached(alert_id: str, published: frozenset[str]) -> frozenset[str]:
+    """The sinks an earlier attempt got the alert to, from the outbox's published set."""
+    prefix = sink_progress(alert_id, "")
+    return frozenset(item[len(prefix) :] for item in published if item.startswith(prefix))
 
 
 class DeliveryMode(StrEnum):
@@ -67,22 +85,28 @@ class AlertDelivery:
     ) -> tuple[str, ...]:
         """Publish every alert of an entry not published yet, then flag it delivered (or, withheld, release it).
 
-        On failure, remember which alerts were accepted (so the retry skips them), release the lease, raise.
+        On failure, remember which alerts were accepted, and which sinks took the alert that failed (so the
+        retry skips them: a chat topic refusing must not page the alerts topic's subscribers again on every
+        retry), release the lease, raise.
         """
         if not alerts:
             return ()
         accepted: list[str] = []
+        alert = alerts[0]
         try:
             for alert in alerts:
                 if alert.alert_id in published:
                     continue
-                self._publisher.publish(alert)
+                self._publisher.publish(alert, skip=sinks_reached(alert.alert_id, published))
                 accepted.append(alert.alert_id)
                 self._log_published(alert)
-        except Exception:
-            if accepted and self._mode is DeliveryMode.PUBLISH:
+        except Exception as error:
+            progress = [*accepted]
+            if isinstance(error, AlertDeliveryError):
+                progress += [sink_progress(alert.alert_id, sink) for sink in sorted(error.reached)]
+            if progress and self._mode is DeliveryMode.PUBLISH:
                 with contextlib.suppress(LedgerUnavailableError):
-                    self._outbox.mark_published(entry, accepted)
+                    self._outbox.mark_published(entry, progress)
             self._outbox.release(entry)
             raise
         if self._mode is DeliveryMode.WITHHOLD:

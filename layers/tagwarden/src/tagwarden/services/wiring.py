@@ -91,17 +91,26 @@ def compose_audit_watcher(table: LedgerTable, delivery: AlertDelivery, config: D
 def alert_sinks(config: LedgerConfig) -> AlertPublisher:
     """The alerts topic, plus the chat topic and Security Hub when the template configured them: each an
     adapter behind `AlertPublisher`, called together (adapters.alert_sinks says what a partial failure does)."""
-    primary = SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN)
+    from tagwarden.domain.alert_text import CommandScope
+
+    # The commands alerts print name this stack, so they work as printed.
+    # The alerts topic is the stack's: its ARN names the stack's account.
+    scope = CommandScope(
+        stack_name=config.TAGWARDEN_STACK_NAME, region=config.AWS_REGION, account=config.ALERTS_TOPIC_ARN.split(":")[4]
+    )
+    primary = SnsAlertPublisher(sns_client(), config.ALERTS_TOPIC_ARN, scope)
     optional: dict[str, AlertPublisher] = {}
     if config.CHAT_TOPIC_ARN:
         from tagwarden.adapters.chat_publisher import ChatAlertPublisher
 
-        optional["chat-topic"] = ChatAlertPublisher(sns_client(), config.CHAT_TOPIC_ARN)
+        optional["chat-topic"] = ChatAlertPublisher(sns_client(), config.CHAT_TOPIC_ARN, scope)
     if config.SECURITY_HUB_PRODUCT_ARN:
         from tagwarden.adapters.aws_clients import securityhub_client
         from tagwarden.adapters.securityhub_publisher import SecurityHubAlertPublisher
 
-        optional["security-hub"] = SecurityHubAlertPublisher(securityhub_client(), config.SECURITY_HUB_PRODUCT_ARN)
+        optional["security-hub"] = SecurityHubAlertPublisher(
+            securityhub_client(), config.SECURITY_HUB_PRODUCT_ARN, scope=scope
+        )
     if not optional:
         return primary
     from tagwarden.adapters.alert_sinks import FanOutAlertPublisher

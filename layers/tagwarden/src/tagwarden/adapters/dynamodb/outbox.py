@@ -1,7 +1,8 @@
 """The alert outbox on the ledger table: alerts stored on the entry that raised them, and their delivery.
 
 An entry that raised alerts carries `alerts` (schema v1 JSON), `alerts_delivered`, while a writer
-publishes them `alerts_lease_until`, and after a partial failure `alerts_published` (ids SNS accepted).
+publishes them `alerts_lease_until`, and after a partial failure `alerts_published` (a string set: the ids of
+alerts every sink took, and `<alert id>#<sink>` for each sink that took an alert another sink did not).
 The ledger adapters write these attributes with the entry (`outbox_values`), in the same atomic write;
 `DynamoDbAlertOutbox` changes them afterwards.
 """
