@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from botocore.exceptions import BotoCoreError
+
 from tagwarden.admission.server import AdmissionServer, ServingCertificate
 from tagwarden.config import AdmissionConfig, ConfigurationError
 from tagwarden.services.wiring import build_admission
@@ -38,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, OSError) as error:
         print(f"tagwarden admission: {error}", file=sys.stderr)
         return 2
-    service = build_admission(config)
+    try:
+        service = build_admission(config)
+    except (BotoCoreError, OSError, ValueError) as error:
+        # No credentials (Pod Identity's agent down, its token file missing or unreadable): one line, exit 2.
+        print(f"tagwarden admission: AWS credentials: {type(error).__name__}: {str(error)[:300]}", file=sys.stderr)
+        return 2
     server = AdmissionServer((args.host, args.port), service, certificate)
     stopping = threading.Event()
 
