@@ -134,7 +134,6 @@ def admission_dynamodb_client(
     resolver.providers = [bounded if p.METHOD == ContainerProvider.METHOD else p for p in resolver.providers]
     credentials = session.get_credentials()
     if credentials is not None:
-        credentials.get_frozen_credentials()
         threading.Thread(target=_keep_fresh, args=(credentials,), name="credentials", daemon=True).start()
     client: DynamoDBClient = session.client(
         "dynamodb", endpoint_url=endpoint_url, config=admission_config(budget_seconds), region_name=region

@@ -150,9 +150,18 @@ class AdmissionServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], service: AdmissionService, certificate: ServingCertificate) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: AdmissionService,
+        certificate: ServingCertificate,
+        request_seconds: float = REQUEST_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.service = service
         self.certificate = certificate
+        self.request_seconds = request_seconds
+        self.max_connections = max_connections
         self.draining = threading.Event()
         self.bodies = ByteBudget(BODY_BUDGET_BYTES)
         self._connections: dict[socket.socket, float | None] = {}
@@ -163,13 +172,12 @@ class AdmissionServer(ThreadingHTTPServer):
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Serve a new connection only below MAX_CONNECTIONS (else it is closed at once, unread)."""
         with self._connections_lock:
-            if len(self._connections) >= MAX_CONNECTIONS:
-                refused = True
-            else:
-                refused = False
-                self._connections[request] = time.monotonic() + REQUEST_SECONDS  # the handshake and first request
+            refused = len(self._connections) >= self.max_connections
+            if not refused:
+                # The handshake and the first request.
+                self._connections[request] = time.monotonic() + self.request_seconds
         if refused:
-            self.service.log_connection_error(f"more than {MAX_CONNECTIONS} connections: closed a new one")
+            self.service.log_connection_error(f"more than {self.max_connections} connections: closed a new one")
         return not refused
 
     def shutdown_request(self, request: Any) -> None:
@@ -244,7 +252,7 @@ class AdmissionHandler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.close_connection = True
             return
-        self.server.set_deadline(self.connection, REQUEST_SECONDS)
+        self.server.set_deadline(self.connection, self.server.request_seconds)
         super().handle_one_request()
 
     def do_POST(self) -> None:
@@ -262,7 +270,7 @@ class AdmissionHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body larger than {MAX_REVIEW_BYTES} bytes"})
             return
-        if not self.server.bodies.acquire(length, REQUEST_SECONDS):
+        if not self.server.bodies.acquire(length, self.server.request_seconds):
             self.close_connection = True
             self.server.service.log_connection_error(f"busy: a body of {length} bytes found no room in time")
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "too many large reviews at once; retry"})
@@ -298,7 +306,8 @@ class AdmissionHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        if self.server.draining.is_set():
-            self.send_header("Connection", "close")  # sets close_connection: the client reconnects elsewhere
+        if self.server.draining.is_set() or self.close_connection:
+            # Draining: the client reconnects elsewhere. Refused unread: the rest of the body is not read.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)

@@ -42,8 +42,10 @@ POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
 _JUDGED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
-# A review is an object plus its old version: the API server caps objects at about 3 MiB each.
-MAX_REVIEW_BYTES = 16 * 1024 * 1024
+# The largest review the API server sends: an UPDATE carries the object and its old version, and the API
+# server refuses request bodies above 3 MiB (`MaxRequestBodyBytes: 3 * 1024 * 1024`, k8s.io/apiserver
+# pkg/server/config.go; etcd stores at most 1.5 MiB per object), so 2 x 3 MiB plus the envelope.
+MAX_REVIEW_BYTES = 6 * 1024 * 1024 + 512 * 1024
 
 
 class MalformedReviewError(ValueError):
