@@ -91,6 +91,7 @@ def webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ("--default-mode", "enforce", "--fallback-policy", "--image", IMAGE),
         ("--pin-templates", "--replicas", "3"),
         ("--cert-manager", "--default-mode", "off", "--fallback-policy"),
+        ("--mode-admins", "platform-security", "--exempt-namespace", "karpenter", "--fallback-policy"),
     ],
 )
 def test_every_object_printed_is_valid_for_kubernetes_1_33_and_the_newest(
@@ -670,3 +671,50 @@ def test_cloudformation_out_of_reach_is_an_aws_error(deployed: Stack) -> None:
     result = tagwarden("admission", "manifests", "--stack-name", "tagwarden", "--endpoint-url", "http://127.0.0.1:9")
 
     assert_one_line_error(result, 3, "DescribeStacks failed")
+
+
+# --- who may switch a namespace's mode (red team M5) --------------------------------------------------------
+
+
+def _namespace(mode: str | None) -> dict[str, Any]:
+    labels = {"kubernetes.io/metadata.name": "shop"} | ({"tagwarden.io/mode": mode} if mode else {})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}}
+
+
+ADMIN = {"username": "alice", "groups": ["platform-security", "system:authenticated"]}
+DEVELOPER = {"username": "bob", "groups": ["developers", "system:authenticated"]}
+
+
+@pytest.mark.parametrize(
+    ("operation", "new", "old", "user", "allowed"),
+    [
+        ("CREATE", "off", None, DEVELOPER, False),
+        ("CREATE", None, None, DEVELOPER, True),  # the default mode applies
+        ("CREATE", "off", None, ADMIN, True),
+        ("UPDATE", "off", "enforce", DEVELOPER, False),
+        ("UPDATE", None, "enforce", DEVELOPER, False),  # removing the label is a change too
+        ("UPDATE", "enforce", None, DEVELOPER, False),
+        ("UPDATE", "enforce", "enforce", DEVELOPER, True),  # other labels and annotations stay free
+        ("UPDATE", "off", "enforce", ADMIN, True),
+        ("UPDATE", "off", "enforce", {"username": "system:anonymous"}, False),
+    ],
+)
+def test_only_mode_admins_set_or_change_the_mode_label(
+    deployed: Stack, operation: str, new: str | None, old: str | None, user: dict[str, Any], allowed: bool
+) -> None:
+    objects = manifests("--mode-admins", "platform-security")
+    policy = next(p for p in by_kind(objects, "ValidatingAdmissionPolicy") if "mode" in p["metadata"]["name"])
+    binding = next(b for b in by_kind(objects, "ValidatingAdmissionPolicyBinding") if "mode" in b["metadata"]["name"])
+    activation = {
+        "request": {"operation": operation, "userInfo": user},
+        "object": _namespace(new),
+        "oldObject": _namespace(old) if operation == "UPDATE" else None,
+    }
+
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["namespaces"]
+    assert all(cel(v["expression"], activation) for v in policy["spec"]["validations"]) is allowed
+
+
+def test_without_mode_admins_no_guard_policy(deployed: Stack) -> None:
+    assert by_kind(manifests(), "ValidatingAdmissionPolicy") == []

@@ -113,6 +113,8 @@ class ManifestSettings:
     exempt_namespaces: tuple[str, ...] = ()
     # The ECR accounts whose registries the webhook judges (the fallback policy checks only their images).
     judged_accounts: tuple[str, ...] = ()
+    # Groups allowed to set or change a namespace's mode label (empty: no guard policy).
+    mode_admins: tuple[str, ...] = ()
     # Extra CA certificates trusted next to the new one (the previous caBundle, during a rotation).
     trusted_ca_pem: bytes = b""
     tls: TlsMaterial | None = None
@@ -540,6 +542,57 @@ def _fallback_policy(default_mode: str, accounts: Sequence[str], exempt: Sequenc
     return [policy, binding]
 
 
+def _mode_guard(admins: Sequence[str]) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy letting only members of `admins` set, change or remove a namespace's
+    `tagwarden.io/mode` label (creating a namespace with it included): whoever may create or patch namespaces
+    could otherwise switch a namespace to `off` and deploy what the webhook would refuse."""
+
+    def mode(obj: str) -> str:
+        return (
+            f"(has({obj}.metadata.labels) && '{MODE_LABEL}' in {obj}.metadata.labels ? "
+            f"{obj}.metadata.labels['{MODE_LABEL}'] : '')"
+        )
+
+    groups = ", ".join(f"'{group}'" for group in admins)
+    name = "tagwarden-guard-mode-label"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _metadata(name, namespaced=False),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["namespaces"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": (
+                        f"(request.operation == 'CREATE' ? {mode('object')} == '' : "
+                        f"{mode('object')} == {mode('oldObject')}) || "
+                        f"(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in [{groups}]))"
+                    ),
+                    "message": f"only members of {', '.join(admins)} may set or change the {MODE_LABEL} label",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _metadata(name, namespaced=False),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
 def _cert_manager_objects(days: int) -> list[dict[str, Any]]:
     """A self-signed root, a CA Issuer on it, and the serving Certificate into TLS_SECRET (cert-manager v1)."""
     hours = f"{days * 24}h"
@@ -662,6 +715,8 @@ def build_manifests(settings: ManifestSettings, cert_manager_days: int = 3650) -
     )
     if settings.fallback_policy:
         objects.extend(_fallback_policy(settings.default_mode, settings.judged_accounts, settings.exempt_namespaces))
+    if settings.mode_admins:
+        objects.extend(_mode_guard(settings.mode_admins))
     # Last: the API server starts calling the webhook as soon as this exists.
     objects.append(
         {
@@ -836,6 +891,16 @@ def manifests(
             "or Fail (pods wait for the webhook). The enforce entry is always Fail.",
         ),
     ] = "Ignore",
+    mode_admins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode-admins",
+            metavar="GROUP",
+            help=f"Add a ValidatingAdmissionPolicy letting only this group (repeatable) set or change the {MODE_LABEL}"
+            " "
+            "namespace label (Kubernetes 1.30+). Without it, whoever may create or patch namespaces can switch one off.",
+        ),
+    ] = None,
     exempt_namespace: Annotated[
         list[str] | None,
         typer.Option(
@@ -907,6 +972,7 @@ def manifests(
             pin_templates=pin_templates,
             warn_failure_policy=warn_failure_policy,
             exempt_namespaces=exempt,
+            mode_admins=tuple(dict.fromkeys(mode_admins or ())),
             judged_accounts=tuple(environment["MONITORED_ACCOUNTS"].split(",")),
             trusted_ca_pem=trusted,
             tls=None if cert_manager else make_tls_material(dt.datetime.now(dt.UTC), days),
