@@ -897,8 +897,8 @@ def manifests(
             "--mode-admins",
             metavar="GROUP",
             help=f"Add a ValidatingAdmissionPolicy letting only this group (repeatable) set or change the {MODE_LABEL}"
-            " "
-            "namespace label (Kubernetes 1.30+). Without it, whoever may create or patch namespaces can switch one off.",
+            " namespace label (Kubernetes 1.30+). Without it, whoever may create or patch namespaces can switch"
+            " one off.",
         ),
     ] = None,
     exempt_namespace: Annotated[
