@@ -209,7 +209,7 @@ def decide(
     decisions = tuple(_decide_slot(slot, subject, view, policy, mode, too_many) for slot in subject.slots)
     pins = tuple((d.slot.path, d.pinned) for d in decisions if d.pinned is not None)
     denied = [d for d in decisions if d.decision is Decision.DENIED]
-    warnings = tuple(_warning(d) for d in decisions if d.decision is Decision.WARNED)
+    warnings = tuple(_warning(d, mode) for d in decisions if d.decision is Decision.WARNED)
     if len(warnings) > MAX_WARNINGS:
         more = len(warnings) - MAX_WARNINGS + 1
         warnings = (*warnings[: MAX_WARNINGS - 1], f"tagwarden: {more} more images with problems (see the log)")
@@ -399,14 +399,15 @@ _ADVICE = {
 MAX_WARNING_LENGTH = 256
 
 
-def _warning(decision: ImageDecision) -> str:
+def _warning(decision: ImageDecision, mode: Mode) -> str:
     """A short warning (kubectl prints it): where, what is wrong, what to do."""
     assert decision.problem is not None
     content = f" ({short_digest(decision.digest)})" if decision.digest else ""
     problem = decision.problem
     text = f"tagwarden: {decision.slot.where}{content}: {problem.value}: {_ADVICE[problem]}"
     if decision.slot.template:
-        text += "; its pods are denied in enforce namespaces"
+        # What happens to the pods made from it, in this namespace's mode.
+        text += "; its pods will be denied here" if mode is Mode.ENFORCE else "; its pods will run unpinned here"
     return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 3] + "..."
 
 
