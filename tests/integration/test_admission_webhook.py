@@ -323,7 +323,7 @@ def test_templates_get_warnings_not_patches(server: RunningServer) -> None:
 
     assert passing["allowed"] is True and "patch" not in passing and "warnings" not in passing
     assert failing["allowed"] is True and "patch" not in failing
-    assert "failing verdict" in failing["warnings"][0] and "denied in enforce" in failing["warnings"][0]
+    assert "failing verdict" in failing["warnings"][0] and "its pods will be denied here" in failing["warnings"][0]
 
 
 def test_with_pin_templates_a_cronjob_template_is_pinned(pinning_server: RunningServer) -> None:
