@@ -29,7 +29,7 @@ for candidate in $engines; do
 done
 if [ -z "$engine" ]; then
     echo "make image: no container engine answers on this machine, so the image cannot be built here." >&2
-    for line in "${tried[@]}"; do echo "  $line" >&2; done
+    for line in ${tried[@]+"${tried[@]}"}; do echo "  $line" >&2; done
     echo "  Run 'make image STACK_NAME=<stack>' where docker, podman or buildah works (a workstation, a CI" >&2
     echo "  runner with Docker), or build admission/Dockerfile there from the repository root and push it to" >&2
     echo "  the stack's repository: '.venv/bin/tagwarden admission repository --stack-name <stack>' prints it." >&2
@@ -45,7 +45,8 @@ fi
 region_args=()
 if [ -n "${REGION:-}" ]; then region_args=(--region "$REGION"); fi
 
-repository=$("$TAGWARDEN" admission repository --stack-name "$stack" "${region_args[@]}")
+# "${a[@]+"${a[@]}"}": bash before 4.4 (macOS's 3.2) calls an empty array unbound under `set -u`.
+repository=$("$TAGWARDEN" admission repository --stack-name "$stack" ${region_args[@]+"${region_args[@]}"})
 tag=${IMAGE_TAG:-$("$PY" -c 'import tagwarden; print(tagwarden.__version__)')}
 registry=${repository%%/*}
 image="$repository:$tag"
@@ -65,9 +66,9 @@ token = boto3.client("ecr", region_name=region).get_authorization_token()["autho
 print(base64.b64decode(token["authorizationToken"]).decode().split(":", 1)[1])
 PYTHON
 if [ "$engine" = buildah ]; then
-    buildah build "${platform_args[@]}" --file admission/Dockerfile --tag "$image" .
+    buildah build ${platform_args[@]+"${platform_args[@]}"} --file admission/Dockerfile --tag "$image" .
 else
-    "$engine" build "${platform_args[@]}" --file admission/Dockerfile --tag "$image" .
+    "$engine" build ${platform_args[@]+"${platform_args[@]}"} --file admission/Dockerfile --tag "$image" .
 fi
 "$engine" push "$image"
 
@@ -85,4 +86,4 @@ print(detail["imageDigest"])
 PYTHON
 )
 echo "==> pushed $repository@$digest"
-echo "Next: .venv/bin/tagwarden admission manifests --stack-name $stack --image $repository@$digest | kubectl apply -f -"
+echo "Next: .venv/bin/tagwarden admission manifests --stack-name $stack ${REGION:+--region $REGION }--image $repository@$digest | kubectl apply -f -"

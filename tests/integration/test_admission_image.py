@@ -224,7 +224,8 @@ def test_make_image_builds_from_the_repository_root_and_pushes_to_the_stacks_rep
     )["imageDetails"]
     digest = detail["imageDigest"]
     assert f"==> pushed {registry}@{digest}" in result.stdout
-    assert f"admission manifests --stack-name {stack} --image {registry}@{digest}" in result.stdout
+    # The region it pushed to is the one the next command reads the stack in.
+    assert f"admission manifests --stack-name {stack} --region {REGION} --image {registry}@{digest}" in result.stdout
 
 
 # --- the image's command, run ------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def webhooks(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ("--default-mode", "enforce", "--fallback-policy", "--image", IMAGE),
         ("--pin-templates", "--replicas", "3"),
         ("--cert-manager", "--default-mode", "off", "--fallback-policy"),
+        ("--mode-admins", "platform-security", "--exempt-namespace", "karpenter", "--fallback-policy"),
     ],
 )
 def test_every_object_printed_is_valid_for_kubernetes_1_33_and_the_newest(
@@ -231,7 +232,8 @@ def test_one_entry_per_mode_with_the_api_servers_settings(deployed: Stack) -> No
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["reinvocationPolicy"] == "IfNeeded"
-        assert hook["failurePolicy"] == "Fail"
+        # warn never refuses a pod, so neither does an unreachable webhook in warn namespaces.
+        assert hook["failurePolicy"] == ("Ignore" if mode == "warn" else "Fail")
         assert hook["timeoutSeconds"] == 5
         assert hook["matchPolicy"] == "Equivalent"
         covered = {
@@ -255,10 +257,40 @@ def test_one_entry_per_mode_with_the_api_servers_settings(deployed: Stack) -> No
         }
 
 
-def test_the_warn_entry_may_ignore_an_unreachable_webhook_the_enforce_entry_never(deployed: Stack) -> None:
-    hooks = webhooks(manifests("--warn-failure-policy", "Ignore"))
+def test_the_warn_entry_may_wait_for_the_webhook_the_enforce_entry_always_does(deployed: Stack) -> None:
+    hooks = webhooks(manifests("--warn-failure-policy", "Fail"))
+    default = webhooks(manifests())
 
-    assert (hooks["warn"]["failurePolicy"], hooks["enforce"]["failurePolicy"]) == ("Ignore", "Fail")
+    assert (hooks["warn"]["failurePolicy"], hooks["enforce"]["failurePolicy"]) == ("Fail", "Fail")
+    assert (default["warn"]["failurePolicy"], default["enforce"]["failurePolicy"]) == ("Ignore", "Fail")
+
+
+def test_exempt_namespaces_reach_neither_entry_nor_the_fallback_binding_and_the_server_knows_them(
+    deployed: Stack,
+) -> None:
+    objects = manifests("--exempt-namespace", "karpenter", "--exempt-namespace", "cert-manager", "--fallback-policy")
+    hooks = webhooks(objects)
+    binding = one(objects, "ValidatingAdmissionPolicyBinding")
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    environment = {variable["name"]: variable["value"] for variable in container["env"]}
+    karpenter = namespace_labels("karpenter", {"tagwarden.io/mode": "enforce"})
+
+    assert not any(selector_matches(hook["namespaceSelector"], karpenter) for hook in hooks.values())
+    assert not selector_matches(binding["spec"]["matchResources"]["namespaceSelector"], karpenter)
+    assert selector_matches(
+        hooks["enforce"]["namespaceSelector"], namespace_labels("shop", {"tagwarden.io/mode": "enforce"})
+    )
+    assert environment["ADMISSION_EXEMPT_NAMESPACES"].split(",") == [*EXEMPT_NAMESPACES, "karpenter", "cert-manager"]
+
+
+def test_the_server_has_memory_for_two_of_the_largest_reviews_and_is_evicted_last(deployed: Stack) -> None:
+    pod_spec = one(manifests(), "Deployment")["spec"]["template"]["spec"]
+    container = pod_spec["containers"][0]
+
+    # 422 MiB measured for two 6.5 MiB reviews at once (the server's body budget), see the README.
+    assert container["resources"]["limits"]["memory"] == "640Mi"
+    assert pod_spec["priorityClassName"] == "system-cluster-critical"
+    assert container["readinessProbe"]["timeoutSeconds"] == 2
 
 
 NAMESPACES = {
@@ -423,8 +455,15 @@ def test_cert_manager_makes_the_certificate_and_injects_the_ca(deployed: Stack) 
 # --- the fallback ValidatingAdmissionPolicy --------------------------------------------------------------
 
 
-def pod(containers: list[str], init: list[str] | None = None, ephemeral: list[str] | None = None) -> dict[str, Any]:
+def pod(
+    containers: list[str],
+    init: list[str] | None = None,
+    ephemeral: list[str] | None = None,
+    volumes: list[str] | None = None,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(containers)]}
+    if volumes is not None:
+        spec["volumes"] = [{"name": f"v{i}", "image": {"reference": image}} for i, image in enumerate(volumes)]
     if init is not None:
         spec["initContainers"] = [{"name": f"i{i}", "image": image} for i, image in enumerate(init)]
     if ephemeral is not None:
@@ -463,10 +502,30 @@ CREATE = {"operation": "CREATE", "subResource": ""}
         ),
         (
             {"operation": "UPDATE", "subResource": "ephemeralcontainers"},
-            pod([PINNED], ephemeral=["busybox"]),
+            pod([PINNED], ephemeral=[BY_TAG]),
             pod([PINNED]),
             False,
         ),
+        # An ephemeral container added before (by tag, before the policy) does not block a new, pinned one.
+        (
+            {"operation": "UPDATE", "subResource": "ephemeralcontainers"},
+            pod([PINNED], ephemeral=[BY_TAG, PINNED]),
+            pod([PINNED], ephemeral=[BY_TAG]),
+            True,
+        ),
+        # Only what the webhook judges: not Docker Hub, not the EKS add-ons' own ECR accounts.
+        (
+            CREATE,
+            pod(["busybox:1.36", "602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon-k8s-cni:v1.19.2"]),
+            None,
+            True,
+        ),
+        (CREATE, pod([BY_TAG.upper().replace("SHOP/API", "shop/api")]), None, False),  # any case of the host
+        (CREATE, pod([BY_TAG.replace(".amazonaws.com/", ".amazonaws.com:443/")]), None, False),
+        (CREATE, pod([f"444455556666.dkr-ecr.{REGION}.on.aws/shop/api:1"]), None, False),  # a monitored account
+        # Image volumes are pulled like container images.
+        (CREATE, pod([PINNED], volumes=[BY_TAG]), None, False),
+        (CREATE, pod([PINNED], volumes=[PINNED]), None, True),
         # A label change on a pod that predates the webhook: not the policy's business.
         ({"operation": "UPDATE", "subResource": ""}, pod([BY_TAG]), pod([BY_TAG]), True),
         # `kubectl set image` on a bare pod: a changed image must be pinned.
@@ -553,6 +612,9 @@ def test_repository_prints_the_stacks_image_repository(deployed: Stack) -> None:
         (("--stack-name", "tagwarden", "--days", "0"), "--days: 0"),
         (("--stack-name", "tagwarden", "--image", "Not A Reference"), "--image:"),
         (("--stack-name", "tagwarden", "--image", "registry.example.com/Shop/API:1"), "--image:"),
+        (("--stack-name", "tagwarden", "--image", f"{REPOSITORY}"), "names neither a tag nor a digest"),
+        (("--stack-name", "tagwarden", "--image", "localhost:5000/admission"), "names neither a tag nor a digest"),
+        (("--stack-name", "tagwarden", "--exempt-namespace", "Not_A_Namespace"), "--exempt-namespace:"),
         (("--stack-name", "tagwarden", "--cert-manager", "--trust-ca", "x.pem"), "--trust-ca"),
         (("--stack-name", "tagwarden", "--trust-ca", "/nonexistent/ca.pem"), "--trust-ca: cannot read"),
         (("--table", "t"), "needs --stack-name"),
@@ -609,3 +671,50 @@ def test_cloudformation_out_of_reach_is_an_aws_error(deployed: Stack) -> None:
     result = tagwarden("admission", "manifests", "--stack-name", "tagwarden", "--endpoint-url", "http://127.0.0.1:9")
 
     assert_one_line_error(result, 3, "DescribeStacks failed")
+
+
+# --- who may switch a namespace's mode (red team M5) --------------------------------------------------------
+
+
+def _namespace(mode: str | None) -> dict[str, Any]:
+    labels = {"kubernetes.io/metadata.name": "shop"} | ({"tagwarden.io/mode": mode} if mode else {})
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": labels}}
+
+
+ADMIN = {"username": "alice", "groups": ["platform-security", "system:authenticated"]}
+DEVELOPER = {"username": "bob", "groups": ["developers", "system:authenticated"]}
+
+
+@pytest.mark.parametrize(
+    ("operation", "new", "old", "user", "allowed"),
+    [
+        ("CREATE", "off", None, DEVELOPER, False),
+        ("CREATE", None, None, DEVELOPER, True),  # the default mode applies
+        ("CREATE", "off", None, ADMIN, True),
+        ("UPDATE", "off", "enforce", DEVELOPER, False),
+        ("UPDATE", None, "enforce", DEVELOPER, False),  # removing the label is a change too
+        ("UPDATE", "enforce", None, DEVELOPER, False),
+        ("UPDATE", "enforce", "enforce", DEVELOPER, True),  # other labels and annotations stay free
+        ("UPDATE", "off", "enforce", ADMIN, True),
+        ("UPDATE", "off", "enforce", {"username": "system:anonymous"}, False),
+    ],
+)
+def test_only_mode_admins_set_or_change_the_mode_label(
+    deployed: Stack, operation: str, new: str | None, old: str | None, user: dict[str, Any], allowed: bool
+) -> None:
+    objects = manifests("--mode-admins", "platform-security")
+    policy = next(p for p in by_kind(objects, "ValidatingAdmissionPolicy") if "mode" in p["metadata"]["name"])
+    binding = next(b for b in by_kind(objects, "ValidatingAdmissionPolicyBinding") if "mode" in b["metadata"]["name"])
+    activation = {
+        "request": {"operation": operation, "userInfo": user},
+        "object": _namespace(new),
+        "oldObject": _namespace(old) if operation == "UPDATE" else None,
+    }
+
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"] == ["namespaces"]
+    assert all(cel(v["expression"], activation) for v in policy["spec"]["validations"]) is allowed
+
+
+def test_without_mode_admins_no_guard_policy(deployed: Stack) -> None:
+    assert by_kind(manifests(), "ValidatingAdmissionPolicy") == []

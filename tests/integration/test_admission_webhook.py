@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
+import http.server
 import json
+import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -318,7 +323,7 @@ def test_templates_get_warnings_not_patches(server: RunningServer) -> None:
 
     assert passing["allowed"] is True and "patch" not in passing and "warnings" not in passing
     assert failing["allowed"] is True and "patch" not in failing
-    assert "failing verdict" in failing["warnings"][0] and "denied in enforce" in failing["warnings"][0]
+    assert "failing verdict" in failing["warnings"][0] and "its pods will be denied here" in failing["warnings"][0]
 
 
 def test_with_pin_templates_a_cronjob_template_is_pinned(pinning_server: RunningServer) -> None:
@@ -420,7 +425,7 @@ def test_health_and_readiness(server: RunningServer) -> None:
     assert server.client.request("POST", "/admit/off?timeout=5s", b"{}")[0] == 404
 
 
-def test_an_unreadable_ledger_denies_in_enforce_warns_in_warn_and_fails_readiness(
+def test_an_unreadable_ledger_denies_in_enforce_warns_in_warn_and_stays_ready(
     ledger: tuple[Stack, Build], certificates: Certificates, tmp_path: Path
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
@@ -434,8 +439,11 @@ def test_an_unreadable_ledger_denies_in_enforce_warns_in_warn_and_fails_readines
 
     assert denied["allowed"] is False and "ledger unavailable" in denied["status"]["message"]
     assert warned["allowed"] is True and "patch" not in warned and "ledger unavailable" in warned["warnings"][0]
-    assert ready == (503, {"ready": False})
+    # Readiness follows the server, not the ledger: a ledger outage must not empty the Service's endpoints
+    # (failurePolicy would then refuse every pod of warn namespaces too).
+    assert ready == (200, {"ready": True})
     assert elapsed < 5
+    assert any(line.get("AdmissionLedgerFailures") == 1 for line in down.lines())
 
 
 def test_sigterm_drains_closes_kept_connections_then_stops(
@@ -510,3 +518,266 @@ def test_the_server_refuses_to_start_without_its_configuration(tmp_path: Path) -
     )
 
     assert result.returncode == 2 and "LEDGER_TABLE_NAME: is not set" in result.stderr
+
+
+# --- What one client can hold: connections, slow requests, large bodies (red team H1) ------------------
+
+
+def _tls(client: ApiServerClient) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    return client.context.wrap_socket(raw, server_hostname=client.host)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> float | None:
+    """How long until the server closes `sock` (None: still open after `seconds`)."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return None
+    except OSError:
+        pass
+    return time.monotonic() - started
+
+
+def test_connections_past_the_cap_are_closed_at_once_and_served_again_when_freed(
+    ledger: tuple[Stack, Build], certificates: Certificates, dynamodb_local_endpoint: str, tmp_path: Path
+) -> None:
+    environment = _environment(ledger[0], dynamodb_local_endpoint)
+    options = ("--max-connections", "4", "--request-seconds", "30")
+    with admission_server(certificates, environment, tmp_path / "cap.log", options=options) as running:
+        held = [socket.create_connection(("127.0.0.1", running.client.port)) for _ in range(4)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", running.client.port))
+        closed_after = _closed_within(extra, 3)
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        answer = running.client.review(_pod(f"{ECR}/shop/api:1.4.0"))
+
+    assert closed_after is not None and closed_after < 1
+    assert answer["allowed"] is True
+    assert any("more than 4 connections" in line.get("problem", "") for line in running.lines())
+
+
+def test_a_slow_loris_is_cut_off_at_the_request_deadline_while_reviews_go_on(
+    ledger: tuple[Stack, Build], certificates: Certificates, dynamodb_local_endpoint: str, tmp_path: Path
+) -> None:
+    environment = _environment(ledger[0], dynamodb_local_endpoint)
+    options = ("--request-seconds", "1.5")
+    with admission_server(certificates, environment, tmp_path / "loris.log", options=options) as running:
+        headers, body = _tls(running.client), _tls(running.client)
+        headers.sendall(b"POST /admit/enforce HTTP/1.1\r\n")
+        body.sendall(b"POST /admit/enforce HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        started = time.monotonic()
+        cut: dict[str, float] = {}
+        while len(cut) < 2 and time.monotonic() - started < 8:
+            for name, sock in (("headers", headers), ("body", body)):
+                if name in cut:
+                    continue
+                try:
+                    sock.sendall(b"X-Drip: 1\r\n" if name == "headers" else b" ")  # one piece every 0.25 s
+                except OSError:
+                    cut[name] = time.monotonic() - started
+            time.sleep(0.25)
+        answer = running.client.review(_pod(f"{ECR}/shop/api:1.4.0"))
+
+    # Each socket read was quick (0.25 s apart), so only a deadline for the whole request stops them.
+    assert set(cut) == {"headers", "body"} and max(cut.values()) < 4, cut
+    assert answer["allowed"] is True
+
+
+def test_a_body_larger_than_the_largest_review_is_refused_unread(server: RunningServer) -> None:
+    from tagwarden.events.admission import MAX_REVIEW_BYTES
+
+    sock = _tls(server.client)
+    sock.sendall(
+        f"POST /admit/enforce?timeout=5s HTTP/1.1\r\nHost: {server.client.host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {MAX_REVIEW_BYTES + 1}\r\n\r\n".encode()
+    )
+    reply = sock.recv(65536)
+    sock.close()
+
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in reply
+    assert MAX_REVIEW_BYTES < 7 * 1024 * 1024  # 2 x the API server's 3 MiB request limit, plus the envelope
+
+
+def test_the_largest_reviews_sent_at_once_are_all_answered(server: RunningServer) -> None:
+    from tagwarden.events.admission import MAX_REVIEW_BYTES
+
+    review = _pod(f"{ECR}/shop/api:1.4.0")
+    review["request"]["object"]["metadata"]["annotations"] = {"filler": ""}
+    size = len(json.dumps(review))
+    review["request"]["object"]["metadata"]["annotations"]["filler"] = "x" * (MAX_REVIEW_BYTES - size - 64)
+    answers: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: answers.append(server.client.review(review))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(answers) == 4 and all(answer["allowed"] for answer in answers)
+
+
+# --- Input the API server would never send, and faults (red team lows) ----------------------------------
+
+
+@pytest.mark.parametrize("annotations", [["tagwarden.io/original-images"], "x", {"tagwarden.io/mode": 1}])
+def test_annotations_that_are_not_a_map_of_strings_are_a_400(server: RunningServer, annotations: object) -> None:
+    review = _pod(f"{ECR}/shop/api:1.4.0")
+    review["request"]["object"]["metadata"]["annotations"] = annotations
+    status, answer = server.client.request("POST", "/admit/enforce?timeout=5s", json.dumps(review).encode())
+
+    assert status == 400 and "annotations is not a map of strings" in answer["error"]
+
+
+def test_more_distinct_images_than_one_read_holds_are_refused_as_such(server: RunningServer) -> None:
+    review = _pod(f"{ECR}/shop/api:1.4.0")
+    containers = review["request"]["object"]["spec"]["containers"]
+    template = containers[0]
+    containers[:] = [{**template, "name": f"c{i}", "image": f"{ECR}/shop/api:t{i}"} for i in range(101)]
+    denied = server.client.review(review, "enforce")
+    warned = server.client.review(review, "warn")
+
+    assert denied["allowed"] is False and "too many images" in denied["status"]["message"]
+    assert "ledger unavailable" not in denied["status"]["message"]
+    assert len(denied["status"]["message"]) < 4000  # ten listed, then a count
+    assert warned["allowed"] is True and len(warned["warnings"]) == 10
+    assert "more images with problems" in warned["warnings"][-1]
+
+
+# --- Image volumes (red team M1) --------------------------------------------------------------------------
+
+
+def _with_image_volume(reference: str, uid: str) -> dict[str, Any]:
+    review = _pod(f"{ECR}/shop/api:1.4.0@{SCANNED}", uid=uid)
+    spec = review["request"]["object"]["spec"]
+    spec["volumes"] = [*spec.get("volumes", []), {"name": "payload", "image": {"reference": reference}}]
+    spec["containers"][0]["volumeMounts"] = [
+        *spec["containers"][0].get("volumeMounts", []),
+        {"name": "payload", "mountPath": "/payload"},
+    ]
+    return review
+
+
+def test_an_image_volume_is_pinned_like_a_container_image(server: RunningServer) -> None:
+    review = _with_image_volume(f"{ECR}/shop/api:1.4.0", "b1b1b1b1-0000-4000-8000-000000000001")
+    answer = server.client.review(review)
+    pod = patched(review, answer)
+    index = len(pod["spec"]["volumes"]) - 1
+
+    assert answer["allowed"] is True
+    assert {
+        "op": "replace",
+        "path": f"/spec/volumes/{index}/image/reference",
+        "value": f"{ECR}/shop/api:1.4.0@{SCANNED}",
+    } in _operations(answer)
+    assert json.loads(pod["metadata"]["annotations"][ORIGINALS]) == {
+        f"/spec/volumes/{index}/image/reference": f"{ECR}/shop/api:1.4.0"
+    }
+
+
+def test_an_image_volume_with_a_moved_tag_is_denied_in_enforce_and_warned_in_warn(server: RunningServer) -> None:
+    denied = server.client.review(_with_image_volume(f"{ECR}/shop/api:stable", "b1b1b1b1-0000-4000-8000-000000000002"))
+    warned = server.client.review(
+        _with_image_volume(f"{ECR}/shop/api:stable", "b1b1b1b1-0000-4000-8000-000000000003"), "warn"
+    )
+
+    assert denied["allowed"] is False and "image volume payload" in denied["status"]["message"]
+    assert "tag moved after its scan" in denied["status"]["message"]
+    assert warned["allowed"] is True and any("image volume payload" in w for w in warned["warnings"])
+
+
+# --- Credentials from EKS Pod Identity's agent (red team M3) ---------------------------------------------
+
+
+class _CredentialAgent(http.server.ThreadingHTTPServer):
+    """Pod Identity's agent: the first answer is credentials inside botocore's mandatory refresh window (so
+    every use refreshes them), every later request hangs."""
+
+    daemon_threads = True
+    served = 0
+
+
+class _AgentHandler(http.server.BaseHTTPRequestHandler):
+    server: _CredentialAgent
+
+    def do_GET(self) -> None:
+        self.server.served += 1
+        if self.server.served > 1:
+            time.sleep(30)
+            return
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        body = json.dumps(
+            {"AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "testing",
+             "Expiration": f"{expires:%Y-%m-%dT%H:%M:%SZ}"}
+        ).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+_STATIC_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def test_a_hanging_credential_agent_never_holds_a_review_past_the_api_servers_timeout(
+    ledger: tuple[Stack, Build], certificates: Certificates, dynamodb_local_endpoint: str, tmp_path: Path
+) -> None:
+    agent = _CredentialAgent(("127.0.0.1", 0), _AgentHandler)
+    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    token = tmp_path / "token"
+    token.write_text("eyJhbGciOiJSUzI1NiJ9.pod-identity-token")
+    environment = _environment(
+        ledger[0],
+        dynamodb_local_endpoint,
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{agent.server_address[1]}/v1/credentials",
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    try:
+        with admission_server(
+            certificates, environment, tmp_path / "agent.log", without=_STATIC_CREDENTIALS
+        ) as running:
+            started = time.monotonic()
+            denied = running.client.review(_pod(f"{ECR}/shop/api:1.4.0"))
+            elapsed = time.monotonic() - started
+    finally:
+        agent.shutdown()
+
+    assert elapsed < 5
+    assert denied["allowed"] is False and "ledger unavailable" in denied["status"]["message"]
+
+
+@pytest.mark.parametrize("agent_answers", [True, False])
+def test_missing_credentials_at_startup_exit_2_with_one_line(
+    certificates: Certificates, tmp_path: Path, agent_answers: bool
+) -> None:
+    if agent_answers:  # the agent is there, the projected token file is not
+        agent = _CredentialAgent(("127.0.0.1", 0), _AgentHandler)
+        threading.Thread(target=agent.serve_forever, daemon=True).start()
+        port = agent.server_address[1]
+    else:  # the token file is there, nothing listens where the agent should
+        port = free_port()
+        (tmp_path / "token").write_text("token")
+    environment = {key: value for key, value in os.environ.items() if key not in _STATIC_CREDENTIALS}
+    environment.update(
+        PYTHONPATH=str(REPO_ROOT / "layers" / "tagwarden" / "src"),
+        LEDGER_TABLE_NAME="ledger",
+        AWS_REGION=REGION,
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{port}/v1/credentials",
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(tmp_path / "token"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    command = [sys.executable, "-m", "tagwarden.admission", "--port", str(free_port()), "--host", "127.0.0.1",
+               "--tls-cert", str(certificates.certificate), "--tls-key", str(certificates.key)]  # fmt: skip
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("tagwarden admission: AWS credentials:")
+    assert "Traceback" not in result.stderr

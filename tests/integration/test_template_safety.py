@@ -487,12 +487,12 @@ def test_the_webhooks_role_only_reads_the_ledger_and_decrypts_through_dynamodb()
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert sorted(trust["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
     assert all(s["Effect"] == "Allow" for s in statements)
-    assert {action for action, _ in allowed} == {
-        "dynamodb:GetItem",
-        "dynamodb:BatchGetItem",
-        "dynamodb:Query",
-        "kms:Decrypt",
-    }
+    assert {action for action, _ in allowed} == {"dynamodb:BatchGetItem", "kms:Decrypt"}
+    # Only the webhook's own service account, in the stack's clusters (Pod Identity's session tags).
+    tags = trust["Condition"]["StringEquals"]
+    assert tags["aws:RequestTag/kubernetes-namespace"] == NAMESPACE
+    assert tags["aws:RequestTag/kubernetes-service-account"] == SERVICE_ACCOUNT
+    assert tags["aws:RequestTag/eks-cluster-name"] == ["prod"]  # the EksClusterNames parameter, resolved
     assert {resource for action, resource in allowed if action.startswith("dynamodb:")} == {"LedgerTable"}
     [decrypt] = [s for s in statements if s["Action"] == "kms:Decrypt"]
     assert key_of(decrypt["Resource"]) == "stack key"

@@ -170,15 +170,23 @@ class RunningServer:
 
 @contextlib.contextmanager
 def admission_server(
-    certificates: Certificates, environment: Mapping[str, str], log: Path, drain_seconds: float = 0.2
+    certificates: Certificates,
+    environment: Mapping[str, str],
+    log: Path,
+    drain_seconds: float = 0.2,
+    options: tuple[str, ...] = (),
+    without: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
-    """`python -m tagwarden.admission` (the image's entry point) on a loopback port, until the block ends."""
+    """`python -m tagwarden.admission` (the image's entry point) on a loopback port, until the block ends
+    (`options` added to its command line, the variables in `without` taken out of its environment)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "layers" / "tagwarden" / "src"), **environment}
+    for name in without:
+        env.pop(name, None)
     command = [
         sys.executable, "-m", "tagwarden.admission", "--port", str(port), "--host", "127.0.0.1",
         "--tls-cert", str(certificates.certificate), "--tls-key", str(certificates.key),
-        "--drain-seconds", str(drain_seconds),
+        "--drain-seconds", str(drain_seconds), *options,
     ]  # fmt: skip
     with log.open("wb") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)

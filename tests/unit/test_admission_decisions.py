@@ -178,3 +178,24 @@ def test_one_read_covers_each_distinct_tag_and_digest_once() -> None:
     )
 
     assert tags == {TagRef(API, "latest")} and digests == {(API, A)}
+
+
+def test_a_template_warning_says_what_happens_to_its_pods_in_this_namespaces_mode() -> None:
+    failing = subject(f"{ECR}/shop/api:failing", template=True, pinnable=False)
+    [enforce] = decide(failing, VIEW, POLICY, Mode.ENFORCE).warnings
+    [warn] = decide(failing, VIEW, POLICY, Mode.WARN).warnings
+
+    assert enforce.startswith("tagwarden: pod template container c0") and enforce.endswith(
+        "its pods will be denied here"
+    )
+    assert warn.endswith("its pods will run unpinned here")
+
+
+def test_a_huge_image_string_is_echoed_cut_and_warnings_are_capped() -> None:
+    huge = f"{ECR}/shop/api:" + "x" * 5000
+    many = subject(huge, *(f"{ECR}/shop/api:failing-{n}" for n in range(14)))
+    denied = decide(many, VIEW, POLICY, Mode.ENFORCE)
+    warned = decide(many, VIEW, POLICY, Mode.WARN)
+
+    assert not denied.allowed and "x" * 300 not in denied.message and "; and 5 more" in denied.message
+    assert len(warned.warnings) == 10 and warned.warnings[-1] == "tagwarden: 6 more images with problems (see the log)"

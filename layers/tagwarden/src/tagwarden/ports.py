@@ -436,10 +436,6 @@ class AdmissionLedger(Protocol):
         LedgerUnavailableError when the ledger does not answer within the webhook's budget."""
         ...
 
-    def probe(self) -> None:
-        """One cheap consistent read, for readiness; raises LedgerUnavailableError when the ledger does not answer."""
-        ...
-
 
 # --- Opt-in revert of overwritten protected tags (domain.revert) ------------------------------------
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,12 +99,55 @@ def admission_config(budget_seconds: float) -> Config:
     )
 
 
+# The credentials the webhook signs with come from EKS Pod Identity's agent (the container provider). botocore
+# would give each fetch 2 s and 3 attempts with 1 s sleeps (up to 8 s, past the API server's 5 s), and
+# refreshes credentials in the request's thread in their last 15 minutes; here a fetch is one attempt of
+# CREDENTIAL_FETCH_TIMEOUT_SECONDS (to connect, then to read), and a daemon thread refreshes them every
+# CREDENTIAL_REFRESH_SECONDS, so a review only ever fetches when the agent was down for minutes.
+CREDENTIAL_FETCH_TIMEOUT_SECONDS = 0.5
+CREDENTIAL_REFRESH_SECONDS = 60.0
+
+
 def admission_dynamodb_client(
     budget_seconds: float, region: str | None = None, endpoint_url: str | None = None
 ) -> DynamoDBClient:
-    """The webhook's DynamoDB client (credentials from boto3's default chain: EKS Pod Identity in a cluster)."""
-    client: DynamoDBClient = _client("dynamodb", endpoint_url, admission_config(budget_seconds), region)
+    """The webhook's DynamoDB client (credentials from boto3's default chain: EKS Pod Identity in a cluster,
+    fetched with bounded timeouts and refreshed in the background).
+
+    Resolves the credentials now: a missing or unreadable token file (OSError, ValueError) or an agent that
+    does not answer (botocore's CredentialRetrievalError) fails here, at startup, not in a review.
+    """
+    import boto3
+    from botocore.credentials import ContainerProvider
+    from botocore.utils import ContainerMetadataFetcher
+
+    class BoundedFetcher(ContainerMetadataFetcher):
+        TIMEOUT_SECONDS = CREDENTIAL_FETCH_TIMEOUT_SECONDS  # type: ignore[assignment]
+        RETRY_ATTEMPTS = 1
+        SLEEP_TIME = 0
+
+    # boto3's default session, as every other client of the package (and the tests' request counters) uses.
+    session = boto3._get_default_session()
+    resolver = session._session.get_component("credential_provider")
+    # botocore's own container provider, replaced in place (its order in the chain kept).
+    bounded: Any = ContainerProvider(fetcher=BoundedFetcher())  # type: ignore[arg-type] # stubs name another fetcher
+    resolver.providers = [bounded if p.METHOD == ContainerProvider.METHOD else p for p in resolver.providers]
+    credentials = session.get_credentials()
+    if credentials is not None:
+        threading.Thread(target=_keep_fresh, args=(credentials,), name="credentials", daemon=True).start()
+    client: DynamoDBClient = session.client(
+        "dynamodb", endpoint_url=endpoint_url, config=admission_config(budget_seconds), region_name=region
+    )
     return client
+
+
+def _keep_fresh(credentials: Any) -> None:
+    """Refresh refreshable credentials ahead of the reviews (their advisory window starts 15 minutes before
+    expiry); a failed refresh is retried at the next turn, the old credentials serving until they expire."""
+    while True:
+        time.sleep(CREDENTIAL_REFRESH_SECONDS)
+        with contextlib.suppress(Exception):
+            credentials.get_frozen_credentials()
 
 
 def sqs_client(endpoint_url: str | None = None) -> SQSClient:

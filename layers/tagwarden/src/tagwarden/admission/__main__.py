@@ -16,7 +16,9 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from tagwarden.admission.server import AdmissionServer, ServingCertificate
+from botocore.exceptions import BotoCoreError
+
+from tagwarden.admission.server import MAX_CONNECTIONS, REQUEST_SECONDS, AdmissionServer, ServingCertificate
 from tagwarden.config import AdmissionConfig, ConfigurationError
 from tagwarden.services.wiring import build_admission
 
@@ -31,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tls-cert", required=True, help="serving certificate (PEM, chain after the leaf)")
     parser.add_argument("--tls-key", required=True, help="its private key (PEM)")
     parser.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS)
+    parser.add_argument(
+        "--request-seconds", type=float, default=REQUEST_SECONDS, help="time for a request's headers and body"
+    )
+    parser.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, help="connections served at once")
     args = parser.parse_args(argv)
     try:
         config = AdmissionConfig.from_env()
@@ -38,8 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, OSError) as error:
         print(f"tagwarden admission: {error}", file=sys.stderr)
         return 2
-    service = build_admission(config)
-    server = AdmissionServer((args.host, args.port), service, certificate)
+    try:
+        service = build_admission(config)
+    except (BotoCoreError, OSError, ValueError) as error:
+        # No credentials (Pod Identity's agent down, its token file missing or unreadable): one line, exit 2.
+        print(f"tagwarden admission: AWS credentials: {type(error).__name__}: {str(error)[:300]}", file=sys.stderr)
+        return 2
+    server = AdmissionServer((args.host, args.port), service, certificate, args.request_seconds, args.max_connections)
     stopping = threading.Event()
 
     def drain_then_stop() -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -60,6 +61,7 @@ EXEMPT_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", NAMESPACE)
 # always answers (denying in enforce, warning in warn) rather than letting the API server time out.
 WEBHOOK_TIMEOUT_SECONDS = 5
 LEDGER_TIMEOUT_SECONDS = 2
+MEMORY_LIMIT = "640Mi"
 # EKS Pod Identity: the agent (an add-on DaemonSet) serves credentials on these link-local addresses, port 80.
 POD_IDENTITY_AGENT = (("169.254.170.23/32", 80), ("fd00:ec2::23/128", 80))
 POD_IDENTITY_ADDON = "eks-pod-identity-agent"
@@ -79,6 +81,8 @@ LABELS = {
 SELECTOR = {"app.kubernetes.io/name": NAME}
 RUN_AS = 10001  # the image's USER (admission/Dockerfile)
 DIGEST_PATTERN = "@sha256:[0-9a-f]{64}$"
+# RFC 1123 label: what a namespace's name may be.
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,15 @@ class ManifestSettings:
     cert_manager: bool = False
     fallback_policy: bool = False
     pin_templates: bool = False
-    # `Fail` (the default): an unreachable webhook stops pod creation in warn namespaces too. `Ignore` trades
-    # that for pods admitted unpinned while the webhook is down, in warn namespaces only.
-    warn_failure_policy: str = "Fail"
+    # `Ignore` (the default): while the webhook is unreachable, pods of warn namespaces are admitted unpinned
+    # (warn never refuses, so an outage must not either); `Fail` makes them wait for the webhook.
+    warn_failure_policy: str = "Ignore"
+    # Namespaces exempt besides EXEMPT_NAMESPACES (infrastructure that must start while the webhook is down).
+    exempt_namespaces: tuple[str, ...] = ()
+    # The ECR accounts whose registries the webhook judges (the fallback policy checks only their images).
+    judged_accounts: tuple[str, ...] = ()
+    # Groups allowed to set or change a namespace's mode label (empty: no guard policy).
+    mode_admins: tuple[str, ...] = ()
     # Extra CA certificates trusted next to the new one (the previous caBundle, during a rotation).
     trusted_ca_pem: bytes = b""
     tls: TlsMaterial | None = None
@@ -242,7 +252,7 @@ def _metadata(name: str, *, namespaced: bool = True, **extra: Any) -> dict[str, 
     return metadata
 
 
-def namespace_selector(mode: str, default_mode: str) -> dict[str, Any]:
+def namespace_selector(mode: str, default_mode: str, exempt: Sequence[str] = ()) -> dict[str, Any]:
     """The namespaces a mode's webhook entry (or the fallback policy's binding) applies to.
 
     A namespace labelled with the mode gets it; an unlabelled one, or one whose label is not a known mode,
@@ -257,7 +267,11 @@ def namespace_selector(mode: str, default_mode: str) -> dict[str, Any]:
         "matchExpressions": [
             expression,
             # Set on every namespace by the API server (1.22+): cannot be forged by labelling.
-            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": list(EXEMPT_NAMESPACES)},
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": [*EXEMPT_NAMESPACES, *(name for name in exempt if name not in EXEMPT_NAMESPACES)],
+            },
         ]
     }
 
@@ -286,7 +300,7 @@ def _webhook(mode: str, settings: ManifestSettings, ca_bundle: str | None) -> di
         "name": f"{mode}.admission.tagwarden.io",
         "clientConfig": client_config,
         "rules": [{**rule, "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"} for rule in WEBHOOK_RULES],
-        "namespaceSelector": namespace_selector(mode, settings.default_mode),
+        "namespaceSelector": namespace_selector(mode, settings.default_mode, settings.exempt_namespaces),
         "failurePolicy": settings.warn_failure_policy if mode == "warn" else "Fail",
         "matchPolicy": "Equivalent",
         "sideEffects": "None",
@@ -319,12 +333,15 @@ def _container(settings: ManifestSettings) -> dict[str, Any]:
         "ports": [{"name": "https", "containerPort": SERVER_PORT, "protocol": "TCP"}],
         "env": [{"name": name, "value": value} for name, value in sorted(environment.items())],
         "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "1", "memory": "256Mi"},
+            # Measured peak: 75 MiB idle, 245 MiB for one review of the largest size the API server sends
+            # (6.5 MiB of small JSON objects), 422 MiB for the two the server's body budget lets in at once.
+            "requests": {"cpu": "100m", "memory": "192Mi"},
+            "limits": {"cpu": "1", "memory": MEMORY_LIMIT},
         },
         "livenessProbe": probe("/healthz", 10, 2, 3),
-        # /readyz may read the ledger (two attempts of ADMISSION_LEDGER_TIMEOUT_SECONDS): give it the time.
-        "readinessProbe": probe("/readyz", 10, 2 * LEDGER_TIMEOUT_SECONDS + 1, 2),
+        # /readyz says the server is configured and serving, never the ledger's state: a ledger outage must
+        # not take every endpoint away (failurePolicy would then refuse the pods of warn namespaces too).
+        "readinessProbe": probe("/readyz", 10, 2, 2),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS,
@@ -356,6 +373,8 @@ def _deployment(settings: ManifestSettings) -> dict[str, Any]:
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {
                     "serviceAccountName": SERVICE_ACCOUNT,
+                    # Pod creation waits on this service (failurePolicy Fail): evicted last under node pressure.
+                    "priorityClassName": "system-cluster-critical",
                     # The server never calls the Kubernetes API. (Pod Identity projects its own token.)
                     "automountServiceAccountToken": False,
                     "securityContext": {
@@ -426,18 +445,47 @@ def _network_policy() -> dict[str, Any]:
     }
 
 
-def _fallback_policy(default_mode: str) -> list[dict[str, Any]]:
-    """A ValidatingAdmissionPolicy (CEL, in the API server itself) requiring digests in enforce namespaces."""
+def judged_image_pattern(accounts: Sequence[str]) -> str:
+    """RE2 matching the images the webhook judges by registry: the ECR hosts (every region, FIPS and dual-stack
+    endpoints, any case, an explicit :443) of the monitored accounts. EKS add-on images come from AWS's own
+    accounts, never matched; EXTRA_MONITORED_REGISTRIES are not covered by the fallback policy."""
+    listed = "|".join(sorted({a for a in accounts if a.isdigit() and len(a) == 12}))
+    return (
+        rf"(?i)^({listed})\.dkr[.-]ecr(-fips)?\.[a-z0-9-]+\.(amazonaws\.com(\.cn)?|on\.aws|c2s\.ic\.gov|"
+        rf"sc2s\.sgov\.gov)\.?(:0*443)?/"
+    )
+
+
+def _fallback_policy(default_mode: str, accounts: Sequence[str], exempt: Sequence[str]) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy (CEL, in the API server itself) requiring digests in enforce namespaces, for
+    the images the webhook would judge (monitored ECR accounts): containers, init containers, image volumes,
+    and, through the ephemeralcontainers subresource, the ephemeral containers that request adds or changes."""
+    judged = judged_image_pattern(accounts)
+
+    def ok(image: str) -> str:
+        return f"(!{image}.matches('{judged}') || {image}.matches('{DIGEST_PATTERN}'))"
 
     def all_pinned(field_name: str) -> str:
-        check = f"object.spec.{field_name}.all(c, c.image.matches('{DIGEST_PATTERN}'))"
+        check = f"object.spec.{field_name}.all(c, {ok('c.image')})"
         return check if field_name == "containers" else f"!has(object.spec.{field_name}) || {check}"
 
     def images(obj: str, field_name: str) -> str:
         listed = f"{obj}.spec.{field_name}.map(c, c.image)"
         return listed if field_name == "containers" else f"(has({obj}.spec.{field_name}) ? {listed} : [])"
 
+    # An ephemeral container already in the pod is not this request's doing (they cannot be removed).
+    new_ephemeral = (
+        "!has(object.spec.ephemeralContainers) || object.spec.ephemeralContainers.all(c, "
+        "(request.operation == 'UPDATE' && has(oldObject.spec.ephemeralContainers) && "
+        "oldObject.spec.ephemeralContainers.exists(o, o.name == c.name && o.image == c.image)) || "
+        f"{ok('c.image')})"
+    )
+    volumes = (
+        "!has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.image) || !has(v.image.reference) || "
+        f"{ok('v.image.reference')})"
+    )
     name = "tagwarden-require-digests"
+    message = "image must name a digest (@sha256:...) in a Tagwarden enforce namespace"
     policy = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -455,7 +503,8 @@ def _fallback_policy(default_mode: str) -> list[dict[str, Any]]:
                 ]
             },
             # An update that leaves the images alone (labels, annotations, finalizers on a pod created before
-            # the webhook was installed) is not this policy's business; new and changed images are.
+            # the webhook was installed) is not this policy's business; new and changed images are. (A pod's
+            # volumes cannot change after its creation.)
             "matchConditions": [
                 {
                     "name": "images-set-or-changed",
@@ -467,16 +516,16 @@ def _fallback_policy(default_mode: str) -> list[dict[str, Any]]:
                 }
             ],
             "validations": [
+                *(
+                    {"expression": all_pinned(field_name), "message": f"every {label} {message}", "reason": "Forbidden"}
+                    for field_name, label in (("containers", "container"), ("initContainers", "init container"))
+                ),
                 {
-                    "expression": all_pinned(field_name),
-                    "message": f"every {label} image must name a digest (@sha256:...) in a Tagwarden enforce namespace",
+                    "expression": new_ephemeral,
+                    "message": f"every new ephemeral container {message}",
                     "reason": "Forbidden",
-                }
-                for field_name, label in (
-                    ("containers", "container"),
-                    ("initContainers", "init container"),
-                    ("ephemeralContainers", "ephemeral container"),
-                )
+                },
+                {"expression": volumes, "message": f"every image volume's {message}", "reason": "Forbidden"},
             ],
         },
     }
@@ -487,8 +536,59 @@ def _fallback_policy(default_mode: str) -> list[dict[str, Any]]:
         "spec": {
             "policyName": name,
             "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": namespace_selector("enforce", default_mode)},
+            "matchResources": {"namespaceSelector": namespace_selector("enforce", default_mode, exempt)},
         },
+    }
+    return [policy, binding]
+
+
+def _mode_guard(admins: Sequence[str]) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy letting only members of `admins` set, change or remove a namespace's
+    `tagwarden.io/mode` label (creating a namespace with it included): whoever may create or patch namespaces
+    could otherwise switch a namespace to `off` and deploy what the webhook would refuse."""
+
+    def mode(obj: str) -> str:
+        return (
+            f"(has({obj}.metadata.labels) && '{MODE_LABEL}' in {obj}.metadata.labels ? "
+            f"{obj}.metadata.labels['{MODE_LABEL}'] : '')"
+        )
+
+    groups = ", ".join(f"'{group}'" for group in admins)
+    name = "tagwarden-guard-mode-label"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _metadata(name, namespaced=False),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["namespaces"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": (
+                        f"(request.operation == 'CREATE' ? {mode('object')} == '' : "
+                        f"{mode('object')} == {mode('oldObject')}) || "
+                        f"(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in [{groups}]))"
+                    ),
+                    "message": f"only members of {', '.join(admins)} may set or change the {MODE_LABEL} label",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _metadata(name, namespaced=False),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
     }
     return [policy, binding]
 
@@ -614,7 +714,9 @@ def build_manifests(settings: ManifestSettings, cert_manager_days: int = 3650) -
         ]
     )
     if settings.fallback_policy:
-        objects.extend(_fallback_policy(settings.default_mode))
+        objects.extend(_fallback_policy(settings.default_mode, settings.judged_accounts, settings.exempt_namespaces))
+    if settings.mode_admins:
+        objects.extend(_mode_guard(settings.mode_admins))
     # Last: the API server starts calling the webhook as soon as this exists.
     objects.append(
         {
@@ -733,8 +835,10 @@ def _image(text: str | None, outputs: Mapping[str, str], stack_name: str) -> str
         reference = parse_reference(text)
     except InvalidReferenceError as error:
         raise usage_error(f"--image: {error}") from None
-    if reference.tag is None and reference.digest is None:
-        raise usage_error(f"--image: {text!r} names neither a tag nor a digest")
+    # parse_reference reads a missing tag as `latest`: the text itself must name a tag or a digest.
+    last = text.rsplit("/", 1)[-1]
+    if reference.digest is None and ":" not in last:
+        raise usage_error(f"--image: {text!r} names neither a tag nor a digest (write :TAG or @sha256:...)")
     return text
 
 
@@ -783,10 +887,29 @@ def manifests(
         typer.Option(
             "--warn-failure-policy",
             metavar="POLICY",
-            help="failurePolicy of the warn entry: Fail (pods wait for the webhook) or Ignore (admitted unpinned "
-            "while it is down). The enforce entry is always Fail.",
+            help="failurePolicy of the warn entry: Ignore (admitted unpinned while the webhook is down, the default) "
+            "or Fail (pods wait for the webhook). The enforce entry is always Fail.",
         ),
-    ] = "Fail",
+    ] = "Ignore",
+    mode_admins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mode-admins",
+            metavar="GROUP",
+            help=f"Add a ValidatingAdmissionPolicy letting only this group (repeatable) set or change the {MODE_LABEL}"
+            " namespace label (Kubernetes 1.30+). Without it, whoever may create or patch namespaces can switch"
+            " one off.",
+        ),
+    ] = None,
+    exempt_namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exempt-namespace",
+            metavar="NAME",
+            help="Never send this namespace's objects to the webhook (repeatable): infrastructure such as "
+            "karpenter or cert-manager that must start while the webhook is down.",
+        ),
+    ] = None,
     replicas: Annotated[int, typer.Option("--replicas", help="Server replicas (2 or more).")] = 2,
     days: Annotated[
         int, typer.Option("--days", help="Validity in days of the generated CA and serving certificate (1-3650).")
@@ -832,8 +955,13 @@ def manifests(
         if output is not None and output.exists() and not output.is_dir():
             raise usage_error(f"--output: {output} exists and is not a directory")
         trusted = read_trusted_cas(trust_ca) if trust_ca is not None else b""
+        exempt = tuple(dict.fromkeys(exempt_namespace or ()))
+        for name in exempt:
+            if not _NAMESPACE_NAME.fullmatch(name):
+                raise usage_error(f"--exempt-namespace: {name!r} is not a namespace name")
         outputs, parameters = runtime.stack_outputs, runtime.stack_parameters
         environment = server_environment(outputs, parameters, runtime.options.region)
+        environment["ADMISSION_EXEMPT_NAMESPACES"] = ",".join(dict.fromkeys((*EXEMPT_NAMESPACES, *exempt)))
         settings = ManifestSettings(
             image=_image(image, outputs, stack_name),
             environment=environment,
@@ -843,6 +971,9 @@ def manifests(
             fallback_policy=fallback_policy,
             pin_templates=pin_templates,
             warn_failure_policy=warn_failure_policy,
+            exempt_namespaces=exempt,
+            mode_admins=tuple(dict.fromkeys(mode_admins or ())),
+            judged_accounts=tuple(environment["MONITORED_ACCOUNTS"].split(",")),
             trusted_ca_pem=trusted,
             tls=None if cert_manager else make_tls_material(dt.datetime.now(dt.UTC), days),
         )

@@ -9,6 +9,7 @@ trusted as given: it is verified against its own record. The table, per image in
 |------------|----------------------------------------------------------------|-------------------|
 | any        | not a valid reference                                          | UNPARSEABLE       |
 | any        | a bare image id (`sha256:<hex>`, `<64 hex>`): a node-local image | LOCAL_IMAGE_ID  |
+| any        | more distinct judged images in the object than one read holds  | TOO_MANY_IMAGES   |
 | any        | the ledger could not be read in time                           | LEDGER_UNAVAILABLE|
 | tag        | the ledger never saw the tag                                   | UNKNOWN_TAG       |
 | tag        | the tag was deleted and not pushed again                       | TAG_DELETED       |
@@ -47,6 +48,12 @@ ANNOTATION_PREFIX = "tagwarden.io/"
 ORIGINAL_IMAGES_ANNOTATION = "tagwarden.io/original-images"
 # What a container runtime resolves as an image id present on the node, not as registry content.
 _LOCAL_IMAGE_ID = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
+# Distinct tags and digests one object may name: one BatchGetItem reads at most 100 keys.
+MAX_IMAGES_PER_OBJECT = 100
+# Image strings echoed in messages, warnings and logs are cut to this (the requester writes them).
+MAX_ECHOED_IMAGE = 200
+# Warnings per answer: kubectl prints each; the API server keeps at most 4 KiB of them.
+MAX_WARNINGS = 10
 
 
 class Mode(StrEnum):
@@ -71,6 +78,7 @@ class Problem(StrEnum):
 
     UNPARSEABLE = "unparseable reference"
     LOCAL_IMAGE_ID = "bare image id"
+    TOO_MANY_IMAGES = "too many images"
     LEDGER_UNAVAILABLE = "ledger unavailable"
     UNKNOWN_TAG = "unknown tag"
     UNKNOWN_DIGEST = "unknown digest"
@@ -95,6 +103,14 @@ class ImageSlot:
     template: bool = False
     # False for an UPDATE that leaves this image as it was: not judged.
     changed: bool = True
+    # An image volume's `image.reference` (`container` then names the volume).
+    volume: bool = False
+
+    @property
+    def where(self) -> str:
+        """How messages name this image's place."""
+        kind = "image volume" if self.volume else "container"
+        return f"{'pod template ' if self.template else ''}{kind} {clip(self.container, 63)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +205,14 @@ def decide(
     """
     if subject.namespace in policy.exempt_namespaces:
         return AdmissionVerdict(allowed=True)
-    decisions = tuple(_decide_slot(slot, subject, view, policy, mode) for slot in subject.slots)
+    too_many = too_many_images(subject, policy.scope)
+    decisions = tuple(_decide_slot(slot, subject, view, policy, mode, too_many) for slot in subject.slots)
     pins = tuple((d.slot.path, d.pinned) for d in decisions if d.pinned is not None)
     denied = [d for d in decisions if d.decision is Decision.DENIED]
-    warnings = tuple(_warning(d) for d in decisions if d.decision is Decision.WARNED)
+    warnings = tuple(_warning(d, mode) for d in decisions if d.decision is Decision.WARNED)
+    if len(warnings) > MAX_WARNINGS:
+        more = len(warnings) - MAX_WARNINGS + 1
+        warnings = (*warnings[: MAX_WARNINGS - 1], f"tagwarden: {more} more images with problems (see the log)")
     originals: dict[str, str] | None = None
     if subject.annotated:
         originals = {d.slot.path: d.slot.text for d in decisions if d.pinned is not None and d.slot.text}
@@ -202,9 +222,23 @@ def decide(
                 originals[path] = original
     message = ""
     if denied:
-        listed = "; ".join(f"container {d.slot.container} ({d.slot.text}): {d.reason}" for d in denied)
+        listed = "; ".join(f"{d.slot.where} ({clip(d.slot.text)}): {d.reason}" for d in denied[:MAX_WARNINGS])
+        if len(denied) > MAX_WARNINGS:
+            listed += f"; and {len(denied) - MAX_WARNINGS} more"
         message = f"tagwarden denied {subject.kind} {subject.name}: {listed}"
     return AdmissionVerdict(not denied, decisions, pins, originals, message, warnings)
+
+
+def too_many_images(subject: AdmissionSubject, scope: RegistryScope) -> bool:
+    """Whether the object names more distinct judged images than one ledger read holds (refused as such)."""
+    tags, digests = ledger_reads(subject, scope)
+    return len(tags) + len(digests) > MAX_IMAGES_PER_OBJECT
+
+
+def clip(text: str | None, limit: int = MAX_ECHOED_IMAGE) -> str:
+    """A requester-written string as echoed back: cut, never whole when it is huge."""
+    text = "" if text is None else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _judged_reference(slot: ImageSlot, scope: RegistryScope) -> ImageReference | Problem | None:
@@ -221,7 +255,12 @@ def _judged_reference(slot: ImageSlot, scope: RegistryScope) -> ImageReference |
 
 
 def _decide_slot(
-    slot: ImageSlot, subject: AdmissionSubject, view: AdmissionView | None, policy: AdmissionPolicy, mode: Mode
+    slot: ImageSlot,
+    subject: AdmissionSubject,
+    view: AdmissionView | None,
+    policy: AdmissionPolicy,
+    mode: Mode,
+    too_many: bool = False,
 ) -> ImageDecision:
     if not slot.changed:
         return ImageDecision(slot, Decision.SKIPPED, "unchanged by this update")
@@ -230,6 +269,8 @@ def _decide_slot(
         return ImageDecision(slot, Decision.SKIPPED, "registry not judged (not ECR, not monitored, or excluded)")
     if isinstance(reference, Problem):
         return _refuse(slot, mode, reference, _PROBLEM_TEXT[reference], None)
+    if too_many:
+        return _refuse(slot, mode, Problem.TOO_MANY_IMAGES, _PROBLEM_TEXT[Problem.TOO_MANY_IMAGES], None)
     if view is None:
         return _refuse(slot, mode, Problem.LEDGER_UNAVAILABLE, _PROBLEM_TEXT[Problem.LEDGER_UNAVAILABLE], None)
     problem, digest, reason = judge(reference, view)
@@ -332,6 +373,8 @@ _PROBLEM_TEXT = {
     "registry/repository:tag or registry/repository@sha256:<digest>",
     Problem.LOCAL_IMAGE_ID: "bare image id: it names whatever image the node holds under that id, which no "
     "registry scan covers; deploy registry/repository@sha256:<manifest digest>",
+    Problem.TOO_MANY_IMAGES: f"too many images: the object names more than {MAX_IMAGES_PER_OBJECT} distinct images "
+    "in judged registries, more than Tagwarden verifies in one review; split it",
     Problem.LEDGER_UNAVAILABLE: "ledger unavailable: Tagwarden could not read its ledger in time, so the image "
     "cannot be verified; retry in a moment",
 }
@@ -342,6 +385,7 @@ _PROBLEM_TEXT = {
 _ADVICE = {
     Problem.UNPARSEABLE: "write registry/repository:tag or @sha256:<digest>",
     Problem.LOCAL_IMAGE_ID: "deploy registry/repository@sha256:<manifest digest>",
+    Problem.TOO_MANY_IMAGES: f"more than {MAX_IMAGES_PER_OBJECT} distinct images; split the object",
     Problem.LEDGER_UNAVAILABLE: "not verified; retry in a moment",
     Problem.UNKNOWN_TAG: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
     Problem.UNKNOWN_DIGEST: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
@@ -355,15 +399,15 @@ _ADVICE = {
 MAX_WARNING_LENGTH = 256
 
 
-def _warning(decision: ImageDecision) -> str:
+def _warning(decision: ImageDecision, mode: Mode) -> str:
     """A short warning (kubectl prints it): where, what is wrong, what to do."""
     assert decision.problem is not None
-    where = "pod template container" if decision.slot.template else "container"
     content = f" ({short_digest(decision.digest)})" if decision.digest else ""
     problem = decision.problem
-    text = f"tagwarden: {where} {decision.slot.container}{content}: {problem.value}: {_ADVICE[problem]}"
+    text = f"tagwarden: {decision.slot.where}{content}: {problem.value}: {_ADVICE[problem]}"
     if decision.slot.template:
-        text += "; its pods are denied in enforce namespaces"
+        # What happens to the pods made from it, in this namespace's mode.
+        text += "; its pods will be denied here" if mode is Mode.ENFORCE else "; its pods will run unpinned here"
     return text if len(text) <= MAX_WARNING_LENGTH else text[: MAX_WARNING_LENGTH - 3] + "..."
 
 

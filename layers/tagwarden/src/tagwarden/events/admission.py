@@ -42,8 +42,10 @@ POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
 _JUDGED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
-# A review is an object plus its old version: the API server caps objects at about 3 MiB each.
-MAX_REVIEW_BYTES = 16 * 1024 * 1024
+# The largest review the API server sends: an UPDATE carries the object and its old version, and the API
+# server refuses request bodies above 3 MiB (`MaxRequestBodyBytes: 3 * 1024 * 1024`, k8s.io/apiserver
+# pkg/server/config.go; etcd stores at most 1.5 MiB per object), so 2 x 3 MiB plus the envelope.
+MAX_REVIEW_BYTES = 6 * 1024 * 1024 + 512 * 1024
 
 
 class MalformedReviewError(ValueError):
@@ -120,16 +122,25 @@ def subject_of(request: AdmissionRequest, pin_templates: bool) -> AdmissionSubje
     if request.sub_resource not in ("", EPHEMERAL_SUBRESOURCE) or (request.sub_resource and not pod):
         return None
     lists = ("ephemeralContainers",) if request.sub_resource else CONTAINER_LISTS
-    old = _images(request.old_object, spec_path, lists) if request.operation == "UPDATE" else {}
+    # Image volumes are judged with the containers; through the ephemeralcontainers subresource only the
+    # ephemeral containers can change.
+    volumes = not request.sub_resource
+    old = _images(request.old_object, spec_path, lists, volumes) if request.operation == "UPDATE" else {}
     # An UPDATE is judged on the images it changes (see domain.admission).
     slots = tuple(
-        ImageSlot(path, container, text, template=not pod, changed=old.get(path) != (container, text))
-        for path, (container, text) in _images(request.object, spec_path, lists).items()
+        ImageSlot(path, name, text, template=not pod, changed=old.get(path) != (name, text, volume), volume=volume)
+        for path, (name, text, volume) in _images(request.object, spec_path, lists, volumes).items()
     )
     metadata = request.object.get("metadata")
-    metadata = metadata if isinstance(metadata, dict) else {}
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise MalformedReviewError("request.object.metadata is not a JSON object")
     annotations = metadata.get("annotations")
-    annotations = annotations if isinstance(annotations, dict) else {}
+    if annotations is None:
+        annotations = {}
+    if not isinstance(annotations, dict) or not all(isinstance(value, str) for value in annotations.values()):
+        raise MalformedReviewError("request.object.metadata.annotations is not a map of strings")
     # A Job's pod template is immutable: an UPDATE that changed it would be refused by the API server.
     job_update = request.kind.kind == "Job" and request.operation == "UPDATE"
     pinnable = pod or (pin_templates and not job_update)
@@ -149,18 +160,20 @@ def subject_of(request: AdmissionRequest, pin_templates: bool) -> AdmissionSubje
 
 
 def _images(
-    obj: Mapping[str, Any] | None, spec_path: Sequence[str], lists: Sequence[str]
-) -> dict[str, tuple[str, str | None]]:
-    """JSON pointer of each container's image field -> (container name, image text; None if not a string).
+    obj: Mapping[str, Any] | None, spec_path: Sequence[str], lists: Sequence[str], volumes: bool = True
+) -> dict[str, tuple[str, str | None, bool]]:
+    """JSON pointer of each image field -> (container or volume name, image text or None if not a string,
+    whether it is an image volume's `image.reference`).
 
-    Containers without an image are left out (nothing to pull; the API server's validation decides).
+    Containers and image volumes without an image are left out (nothing to pull; the API server's
+    validation decides).
     """
     node: Any = obj
     for part in spec_path:
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, dict):
         return {}
-    found: dict[str, tuple[str, str | None]] = {}
+    found: dict[str, tuple[str, str | None, bool]] = {}
     for list_name in lists:
         containers = node.get(list_name)
         if not isinstance(containers, list):
@@ -170,7 +183,16 @@ def _images(
                 continue
             image = container["image"]
             path = "/" + "/".join((*spec_path, list_name, str(index), "image"))
-            found[path] = (str(container.get("name", index)), image if isinstance(image, str) else None)
+            found[path] = (str(container.get("name", index)), image if isinstance(image, str) else None, False)
+    volume_list = node.get("volumes") if volumes else None
+    for index, volume in enumerate(volume_list if isinstance(volume_list, list) else ()):
+        # `image` volumes (KEP-4639): an OCI image mounted read-only, pulled by the kubelet like a container's.
+        source = volume.get("image") if isinstance(volume, dict) else None
+        if not isinstance(source, dict) or source.get("reference") in (None, ""):
+            continue
+        reference = source["reference"]
+        path = "/" + "/".join((*spec_path, "volumes", str(index), "image", "reference"))
+        found[path] = (str(volume.get("name", index)), reference if isinstance(reference, str) else None, True)
     return found
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +21,10 @@ from tagwarden.domain.admission import (
     AdmissionVerdict,
     AdmissionView,
     Mode,
+    clip,
     decide,
     ledger_reads,
+    too_many_images,
 )
 from tagwarden.domain.deployments import DigestKey
 from tagwarden.domain.tags import TagRef
@@ -34,8 +34,7 @@ METRICS_NAMESPACE = "Tagwarden"
 DECISION_METRIC = "AdmissionDecisions"
 LEDGER_FAILURE_METRIC = "AdmissionLedgerFailures"
 MALFORMED_METRIC = "AdmissionMalformedReviews"
-# Readiness holds while the ledger answered within this long; after that a probe read decides.
-READY_WINDOW_SECONDS = 30.0
+FAILURE_METRIC = "AdmissionFailedReviews"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +62,10 @@ class AdmissionService:
         ledger: AdmissionLedger,
         policy: AdmissionPolicy,
         write_line: LineWriter = stdout_line,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ledger = ledger
         self._policy = policy
         self._write = write_line
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last_ok: float | None = None
 
     @property
     def policy(self) -> AdmissionPolicy:
@@ -82,7 +77,8 @@ class AdmissionService:
         view: AdmissionView | None = AdmissionView({}, {})
         if subject.namespace not in self._policy.exempt_namespaces:
             tags, digests = ledger_reads(subject, self._policy.scope)
-            if tags or digests:
+            # An object naming too many images is refused as such (decide), not read.
+            if (tags or digests) and not too_many_images(subject, self._policy.scope):
                 view = self._read(tags, digests, context)
         verdict = decide(subject, view, self._policy, mode)
         for decision in verdict.decisions:
@@ -96,9 +92,9 @@ class AdmissionService:
                     "kind": subject.kind,
                     "name": subject.name,
                     "operation": subject.operation,
-                    "container": decision.slot.container,
+                    "container": clip(decision.slot.container),
                     "path": decision.slot.path,
-                    "image": decision.slot.text,
+                    "image": clip(decision.slot.text),
                     "digest": decision.digest,
                     "pinned": decision.pinned,
                     "decision": decision.decision.value,
@@ -109,26 +105,16 @@ class AdmissionService:
             )
         return verdict
 
-    def ready(self) -> bool:
-        """Whether the ledger answered recently; if not, one probe read decides (readiness, not liveness)."""
-        with self._lock:
-            last = self._last_ok
-        if last is not None and self._clock() - last < READY_WINDOW_SECONDS:
-            return True
-        try:
-            self._ledger.probe()
-        except LedgerUnavailableError as error:
-            self._log({"message": "ledger probe failed", "level": "WARNING", "error": str(error)[:500]})
-            return False
-        self._answered()
-        return True
-
     def log_rejected(self, problem: str) -> None:
         """A body that is not an AdmissionReview v1 request (answered 400), counted as a metric."""
         self._log(
             {"message": "malformed review", "level": "WARNING", "problem": problem[:500]},
             metric=(MALFORMED_METRIC, {}),
         )
+
+    def log_failure(self, problem: str) -> None:
+        """A review the server failed to answer (a bug: answered 500), counted as a metric."""
+        self._log({"message": "review failed", "level": "ERROR", "problem": problem}, metric=(FAILURE_METRIC, {}))
 
     def log_connection_error(self, problem: str) -> None:
         """A connection that failed before a review was read (TLS handshake, client gone)."""
@@ -148,12 +134,7 @@ class AdmissionService:
                 metric=(LEDGER_FAILURE_METRIC, {}),
             )
             return None
-        self._answered()
         return view
-
-    def _answered(self) -> None:
-        with self._lock:
-            self._last_ok = self._clock()
 
     def _log(self, fields: dict[str, Any], metric: tuple[str, dict[str, str]] | None = None) -> None:
         now = utcnow()

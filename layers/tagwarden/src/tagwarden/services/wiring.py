@@ -180,7 +180,8 @@ def compose_admission(
     from tagwarden.services.admission import AdmissionService, stdout_line
 
     policy = AdmissionPolicy(config.registry_scope, config.ADMISSION_EXEMPT_NAMESPACES, config.ADMISSION_PIN_TEMPLATES)
-    return AdmissionService(DynamoDbAdmissionLedger(table), policy, write_line or stdout_line)
+    ledger = DynamoDbAdmissionLedger(table, config.ADMISSION_LEDGER_TIMEOUT_SECONDS)
+    return AdmissionService(ledger, policy, write_line or stdout_line)
 
 
 def build_admission(config: AdmissionConfig, write_line: LineWriter | None = None) -> AdmissionService:

@@ -8,11 +8,12 @@ and a digest's verdict too, so a rescan counts from the next review on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tagwarden.adapters.dynamodb.items import optional_scan, stored_pointer
-from tagwarden.adapters.dynamodb.keys import Item, digest_key, key, key_text, pointer_key
+from tagwarden.adapters.dynamodb.keys import Item, digest_key, key_text, pointer_key
 from tagwarden.adapters.dynamodb.table import BATCH_GET_LIMIT, LedgerTable, from_item, ledger_errors
 from tagwarden.domain.admission import AdmissionView
 from tagwarden.domain.deployments import DigestKey
@@ -23,8 +24,6 @@ from tagwarden.ports import LedgerUnavailableError
 # Only what a decision reads: a pointer's usage map (up to 50 workloads) stays in the table.
 _PROJECTION = "pk, sk, digest, last_digest, event_key, #version, #scan, last_scanned"
 _NAMES = {"#version": "version", "#scan": "scan"}
-# A key no item has: readiness reads it.
-_PROBE_KEY = key("TAGWARDEN#ADMISSION", "READYZ")
 # Pod specs have at most a few dozen containers; more distinct images than one request holds is refused.
 MAX_KEYS = BATCH_GET_LIMIT
 
@@ -32,12 +31,15 @@ MAX_KEYS = BATCH_GET_LIMIT
 class DynamoDbAdmissionLedger:
     """Reads for admission decisions; the webhook's role may read the ledger and nothing else."""
 
-    def __init__(self, table: LedgerTable) -> None:
+    def __init__(self, table: LedgerTable, budget_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._table = table
+        self._budget = budget_seconds
+        self._clock = clock
 
     def read_admission_view(self, tags: Iterable[TagRef], digests: Iterable[DigestKey]) -> AdmissionView:
-        """One consistent BatchGetItem; keys DynamoDB leaves unprocessed (throttling) are asked once more,
-        then the ledger counts as unavailable: the webhook's time budget has no room for backoff."""
+        """One consistent BatchGetItem; keys DynamoDB leaves unprocessed (throttling) are asked once more when
+        the first request left room for it, then the ledger counts as unavailable: the webhook's time budget
+        has no room for backoff."""
         tag_keys = {tag: pointer_key(tag) for tag in tags}
         digest_keys = {digest: digest_key(*digest) for digest in digests}
         wanted = [*tag_keys.values(), *digest_keys.values()]
@@ -55,14 +57,15 @@ class DynamoDbAdmissionLedger:
                 records[digest] = optional_scan(record)
         return AdmissionView(pointers, records)
 
-    def probe(self) -> None:
-        """A consistent GetItem of a key no item has."""
-        self._table.get(_PROBE_KEY, "GetItem readiness probe")
-
     def _read(self, keys: list[Item]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         pending = keys
-        for _ in range(2):
+        started = self._clock()
+        for attempt in range(2):
+            # One deadline for both requests: the second may take as long as a first (1.5 budgets + 1 s, see
+            # aws_clients.admission_config), so it is made only if the first took under a quarter budget.
+            if attempt and self._clock() - started > self._budget / 4:
+                break
             request: Any = {
                 self._table.name: {
                     "Keys": pending,
