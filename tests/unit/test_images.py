@@ -10,6 +10,7 @@ from tagwarden.domain.images import (
     ecr_host_parts,
     ecr_registry,
     is_ecr_registry,
+    is_local_image_id,
     looks_like_ecr,
     parse_reference,
     validate_digest,
@@ -167,3 +168,20 @@ def test_ecr_registry_uses_each_partitions_dns_suffix() -> None:
     assert ecr_registry("877088126301", "eusc-de-east-1") == "877088126301.dkr.ecr.eusc-de-east-1.amazonaws.eu"
     assert ecr_registry("111122223333", "us-isob-east-1").endswith(".sc2s.sgov.gov")
     assert ecr_registry("013241004608", "us-gov-west-1") == "013241004608.dkr.ecr.us-gov-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "local"),
+    [
+        ("sha256:" + "ab" * 32, True),
+        ("ab" * 32, True),
+        ("sha256:" + "AB" * 32, False),
+        ("sha256:" + "ab" * 31, False),
+        ("sha512:" + "ab" * 64, False),
+        ("nginx@sha256:" + "ab" * 32, False),
+        ("sha256", False),
+    ],
+)
+def test_a_runtimes_local_image_id_is_told_from_a_reference(text: str, local: bool) -> None:
+    # Admission refuses these and the audit watcher looks up the pod's spec for them: both use this test.
+    assert is_local_image_id(text) is local

@@ -32,13 +32,12 @@ this decision computes, and no annotation, label or field is read to decide.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tagwarden.domain.deployments import DigestKey
-from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
+from tagwarden.domain.images import ImageReference, InvalidReferenceError, is_local_image_id, parse_reference
 from tagwarden.domain.registry_scope import Judgement, RegistryScope
 from tagwarden.domain.rules import short_digest
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
@@ -46,8 +45,6 @@ from tagwarden.domain.tags import TagPointer, TagRef
 
 ANNOTATION_PREFIX = "tagwarden.io/"
 ORIGINAL_IMAGES_ANNOTATION = "tagwarden.io/original-images"
-# What a container runtime resolves as an image id present on the node, not as registry content.
-_LOCAL_IMAGE_ID = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
 # Distinct tags and digests one object may name: one BatchGetItem reads at most 100 keys.
 MAX_IMAGES_PER_OBJECT = 100
 # Image strings echoed in messages, warnings and logs are cut to this (the requester writes them).
@@ -245,7 +242,7 @@ def _judged_reference(slot: ImageSlot, scope: RegistryScope) -> ImageReference |
     """The parsed reference when its registry is judged; a Problem when it cannot be judged; None: skip."""
     if slot.text is None:
         return Problem.UNPARSEABLE
-    if _LOCAL_IMAGE_ID.fullmatch(slot.text):
+    if is_local_image_id(slot.text):
         return Problem.LOCAL_IMAGE_ID
     try:
         reference = parse_reference(slot.text)

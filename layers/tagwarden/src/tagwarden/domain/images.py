@@ -34,6 +34,10 @@ _ECR_HOST_RE = re.compile(
 )
 # What a host that means ECR but is written in a form not listed above still contains.
 _ECR_LOOKALIKE_RE = re.compile(r"dkr[.-]ecr", re.IGNORECASE)
+# An image id as a container runtime names it (`sha256:<config digest>` or the bare hex): an image already
+# on the node, not registry content. Runtimes put it where a reference would be (a container's `image` after
+# a pull by digest; `docker run <id>`), and as a reference it would parse as docker.io/library/sha256.
+_LOCAL_IMAGE_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
 _REGION_RE = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-[0-9]+")
 # A region's partition, by its name: (standard DNS suffix, dual-stack suffix or None where there is none).
 _PARTITION_SUFFIXES: tuple[tuple[str, str, str | None], ...] = (
@@ -57,6 +61,11 @@ def validate_digest(value: str) -> str:
     if not _DIGEST_RE.fullmatch(value):
         raise InvalidReferenceError(f"not a content digest (sha256:<64 hex> or sha512:<128 hex>): {value[:80]!r}")
     return value
+
+
+def is_local_image_id(text: str) -> bool:
+    """Whether the text is a runtime's id of an image on the node (`sha256:<hex>` or bare hex), not a reference."""
+    return _LOCAL_IMAGE_ID_RE.fullmatch(text) is not None
 
 
 def validate_tag(value: str) -> str:

@@ -25,21 +25,9 @@ from tagwarden.domain.admission import (
     ImageSlot,
 )
 from tagwarden.events.parsing import describe_validation_error
+from tagwarden.events.pod_specs import CONTAINER_LISTS, EPHEMERAL_CONTAINERS, POD_SPEC_BY_KIND
 
 API_VERSION = "admission.k8s.io/v1"
-# Where each kind keeps its pod spec, by (API group, kind).
-POD_SPEC_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("", "Pod"): ("spec",),
-    ("", "ReplicationController"): ("spec", "template", "spec"),
-    ("", "PodTemplate"): ("template", "spec"),
-    ("apps", "Deployment"): ("spec", "template", "spec"),
-    ("apps", "ReplicaSet"): ("spec", "template", "spec"),
-    ("apps", "StatefulSet"): ("spec", "template", "spec"),
-    ("apps", "DaemonSet"): ("spec", "template", "spec"),
-    ("batch", "Job"): ("spec", "template", "spec"),
-    ("batch", "CronJob"): ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 EPHEMERAL_SUBRESOURCE = "ephemeralcontainers"
 _JUDGED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
 # The largest review the API server sends: an UPDATE carries the object and its old version, and the API
@@ -115,13 +103,14 @@ def parse_review(body: bytes) -> AdmissionReview:
 def subject_of(request: AdmissionRequest, pin_templates: bool) -> AdmissionSubject | None:
     """The object's images and where they are; None when nothing in it is judged (other kinds, operations,
     subresources, or no object)."""
-    spec_path = POD_SPEC_PATHS.get((request.kind.group, request.kind.kind))
-    if spec_path is None or request.operation not in _JUDGED_OPERATIONS or not isinstance(request.object, dict):
+    located = POD_SPEC_BY_KIND.get((request.kind.group, request.kind.kind))
+    if located is None or request.operation not in _JUDGED_OPERATIONS or not isinstance(request.object, dict):
         return None
     pod = request.kind.kind == "Pod"
     if request.sub_resource not in ("", EPHEMERAL_SUBRESOURCE) or (request.sub_resource and not pod):
         return None
-    lists = ("ephemeralContainers",) if request.sub_resource else CONTAINER_LISTS
+    spec_path = located.path
+    lists = (EPHEMERAL_CONTAINERS,) if request.sub_resource else CONTAINER_LISTS
     # Image volumes are judged with the containers; through the ephemeralcontainers subresource only the
     # ephemeral containers can change.
     volumes = not request.sub_resource

@@ -41,9 +41,10 @@ from aws_lambda_powertools.utilities.parser.models.kinesis import KinesisDataStr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
-from tagwarden.domain.images import ImageReference, InvalidReferenceError, parse_reference
+from tagwarden.domain.images import ImageReference, InvalidReferenceError, is_local_image_id, parse_reference
 from tagwarden.domain.workloads import Workload, cluster_id
 from tagwarden.events.parsing import InvalidEventError
+from tagwarden.events.pod_specs import CONTAINER_LISTS, POD_SPEC_KINDS, PodSpecKind
 from tagwarden.observability import logger, metrics
 
 MAX_LINE_BYTES = 1_048_576
@@ -66,30 +67,14 @@ _WORKLOAD_VERBS = frozenset({"create", "update", "patch", "apply"})
 # Verbs whose request body is the whole object (a patch or apply body is only what the writer changed).
 _WHOLE_OBJECT_VERBS = frozenset({"create", "update"})
 _STATUS_VERBS = frozenset({"patch", "update"})
-# Where each resource keeps its pod spec.
-_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "pods": ("spec",),
-    "deployments": ("spec", "template", "spec"),
-    "statefulsets": ("spec", "template", "spec"),
-    "daemonsets": ("spec", "template", "spec"),
-    "replicasets": ("spec", "template", "spec"),
-    "jobs": ("spec", "template", "spec"),
-    "cronjobs": ("spec", "jobTemplate", "spec", "template", "spec"),
+# The resources whose pod specs are read from the audit log, by `objectRef.resource` (any API group). The
+# watcher has never read ReplicationControllers or PodTemplates: adding them changes what it observes, so
+# that is left to a change of its own.
+_POD_SPECS: dict[str, PodSpecKind] = {
+    k.resource: k for k in POD_SPEC_KINDS if k.kind not in ("ReplicationController", "PodTemplate")
 }
-_KINDS = {
-    "pods": "Pod",
-    "deployments": "Deployment",
-    "statefulsets": "StatefulSet",
-    "daemonsets": "DaemonSet",
-    "replicasets": "ReplicaSet",
-    "jobs": "Job",
-    "cronjobs": "CronJob",
-}
-_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 _STATUS_LISTS = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
 _IMAGE_ID_PREFIXES = ("docker-pullable://", "docker://", "containerd://")
-# A runtime reporting a container started from an image pulled by digest names its config id as `image`.
-_CONFIG_ID_RE = re.compile(r"(?:sha256:)?[a-f0-9]{64}")
 # JSON strings (with escapes) and brackets: enough to track nesting without parsing.
 _JSON_TOKEN_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
@@ -390,17 +375,17 @@ def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
         return _kubelet_statuses(event, batch, seen_at)
     # Ephemeral containers (`kubectl debug`) can only be added through their own subresource.
     spec_write = ref.subresource is None or (resource == "pods" and ref.subresource == "ephemeralcontainers")
-    if resource not in _POD_SPEC_PATHS or not spec_write or verb not in _WORKLOAD_VERBS:
+    if resource not in _POD_SPECS or not spec_write or verb not in _WORKLOAD_VERBS:
         return False
     obj = _stored_object(event)
     if obj is None:
         return False
-    spec = _path(obj, _POD_SPEC_PATHS[resource])
+    spec = _path(obj, _POD_SPECS[resource].path)
     if spec is None:
         return False
-    workload = _workload(event, batch.cluster, _KINDS[resource], obj)
+    workload = _workload(event, batch.cluster, _POD_SPECS[resource].kind, obj)
     found = False
-    for container in _containers(spec, _CONTAINER_LISTS):
+    for container in _containers(spec, CONTAINER_LISTS):
         reference = _reference(container.get("image"), batch)
         if reference is not None:
             batch.observations.append(ImageReferenced(reference, workload, seen_at))
@@ -442,7 +427,7 @@ def _kubelet_statuses(event: AuditEvent, batch: AuditBatch, seen_at: datetime) -
             continue
         image = container.get("image")
         started_from = None
-        if isinstance(image, str) and _CONFIG_ID_RE.fullmatch(image):
+        if isinstance(image, str) and is_local_image_id(image):
             # Not a name (`sha256:<config>` would parse as docker.io/library/sha256): look for the pod's spec.
             if isinstance(name := container.get("name"), str):
                 batch.unnamed_starts.append((len(batch.observations), (workload.namespace, workload.name, name)))
