@@ -14,10 +14,11 @@ from tagwarden.adapters.dynamodb.table import LedgerTable
 from tagwarden.adapters.ecr_registry import EcrRegistry
 from tagwarden.config import DetectionConfig
 from tagwarden.domain.images import ImageName, parse_reference
+from tagwarden.domain.refusals import Refusal
 from tagwarden.domain.tags import TagRef
 from tagwarden.services.alert_delivery import DeliveryMode
 from tagwarden.services.backfill import Backfill
-from tagwarden.services.ledger_queries import LedgerQueries, Refusal
+from tagwarden.services.ledger_queries import LedgerQueries
 from tagwarden.services.wiring import alert_delivery, compose_push_guard, compose_scan_recorder
 
 from tests.support.events import ecr_scan

@@ -15,8 +15,10 @@ from tagwarden.domain.admission import (
     Problem,
     decide,
     ledger_reads,
+    words,
 )
 from tagwarden.domain.images import ImageName
+from tagwarden.domain.refusals import Refusal
 from tagwarden.domain.registry_scope import RegistryScope
 from tagwarden.domain.scans import ScannedDigest, ScanState, ScanStatus, Verdict
 from tagwarden.domain.tags import TagPointer, TagRef
@@ -65,30 +67,30 @@ def subject(
 @pytest.mark.parametrize(
     ("image", "problem"),
     [
-        (f"{ECR}/shop/api:failing", Problem.FAILING_VERDICT),
-        (f"{ECR}/shop/api:undecided", Problem.UNDECIDED_VERDICT),
-        (f"{ECR}/shop/api:failed", Problem.SCAN_FAILED),
-        (f"{ECR}/shop/api:fresh", Problem.UNSCANNED),
-        (f"{ECR}/shop/api:moved", Problem.TAG_MOVED),
-        (f"{ECR}/shop/api:deleted", Problem.TAG_DELETED),
-        (f"{ECR}/shop/api:unknown", Problem.UNKNOWN_TAG),
-        (f"{ECR}/shop/api@{B}", Problem.UNSCANNED),
-        (f"{ECR}/shop/api@sha256:{'c' * 64}", Problem.UNKNOWN_DIGEST),
-        (f"{ECR}/shop/api:latest@{B}", Problem.UNSCANNED),
+        (f"{ECR}/shop/api:failing", Refusal.FAILING_VERDICT),
+        (f"{ECR}/shop/api:undecided", Refusal.UNDECIDED_VERDICT),
+        (f"{ECR}/shop/api:failed", Refusal.SCAN_FAILED),
+        (f"{ECR}/shop/api:fresh", Refusal.UNSCANNED),
+        (f"{ECR}/shop/api:moved", Refusal.TAG_MOVED),
+        (f"{ECR}/shop/api:deleted", Refusal.TAG_DELETED),
+        (f"{ECR}/shop/api:unknown", Refusal.UNKNOWN_TAG),
+        (f"{ECR}/shop/api@{B}", Refusal.UNSCANNED),
+        (f"{ECR}/shop/api@sha256:{'c' * 64}", Refusal.UNKNOWN_DIGEST),
+        (f"{ECR}/shop/api:latest@{B}", Refusal.UNSCANNED),
         (f"sha256:{'d' * 64}", Problem.LOCAL_IMAGE_ID),
         ("d" * 64, Problem.LOCAL_IMAGE_ID),
         (f"{ECR}/shop/api:bad tag", Problem.UNPARSEABLE),
         (None, Problem.UNPARSEABLE),
     ],
 )
-def test_each_problem_denies_in_enforce_and_warns_in_warn(image: str | None, problem: Problem) -> None:
+def test_each_problem_denies_in_enforce_and_warns_in_warn(image: str | None, problem: Problem | Refusal) -> None:
     enforced = decide(subject(image), VIEW, POLICY, Mode.ENFORCE)
     warned = decide(subject(image), VIEW, POLICY, Mode.WARN)
 
     assert not enforced.allowed and enforced.decisions[0].problem is problem
-    assert enforced.decisions[0].decision is Decision.DENIED and problem.value in enforced.message
+    assert enforced.decisions[0].decision is Decision.DENIED and words(problem) in enforced.message
     assert warned.allowed and warned.decisions[0].decision is Decision.WARNED and warned.pins == ()
-    assert problem.value in warned.warnings[0] and len(warned.warnings[0]) <= 256
+    assert words(problem) in warned.warnings[0] and len(warned.warnings[0]) <= 256
 
 
 def test_a_passing_tag_is_pinned_in_the_form_it_was_written() -> None:

@@ -3,7 +3,8 @@
 A tag is looked up where the ledger says it points *now* (never cached: a verdict cached by tag is what
 the mutant-tag attack bypasses) and replaced by that digest when its scan passed, so the kubelet can only
 pull the scanned content. A digest (or `tag@digest`, where the runtime pulls the digest) is never
-trusted as given: it is verified against its own record. The table, per image in a judged registry:
+trusted as given: it is verified against its own record. The table, per image in a judged registry (the
+first four are admission's own `Problem`s, the rest the ledger's `Refusal`s, shared with `tagwarden check`):
 
 | reference  | ledger state                                                   | problem           |
 |------------|----------------------------------------------------------------|-------------------|
@@ -38,6 +39,7 @@ from enum import StrEnum
 
 from tagwarden.domain.deployments import DigestKey
 from tagwarden.domain.images import ImageReference, InvalidReferenceError, is_local_image_id, parse_reference
+from tagwarden.domain.refusals import Refusal
 from tagwarden.domain.registry_scope import Judgement, RegistryScope
 from tagwarden.domain.rules import short_digest
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
@@ -71,20 +73,23 @@ class Decision(StrEnum):
 
 
 class Problem(StrEnum):
-    """Why an image may not run (the module docstring's table)."""
+    """Why an image may not run before the ledger is asked (the module docstring's table); what the ledger
+    answers is a `Refusal`, the reasons `tagwarden check` gives too."""
 
     UNPARSEABLE = "unparseable reference"
     LOCAL_IMAGE_ID = "bare image id"
     TOO_MANY_IMAGES = "too many images"
     LEDGER_UNAVAILABLE = "ledger unavailable"
-    UNKNOWN_TAG = "unknown tag"
-    UNKNOWN_DIGEST = "unknown digest"
-    TAG_DELETED = "tag deleted"
-    TAG_MOVED = "tag moved after its scan"
-    UNSCANNED = "unscanned"
-    SCAN_FAILED = "failed scan"
-    FAILING_VERDICT = "failing verdict"
-    UNDECIDED_VERDICT = "undecided verdict"
+
+
+# Admission's words where they are not the check command's: admission judges `tag@digest` by its digest, so
+# its TAG_MOVED is only a tag whose new content has no completed scan while an earlier content's scan did.
+_WORDS: dict[Problem | Refusal, str] = {Refusal.TAG_MOVED: "tag moved after its scan"}
+
+
+def words(problem: Problem | Refusal) -> str:
+    """How admission names a problem in its messages, warnings and log lines."""
+    return _WORDS.get(problem, problem.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +161,7 @@ class ImageDecision:
     slot: ImageSlot
     decision: Decision
     reason: str
-    problem: Problem | None = None
+    problem: Problem | Refusal | None = None
     digest: str | None = None
     # The reference written in its place (pins only).
     pinned: str | None = None
@@ -282,20 +287,20 @@ def _decide_slot(
     return ImageDecision(slot, Decision.PINNED, reason, digest=digest, pinned=f"{slot.text}@{digest}")
 
 
-def _refuse(slot: ImageSlot, mode: Mode, problem: Problem, reason: str, digest: str | None) -> ImageDecision:
+def _refuse(slot: ImageSlot, mode: Mode, problem: Problem | Refusal, reason: str, digest: str | None) -> ImageDecision:
     # A pod template is never refused: its pods are judged when they are created.
     decision = Decision.DENIED if mode is Mode.ENFORCE and not slot.template else Decision.WARNED
     return ImageDecision(slot, decision, reason, problem, digest)
 
 
-def judge(reference: ImageReference, view: AdmissionView) -> tuple[Problem | None, str | None, str]:
+def judge(reference: ImageReference, view: AdmissionView) -> tuple[Refusal | None, str | None, str]:
     """Whether the content `reference` pulls has a passing completed scan: (problem, digest, reason)."""
     if reference.digest is not None:
         key = (reference.name, reference.digest)
         content = f"{reference.name}@{short_digest(reference.digest)}"
         if key not in view.digests:
             return (
-                Problem.UNKNOWN_DIGEST,
+                Refusal.UNKNOWN_DIGEST,
                 reference.digest,
                 f"unknown digest: {content} is not in the ledger; if it was pushed before Tagwarden was deployed "
                 "run `tagwarden backfill`, else push it to the registry and wait for its scan",
@@ -306,14 +311,14 @@ def judge(reference: ImageReference, view: AdmissionView) -> tuple[Problem | Non
     pointer = view.pointers.get(tag)
     if pointer is None:
         return (
-            Problem.UNKNOWN_TAG,
+            Refusal.UNKNOWN_TAG,
             None,
             f"unknown tag: {tag} is not in the ledger; if it was pushed before Tagwarden was deployed run "
             "`tagwarden backfill`, else push it and wait for its scan",
         )
     if pointer.digest is None:
         return (
-            Problem.TAG_DELETED,
+            Refusal.TAG_DELETED,
             None,
             f"tag deleted: {tag} names nothing (it last named {short_digest(pointer.last_digest)}); deploy a "
             "scanned digest",
@@ -322,7 +327,7 @@ def judge(reference: ImageReference, view: AdmissionView) -> tuple[Problem | Non
     mark = pointer.scanned_mark()
     if (scan is None or not scan.completed) and mark is not None and mark.digest != pointer.digest:
         return (
-            Problem.TAG_MOVED,
+            Refusal.TAG_MOVED,
             pointer.digest,
             f"tag moved after its scan: {tag} now names {short_digest(pointer.digest)}, which has no completed scan; "
             f"its scan checked {short_digest(mark.digest)}: deploy {reference.name}@{mark.digest} if that is the "
@@ -331,25 +336,25 @@ def judge(reference: ImageReference, view: AdmissionView) -> tuple[Problem | Non
     return _judge_scan(str(tag), pointer.digest, scan)
 
 
-def _judge_scan(content: str, digest: str, scan: ScanState | None) -> tuple[Problem | None, str | None, str]:
+def _judge_scan(content: str, digest: str, scan: ScanState | None) -> tuple[Refusal | None, str | None, str]:
     when = f"{scan.scanned_at:%Y-%m-%d %H:%M:%S}Z" if scan is not None else ""
     if scan is None:
         return (
-            Problem.UNSCANNED,
+            Refusal.UNSCANNED,
             digest,
             f"unscanned: {content} ({short_digest(digest)}) has no scan yet; wait for its scan and retry, or deploy "
             "a scanned digest",
         )
     if scan.status is ScanStatus.FAILED:
         return (
-            Problem.SCAN_FAILED,
+            Refusal.SCAN_FAILED,
             digest,
             f"failed scan: the {scan.scanner} scan of {content} at {when} FAILED and checked nothing; rescan it, "
             "or deploy a scanned digest",
         )
     if scan.verdict is Verdict.UNDECIDED:
         return (
-            Problem.UNDECIDED_VERDICT,
+            Refusal.UNDECIDED_VERDICT,
             digest,
             f"undecided verdict: the {scan.scanner} scan of {content} at {when} has findings of unreported "
             "severity that the fail severity could count; deploy a digest with a passing scan",
@@ -357,7 +362,7 @@ def _judge_scan(content: str, digest: str, scan: ScanState | None) -> tuple[Prob
     if scan.verdict is not Verdict.PASS:
         counts = severity_counts(scan.finding_counts) or "findings at or above the fail severity"
         return (
-            Problem.FAILING_VERDICT,
+            Refusal.FAILING_VERDICT,
             digest,
             f"failing verdict: the {scan.scanner} scan of {content} at {when} found {counts}; fix and push a new "
             "image, or deploy a digest with a passing scan",
@@ -379,19 +384,19 @@ _PROBLEM_TEXT = {
 
 # What a warning says to do, per problem: the API server may cut a warning past 256 characters, so the
 # details (digests, scan times) stay in the denial message and the decision's log line.
-_ADVICE = {
+_ADVICE: dict[Problem | Refusal, str] = {
     Problem.UNPARSEABLE: "write registry/repository:tag or @sha256:<digest>",
     Problem.LOCAL_IMAGE_ID: "deploy registry/repository@sha256:<manifest digest>",
     Problem.TOO_MANY_IMAGES: f"more than {MAX_IMAGES_PER_OBJECT} distinct images; split the object",
     Problem.LEDGER_UNAVAILABLE: "not verified; retry in a moment",
-    Problem.UNKNOWN_TAG: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
-    Problem.UNKNOWN_DIGEST: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
-    Problem.TAG_DELETED: "deploy a scanned digest",
-    Problem.TAG_MOVED: "deploy the scanned digest, or wait for the new content's scan",
-    Problem.UNSCANNED: "wait for its scan, or deploy a scanned digest",
-    Problem.SCAN_FAILED: "rescan it, or deploy a scanned digest",
-    Problem.FAILING_VERDICT: "deploy a digest with a passing scan",
-    Problem.UNDECIDED_VERDICT: "deploy a digest with a passing scan",
+    Refusal.UNKNOWN_TAG: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
+    Refusal.UNKNOWN_DIGEST: "run `tagwarden backfill` if it predates Tagwarden, else wait for its scan",
+    Refusal.TAG_DELETED: "deploy a scanned digest",
+    Refusal.TAG_MOVED: "deploy the scanned digest, or wait for the new content's scan",
+    Refusal.UNSCANNED: "wait for its scan, or deploy a scanned digest",
+    Refusal.SCAN_FAILED: "rescan it, or deploy a scanned digest",
+    Refusal.FAILING_VERDICT: "deploy a digest with a passing scan",
+    Refusal.UNDECIDED_VERDICT: "deploy a digest with a passing scan",
 }
 MAX_WARNING_LENGTH = 256
 
@@ -401,7 +406,7 @@ def _warning(decision: ImageDecision, mode: Mode) -> str:
     assert decision.problem is not None
     content = f" ({short_digest(decision.digest)})" if decision.digest else ""
     problem = decision.problem
-    text = f"tagwarden: {decision.slot.where}{content}: {problem.value}: {_ADVICE[problem]}"
+    text = f"tagwarden: {decision.slot.where}{content}: {words(problem)}: {_ADVICE[problem]}"
     if decision.slot.template:
         # What happens to the pods made from it, in this namespace's mode.
         text += "; its pods will be denied here" if mode is Mode.ENFORCE else "; its pods will run unpinned here"

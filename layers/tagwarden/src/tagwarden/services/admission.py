@@ -25,6 +25,7 @@ from tagwarden.domain.admission import (
     decide,
     ledger_reads,
     too_many_images,
+    words,
 )
 from tagwarden.domain.deployments import DigestKey
 from tagwarden.domain.tags import TagRef
@@ -98,7 +99,7 @@ class AdmissionService:
                     "digest": decision.digest,
                     "pinned": decision.pinned,
                     "decision": decision.decision.value,
-                    "problem": decision.problem.value if decision.problem else None,
+                    "problem": words(decision.problem) if decision.problem else None,
                     "reason": decision.reason,
                 },
                 metric=(DECISION_METRIC, {"decision": decision.decision.value, "mode": mode.value}),

@@ -1,7 +1,8 @@
 """Read-side queries for people and CI gates: a tag's timeline, and whether an image may be deployed.
 
 `check` answers one question for a CI gate: does the content this reference pulls have a passing,
-completed scan, and is it still the content that was scanned? The answer is a table of refusals:
+completed scan, and is it still the content that was scanned? The answer is a table of refusals
+(domain.refusals, the reasons the admission webhook gives too):
 
 | reference | ledger state                                             | refusal          |
 |-----------|----------------------------------------------------------|------------------|
@@ -27,11 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from tagwarden.domain.images import ImageReference
 from tagwarden.domain.indexes import ImageIndex
+from tagwarden.domain.refusals import Refusal
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict, severity_counts
 from tagwarden.domain.tags import TagMove, TagPointer, TagRef
 
@@ -48,19 +49,6 @@ class HistoryEntry:
     # When the entry's digest is an image index: its entries, and the latest scan of each that has one.
     index: ImageIndex | None = None
     platform_scans: Mapping[str, ScanState] = field(default_factory=dict)
-
-
-class Refusal(StrEnum):
-    """Why an image may not be deployed (the module docstring's table)."""
-
-    UNKNOWN_TAG = "unknown tag"
-    UNKNOWN_DIGEST = "unknown digest"
-    TAG_DELETED = "tag deleted"
-    TAG_MOVED = "tag moved since its last scan"
-    UNSCANNED = "unscanned"
-    SCAN_FAILED = "failed scan"
-    FAILING_VERDICT = "failing verdict"
-    UNDECIDED_VERDICT = "undecided verdict"
 
 
 @dataclass(frozen=True, slots=True)
