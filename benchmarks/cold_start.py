@@ -56,7 +56,13 @@ SAMPLE_EVENTS = {
     "push_guard": "push_guard/push_tagged.json",
     "scan_recorder": "scan_recorder/ecr_scan_complete.json",
     "audit_watcher": "audit_watcher/cloudwatch_logs_envelope.json",
+    "trail_watcher": "trail_watcher/put_image_tag_mutability_mutable.json",
+    "tag_reverter": "tag_reverter/revert_request.json",
 }
+
+# Variables a function only has with an opt-in parameter on: the tag reverter exists only with
+# RevertProtectedTags=true, which needs RevertRepositoryPrefixes (empty by default).
+OPT_IN_ENVIRONMENT = {"tag_reverter": {"REVERT_REPOSITORY_PREFIXES": "shop/"}}
 
 # Run in the fresh interpreter, with a JSON specification as its argument. Records the requests the handler makes
 # when asked to (the recording run is not timed: the hook makes it import boto3 first).
@@ -203,8 +209,9 @@ def backend() -> Iterator[Backend]:
         yield Backend(endpoint, dynamodb, sns.create_topic(Name="tagwarden-alerts")["TopicArn"])
 
 
-# The account the probe's context names; the region is REGION.
+# The account the probe's context names; the region is REGION; the stack's name as alerts print it.
 ACCOUNT = "111122223333"
+STACK_NAME = "tagwarden"
 
 
 def _resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, Any] | None = None) -> Any:
@@ -218,7 +225,7 @@ def _resolve(value: Any, parameters: dict[str, Any], conditions: dict[str, Any] 
     if isinstance(value, dict) and len(value) == 1:
         [(function, argument)] = value.items()
         if function == "Ref":
-            pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+            pseudo = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::StackName": STACK_NAME}
             if argument in pseudo:
                 return pseudo[argument]
             if argument in parameters:
@@ -257,9 +264,10 @@ def template_environment(function: str) -> dict[str, str]:
     }
     local = {"LEDGER_TABLE_NAME", "ALERTS_TOPIC_ARN"}
     parameters, conditions = loaded["Parameters"], loaded["Conditions"]
-    return {
+    resolved = {
         name: str(_resolve(value, parameters, conditions)) for name, value in variables.items() if name not in local
     }
+    return resolved | OPT_IN_ENVIRONMENT.get(function, {})
 
 
 def _unused_udp_port() -> int:
