@@ -1,4 +1,4 @@
-"""Figure 6: `tagwarden prepush` round trips against Debian's docker-registry on loopback.
+"""Figure 7: `tagwarden prepush` round trips against Debian's docker-registry on loopback.
 
 Each check is what one run of the command does: a fresh client (so the ping, the login and, for bearer
 auth, the token are paid every time, as in CI), then HEAD on the tag's manifest (and, on a 404, the GET

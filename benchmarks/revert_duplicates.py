@@ -6,7 +6,7 @@ delivered twice before the reverter runs (so the request is handed over twice), 
 arriving while the reverter is still between its PutImage and recording the outcome (every other attack) or
 after it, that event delivered twice, and the attacker's push delivered once more after the revert. Attacks
 are shuffled.
-Run alone with `python -m benchmarks.revert_duplicates`, or as figure 6 of `make bench`.
+Run alone with `python -m benchmarks.revert_duplicates`, or as figure 8 of `make bench`.
 """
 
 from __future__ import annotations

@@ -227,13 +227,11 @@ def _registry_id(value: str | None) -> str | None:
 # --- PutImage -----------------------------------------------------------------------------------------
 
 
-class PutImageRequest(_Shape):
-    """`requestParameters` of PutImage (the manifest itself is not kept)."""
+class _RepositoryCall(_Shape):
+    """`requestParameters` naming a repository (and its registry, when the caller gave one)."""
 
     repository_name: str = Field(max_length=256)
     registry_id: str | None = None
-    image_tag: str | None = Field(default=None, max_length=300)
-    image_digest: str | None = Field(default=None, max_length=200)
 
     _registry = field_validator("registry_id")(_registry_id)
 
@@ -241,6 +239,13 @@ class PutImageRequest(_Shape):
     @classmethod
     def _repository(cls, value: str) -> str:
         return validate_repository(value)
+
+
+class PutImageRequest(_RepositoryCall):
+    """`requestParameters` of PutImage (the manifest itself is not kept)."""
+
+    image_tag: str | None = Field(default=None, max_length=300)
+    image_digest: str | None = Field(default=None, max_length=200)
 
 
 class ImageId(_Shape):
@@ -295,18 +300,8 @@ class PutImageDetail(_Detail):
 # --- BatchDeleteImage ----------------------------------------------------------------------------------
 
 
-class BatchDeleteImageRequest(_Shape):
+class BatchDeleteImageRequest(_RepositoryCall):
     """`requestParameters` of BatchDeleteImage."""
-
-    repository_name: str = Field(max_length=256)
-    registry_id: str | None = None
-
-    _registry = field_validator("registry_id")(_registry_id)
-
-    @field_validator("repository_name")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        return validate_repository(value)
 
 
 class BatchDeleteImageResponse(_Shape):
@@ -326,18 +321,8 @@ class BatchDeleteImageDetail(_Detail):
 # --- settings ------------------------------------------------------------------------------------------
 
 
-class RepositoryRequest(_MutabilityFields):
+class RepositoryRequest(_RepositoryCall, _MutabilityFields):
     """`requestParameters` of PutImageTagMutability and CreateRepository."""
-
-    repository_name: str = Field(max_length=256)
-    registry_id: str | None = None
-
-    _registry = field_validator("registry_id")(_registry_id)
-
-    @field_validator("repository_name")
-    @classmethod
-    def _repository(cls, value: str) -> str:
-        return validate_repository(value)
 
 
 class RepositoryFields(_MutabilityFields):
