@@ -77,7 +77,10 @@ EKS_ADDON_REGISTRIES: tuple[tuple[str, str], ...] = (
 # EKS agent versions 1.15.0 - 1.8.1 (eks.build.2)",
 # https://docs.amazonaws.cn/en_us/guardduty/latest/ug/eks-runtime-agent-ecr-image-uri-v1-8-1-build-2.html
 # (also under "Amazon ECR repository hosting GuardDuty agent" on docs.aws.amazon.com). Regions the page
-# lists with the add-on registry only (ca-west-1, ap-southeast-5, ...) have no row here.
+# lists with the add-on registry only (ca-west-1, ap-southeast-5, ...) have no row here. Checked row by row
+# (2026-11-30) against a stored copy of that page: its eks.build.2 table and its 1.8.1-eks-build.1 table name
+# these same 28 accounts, and the rows of the official pages that could be read (us-west-2 to eu-north-1)
+# agree; its add-on column agrees with EKS_ADDON_REGISTRIES.
 GUARDDUTY_AGENT_REGISTRIES: tuple[tuple[str, str], ...] = (
     ("us-west-2", "039403964562"),
     ("eu-west-3", "113643092156"),
