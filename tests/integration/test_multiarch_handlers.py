@@ -152,7 +152,14 @@ def test_a_tag_moved_off_an_index_while_its_platforms_were_scanned_is_alerted_wh
     put_build(ecr, "shop/api", attacker, tag="4.0.0")
     for event in build_pushes(attacker, "4.0.0", "2026-11-20T13:00:10Z"):
         push_guard(event)
-    assert [r.alert.type for r in stack.received_alerts()] == [AlertType.TAG_OVERWRITTEN]
+    # A protected tag moved off an index with no completed scan: HIGH, as README's severity table says for
+    # a single image (protected, not scanned -> TAG_OVERWRITTEN HIGH).
+    (overwritten,) = stack.received_alerts()
+    assert (overwritten.alert.type, overwritten.alert.severity) == (AlertType.TAG_OVERWRITTEN, Severity.HIGH)
+    assert (overwritten.alert.previous_digest, overwritten.alert.current_digest) == (
+        release.index_digest,
+        attacker.index_digest,
+    )
 
     platform_scans(scan_recorder, release, "2026-11-20T13:00:40Z", {})
 

@@ -144,3 +144,50 @@ def test_tagwarden_history_shows_an_index_platforms_and_their_scans(
     assert platforms["linux/amd64"] is not None and platforms["linux/arm64"] is None
     assert len(entry["index"]["attestations"]) == 2
     assert "amd64 ok" in table and "arm64 ?" in table and "+2 attestations" in table
+
+
+def test_tagwarden_check_and_pin_of_a_tag_naming_an_index_through_the_command(
+    stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler
+) -> None:
+    import json
+
+    from tests.integration.test_cli import tagwarden
+
+    pushed = build("api 6.2.0")
+    put_build(ecr, "shop/api", pushed, tag="6.2.0")
+    for event in build_pushes(pushed, "6.2.0", "2026-11-20T15:00:00Z"):
+        push_guard(event)
+    scan_recorder(ecr_scan(digest=pushed.digest("linux/amd64"), tags=[], time="2026-11-20T15:00:30Z", counts={}))
+    table = ["--table", stack.table_name, "--region", REGION]
+    reference = f"{LIVE}:6.2.0"
+
+    # One platform still unscanned: the CI gate is refused and says which platform.
+    refused_check = tagwarden("check", reference, *table)
+    refused_pin = tagwarden("pin", reference, *table)
+    refused_json = tagwarden("check", reference, *table, "--json")
+
+    assert refused_check.exit_code == 1, refused_check.output
+    assert refused_check.stdout.startswith(f"unscanned: {LIVE}@{pushed.index_digest}")
+    assert "platforms without a completed scan: linux/arm64" in refused_check.stdout
+    assert (refused_pin.exit_code, refused_pin.stdout) == (1, "")
+    assert refused_pin.stderr.startswith("tagwarden: refused: unscanned: ")
+    assert "linux/arm64" in refused_pin.stderr
+    answer = json.loads(refused_json.stdout)
+    assert (answer["passed"], answer["refusal"], answer["digest"], answer["pinned"]) == (
+        False,
+        "unscanned",
+        pushed.index_digest,
+        None,
+    )
+
+    scan_recorder(ecr_scan(digest=pushed.digest("linux/arm64"), tags=[], time="2026-11-20T15:00:31Z", counts={}))
+
+    passed = tagwarden("check", reference, *table)
+    pinned = tagwarden("pin", reference, *table)
+    by_platform = tagwarden("check", f"{LIVE}@{pushed.digest('linux/arm64')}", *table)
+
+    assert passed.exit_code == 0, passed.output
+    assert passed.stdout.startswith(f"passed: {LIVE}@{pushed.index_digest} ")
+    # pin keeps the index digest, so every platform still resolves.
+    assert (pinned.exit_code, pinned.stdout) == (0, f"{LIVE}@{pushed.index_digest}\n")
+    assert by_platform.exit_code == 0, by_platform.output
