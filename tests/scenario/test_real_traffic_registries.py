@@ -108,6 +108,79 @@ def test_a_dual_stack_or_fips_reference_is_judged_like_the_canonical_one(
     assert pointer is not None and "prod-eks/shop/api-canary" in pointer["in_use"]["M"]
 
 
+# Registries of the China and European Sovereign Cloud partitions: each host form, the events (which name the
+# registry by account and region, with the partition's ARNs) recording under the canonical name.
+CHINA = "111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn"
+SOVEREIGN = "111122223333.dkr.ecr.eusc-de-east-1.amazonaws.eu"
+
+
+def in_partition(event: dict[str, Any], region: str, partition: str) -> dict[str, Any]:
+    """The event as the partition's EventBridge delivers it: its region, and ARNs in its partition."""
+    event["region"] = region
+    event["resources"] = [
+        arn.replace("arn:aws:ecr:eu-west-1:", f"arn:{partition}:ecr:{region}:") for arn in event["resources"]
+    ]
+    return event
+
+
+@pytest.mark.parametrize(
+    ("host", "canonical", "region", "partition"),
+    [
+        (CHINA, CHINA, "cn-north-1", "aws-cn"),
+        ("111122223333.DKR.ECR.CN-NORTH-1.AMAZONAWS.COM.CN:443", CHINA, "cn-north-1", "aws-cn"),
+        ("111122223333.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn", CHINA, "cn-north-1", "aws-cn"),
+        (SOVEREIGN, SOVEREIGN, "eusc-de-east-1", "aws-eusc"),
+        ("111122223333.dkr.ecr.eusc-de-east-1.amazonaws.eu:443", SOVEREIGN, "eusc-de-east-1", "aws-eusc"),
+        ("111122223333.Dkr.Ecr-Fips.EUSC-DE-EAST-1.AmazonAWS.EU", SOVEREIGN, "eusc-de-east-1", "aws-eusc"),
+    ],
+)
+def test_a_reference_into_the_china_or_european_sovereign_partition_is_judged_under_its_canonical_name(
+    stack: Stack,
+    push_guard: Handler,
+    scan_recorder: Handler,
+    audit_watcher: Handler,
+    capsys: pytest.CaptureFixture[str],
+    host: str,
+    canonical: str,
+    region: str,
+    partition: str,
+) -> None:
+    # Given a Deployment and its pod naming the image by one of the partition's host forms
+    deployment = with_images(audit_line("deployment_create.json"), f"{host}/shop/api:1.4.0")
+    running = kubelet_status("api-7d9f8c6b5d-x2k9p", f"{host}/shop/api:1.4.0", f"{host}/shop/api@{A}")
+    capsys.readouterr()
+
+    # When nothing was pushed yet, Then both are unscanned findings on the canonical registry, known as ECR
+    result = audit_watcher(envelope([deployment, running]))
+    assert result["observations"] == 2
+    assert sorted((r.alert.type, r.alert.registry, r.alert.current_digest or "") for r in stack.received_alerts()) == [
+        (AlertType.UNSCANNED_IMAGE_DEPLOYED, canonical, ""),
+        (AlertType.UNSCANNED_IMAGE_DEPLOYED, canonical, A),
+    ]
+    metrics = emitted(capsys)
+    assert "UnrecognisedEcrReferences" not in metrics and "UnmonitoredImages" not in metrics
+
+    # When the partition's ECR reports the push and a clean scan (account and region name the registry)
+    push_guard(in_partition(ecr_image_action(tag="1.4.0", digest=A, time="2026-11-20T09:00:00Z"), region, partition))
+    scan_recorder(
+        in_partition(
+            ecr_scan(digest=A, tags=["1.4.0"], time="2026-11-20T09:01:00Z", counts={"LOW": 1}), region, partition
+        )
+    )
+
+    # Then both are recorded under the canonical name, and the same lines pass
+    pointer = tag_pointer(stack, f"{canonical}/shop/api", "1.4.0")
+    assert pointer is not None and pointer["digest"]["S"] == A
+    assert pointer["scan"]["M"]["verdict"]["S"] == "pass"
+    canary = with_images(deployment, f"{host}/shop/api:1.4.0")
+    canary["objectRef"]["name"] = "api-canary"
+    result = audit_watcher(envelope([canary, running]))
+    assert result["alerts"] == []
+    assert stack.received_alerts() == []
+    pointer = tag_pointer(stack, f"{canonical}/shop/api", "1.4.0")
+    assert pointer is not None and "prod-eks/shop/api-canary" in pointer["in_use"]["M"]
+
+
 def test_an_ecr_reference_in_an_unknown_form_is_reported_and_still_judged(
     stack: Stack, audit_watcher: Handler, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
