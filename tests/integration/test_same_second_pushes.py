@@ -14,16 +14,13 @@ from tagwarden.domain.alerts import AlertType
 
 from tests.support.events import ecr_image_action
 from tests.support.handlers import Handler
-from tests.support.multiarch import OCI_MANIFEST, platform_manifest, sha256
+from tests.support.same_second import HIGH_ID, LOW_ID, REGISTRY, ledger_pointer, put
 from tests.support.stack import REGION, Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
 
-REGISTRY = "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
 SECOND = "2026-11-20T10:00:07Z"
-# Event ids in both orders: the ledger orders same-second events by id, i.e. at random.
-LOW_ID, HIGH_ID = "0a1b2c3d-0000-4000-8000-000000000001", "f9e8d7c6-ffff-4fff-bfff-fffffffffff1"
 
 
 @pytest.fixture
@@ -31,21 +28,6 @@ def ecr(stack: Stack) -> ECRClient:
     client = boto3.client("ecr", region_name=REGION)
     client.create_repository(repositoryName="shop/api")
     return client
-
-
-def put(ecr: ECRClient, name: str, tag: str) -> str:
-    data = platform_manifest(name, "linux/amd64")
-    ecr.put_image(
-        repositoryName="shop/api", imageManifest=data.decode(), imageManifestMediaType=OCI_MANIFEST,
-        imageTag=tag, imageDigest=sha256(data),
-    )  # fmt: skip
-    return sha256(data)
-
-
-def ledger_pointer(stack: Stack, tag: str) -> str | None:
-    pk = f"TAG#{REGISTRY}/shop/api:{tag}"
-    (item,) = [i for i in stack.items() if i["pk"]["S"] == pk and i["sk"]["S"] == "POINTER"]
-    return item["digest"]["S"] if "digest" in item else None
 
 
 def history(stack: Stack, tag: str) -> list[tuple[str, str, str | None]]:
