@@ -1,14 +1,20 @@
-"""Figure 1: DynamoDB requests per event, through each function's real `lambda_handler` on moto."""
+"""Figure 1: DynamoDB requests per event, through each function's real `lambda_handler` on moto (and, beside
+them, the push guard's requests to ECR: a multi-arch index push reads its manifest with one BatchGetImage)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import boto3
 
 from benchmarks.harness import Deployment, Event, deployed, digest
 from benchmarks.report import table
 from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.multiarch import build, build_pushes, put_build
 from tests.support.requests import ApiCall, dynamodb_operations
+from tests.support.stack import REGION
 
 # The common push path (a push that is neither late nor a duplicate) reads once and writes once.
 COMMON_PATH_BUDGET = 2
@@ -46,6 +52,10 @@ class Case:
     outcome: str
     alert_path: bool = False
     common_push_path: bool = False
+    # What ECR must hold before the deliveries (moto's ECR, which the push guard reads an index from).
+    registry: Callable[[], None] | None = None
+    # Requests to ECR the counted delivery must make (reported beside the ledger's, not in its budget).
+    ecr_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,10 @@ class Measured:
     @property
     def publishes(self) -> int:
         return sum(1 for call in self.calls if call.service == "sns" and call.operation == "Publish")
+
+    @property
+    def ecr(self) -> int:
+        return sum(1 for call in self.calls if call.service == "ecr")
 
 
 def cases() -> list[Case]:
@@ -127,10 +141,39 @@ def cases() -> list[Case]:
             when=scanned,
             outcome="duplicate",
         ),
+        index_push_case(),
     ]
 
 
+MULTIARCH_REPOSITORY = "shop/multiarch"
+
+
+def index_push_case() -> Case:
+    """A multi-platform build (two platforms, two attestations) pushed as buildx does: the untagged platform and
+    attestation manifests first (not counted), then the tagged index, whose children the push guard reads from
+    ECR with one BatchGetImage and records in the same transaction as the pointer."""
+    pushed = build("bench multiarch 1.0.0")
+    *manifests, index = build_pushes(pushed, "1.0.0", "2026-11-20T10:00:00Z", repository=MULTIARCH_REPOSITORY)
+
+    def store() -> None:
+        ecr = boto3.client("ecr", region_name=REGION)
+        ecr.create_repository(repositoryName=MULTIARCH_REPOSITORY)
+        put_build(ecr, MULTIARCH_REPOSITORY, pushed, tag="1.0.0")
+
+    return Case(
+        "multi-arch index push (2 platforms + 2 attestations)",
+        given=tuple(Delivery("push_guard", event) for event in manifests),
+        when=Delivery("push_guard", index),
+        outcome="recorded",
+        common_push_path=True,
+        registry=store,
+        ecr_requests=1,
+    )
+
+
 def _measure(deployment: Deployment, case: Case) -> Measured:
+    if case.registry is not None:
+        case.registry()
     for delivery in case.given:
         deployment.invoke(delivery.function, delivery.event)
     with deployment.requests.record() as calls:
@@ -142,6 +185,8 @@ def _measure(deployment: Deployment, case: Case) -> Measured:
         raise ScenarioError(f"{case.name!r}: expected an alert, none was published")
     if not measured.dynamodb:
         raise ScenarioError(f"{case.name!r}: no DynamoDB request seen; is the request hook attached?")
+    if measured.ecr != case.ecr_requests:
+        raise ScenarioError(f"{case.name!r}: expected {case.ecr_requests} ECR request(s), saw {measured.ecr}")
     return measured
 
 
@@ -154,7 +199,7 @@ def measure() -> list[Measured]:
 def render(results: list[Measured]) -> str:
     """Requests per case and by operation."""
     operations = sorted(set().union(*(dynamodb_operations(r.calls) for r in results)))
-    headers = ["case", "outcome", "alerts", "DynamoDB", "bookkeeping", "budgeted", *operations, "SNS Publish"]
+    headers = ["case", "outcome", "alerts", "DynamoDB", "bookkeeping", "budgeted", *operations, "SNS Publish", "ECR"]
     rows = []
     for r in results:
         by_operation: Counter[str] = dynamodb_operations(r.calls)
@@ -169,6 +214,7 @@ def render(results: list[Measured]) -> str:
                 budgeted,
                 *(by_operation[op] for op in operations),
                 r.publishes,
+                r.ecr,
             ]
         )
     return table(headers, rows)

@@ -9,24 +9,22 @@ platform manifest by digest.
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.severity import Severity
 
-from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
+from tests.support.audit import ECR, envelope, kubelet_status
 from tests.support.events import ecr_scan
 from tests.support.handlers import Handler
-from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build
+from tests.support.multiarch import build
+from tests.support.multiarch_day import DAY, benign_day, deliver, deploy, release, scans
 from tests.support.stack import REGION, Stack
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
-
-DAY = "2026-11-20"
 
 
 @pytest.fixture
@@ -36,73 +34,18 @@ def ecr(stack: Stack) -> ECRClient:
     return client
 
 
-def release(ecr: ECRClient, name: str, tags: list[str], time: str) -> tuple[Build, list[dict[str, Any]]]:
-    """A CI build pushed under several tags: its manifests in ECR, and every event ECR emits for it."""
-    pushed = build(name)
-    for tag in tags:
-        put_build(ecr, "shop/api", pushed, tag)
-    events = build_pushes(pushed, tags[0], time)
-    events += [manifest_push(digest=pushed.index_digest, time=time, tag=tag, index=True) for tag in tags[1:]]
-    return pushed, events
-
-
-def scans(pushed: Build, time: str, counts: dict[str, int]) -> list[dict[str, Any]]:
-    """Basic scan-on-push: each platform manifest is scanned; each attestation manifest's scan FAILS."""
-    events = [ecr_scan(digest=pushed.digest(p), tags=[], time=time, counts=counts) for p in pushed.platforms]
-    events += [
-        ecr_scan(digest=pushed.attestation_digest(p), tags=[], time=time, status="FAILED") for p in pushed.platforms
-    ]
-    return events
-
-
-def deploy(tag: str, pod: str, image_id: str, audit_id: str, moment: str = "16:00:00") -> dict[str, Any]:
-    """A Deployment of `shop/api:<tag>` at `moment` (lines are judged at their own time: by default after
-    every release of the day's story), and the kubelet's report of what its pod runs a few seconds later."""
-    image = f"{ECR}/shop/api:{tag}"
-    spec = at(with_images(audit_line("deployment_create.json"), image), moment)
-    return envelope([spec, at(kubelet_status(pod, image, image_id, audit_id), f"{moment[:6]}30")])
-
-
-def deliver(events: list[tuple[str, dict[str, Any]]], push_guard: Handler, scan_recorder: Handler, seed: int) -> None:
-    """EventBridge gives no order guarantee: the day's ECR events arrive shuffled within each hour."""
-    rng = random.Random(seed)
-    by_hour: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for kind, event in events:
-        by_hour.setdefault(event["time"][:13], []).append((kind, event))
-    for hour in sorted(by_hour):
-        batch = by_hour[hour]
-        rng.shuffle(batch)
-        for kind, event in batch:
-            (push_guard if kind == "push" else scan_recorder)(event)
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_benign_day_of_multi_platform_releases_raises_nothing_above_low(
     stack: Stack, ecr: ECRClient, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler, seed: int
 ) -> None:
     """Given a CI/CD day: three multi-platform builds, their platform scans before or after the index pushes,
     `latest` following each release, and deployments whose kubelets report the index or a platform digest."""
-    morning, _ = builds = [
-        release(ecr, "api 1.5.0", ["1.5.0", "latest"], f"{DAY}T08:00:01Z"),
-        release(ecr, "api 1.5.1", ["1.5.1", "latest"], f"{DAY}T11:30:02Z"),
-    ]
-    events: list[tuple[str, dict[str, Any]]] = []
-    for (pushed, pushes), when in zip(builds, [f"{DAY}T08:00:03Z", f"{DAY}T11:30:04Z"], strict=True):
-        events += [("push", e) for e in pushes] + [("scan", e) for e in scans(pushed, when, {"MEDIUM": 4, "LOW": 9})]
-    hotfix, hotfix_pushes = release(ecr, "api 1.5.2", ["1.5.2", "latest"], f"{DAY}T15:10:00Z")
-    events += [("push", e) for e in hotfix_pushes]
-    events += [("scan", e) for e in scans(hotfix, f"{DAY}T15:10:05Z", {"HIGH": 1, "MEDIUM": 2})]
+    day = benign_day(ecr)
 
-    # When the events are delivered in any order,
-    deliver(events, push_guard, scan_recorder, seed)
-    first, second = morning[0], builds[1][0]
-    audit_watcher(deploy("1.5.0", "api-5d8f7c9b6-amd64", f"{ECR}/shop/api@{first.index_digest}", "d-1"))
-    audit_watcher(deploy("1.5.1", "api-6c9e8d7a5-arm64", f"{ECR}/shop/api@{second.index_digest}", "d-2"))
-    audit_watcher(deploy("latest", "api-7b6a5c4d3-arm64", f"{ECR}/shop/api@{hotfix.index_digest}", "d-3"))
-    # a node that reports the platform manifest it pulled, and a workload pinned to a platform digest
-    audit_watcher(deploy("1.5.2", "api-8a7b6c5d4-x86", f"{ECR}/shop/api@{hotfix.digest('linux/amd64')}", "d-4"))
-    pinned = f"{ECR}/shop/api@{hotfix.digest('linux/arm64')}"
-    audit_watcher(envelope([at(with_images(audit_line("deployment_create.json"), pinned), "16:01:00")]))
+    # When the events are delivered in any order, then the deployments are logged,
+    deliver(day.ecr_events, push_guard, scan_recorder, seed)
+    for delivery in day.audit_deliveries:
+        audit_watcher(delivery)
 
     # Then nothing above LOW reaches the security inbox.
     received = stack.received_alerts()

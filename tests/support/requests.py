@@ -13,7 +13,8 @@ from typing import Any
 import boto3
 from botocore.model import OperationModel
 
-COUNTED_SERVICES = ("dynamodb", "sns")
+# ECR: the push guard reads an index's manifest (BatchGetImage), and asks ECR to settle same-second ties.
+COUNTED_SERVICES = ("dynamodb", "sns", "ecr")
 # Attributes of a ledger entry's alert outbox (adapters/dynamodb/outbox.py): requests that only touch these
 # are alert bookkeeping (lease, delivered flag), which the common-path budget leaves out.
 ALERT_OUTBOX_PREFIX = "alerts_"
