@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tagwarden.domain.alerts import Alert, AlertType
+from tagwarden.domain.alerts import AlertType
 
+from tests.scenario.test_real_traffic_audit import deployment_alerts
 from tests.support.audit import ECR, audit_line, envelope
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import Handler
@@ -28,11 +29,6 @@ MERGE = "deployment_patch_merge.json"
 STRATEGIC_MERGE = "deployment_patch_strategic_merge.json"
 SERVER_SIDE_APPLY = "deployment_apply_server_side.json"
 PATCHES = [MERGE, STRATEGIC_MERGE, SERVER_SIDE_APPLY]
-
-
-def deployment_alerts(stack: Stack) -> list[Alert]:
-    """The alerts the audit watcher published (the push guard's and scan recorder's left aside)."""
-    return [received.alert for received in stack.received_alerts() if received.alert.kubernetes is not None]
 
 
 def body_images(node: Any) -> list[str]:
