@@ -1,0 +1,185 @@
+"""Inspector's continuous findings on a platform manifest of a deployed multi-platform image.
+
+Inspector scans platform manifests, never the index (research 6, 7.3), and reports each finding on the
+platform's digest; the kubelet names the index (`imageID`) and tags name the index. A finding that changes a
+platform's verdict therefore changes the index's derived verdict, which the tags' pointers carry, and the
+workloads running the index are told, through the real handlers on moto's ECR holding a real index.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from tagwarden.cli.main import app
+from tagwarden.domain.alerts import AlertType
+from tagwarden.domain.severity import Severity
+from typer.testing import CliRunner
+
+from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
+from tests.support.handlers import Handler
+from tests.support.inspector import inspector_finding, inspector_scan
+from tests.support.multiarch import Build, build, build_pushes, put_build
+from tests.support.stack import REGION, Stack
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+
+DAY = "2026-11-20"
+IMAGE = f"{ECR}/shop/api"
+CVE = "7d3e9a1c5b2f48e6a0c4d8b1f3e5a7c9"
+OTHER_CVE = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+# Inspector's summary of each platform at first scan: nothing at or above the fail severity (CRITICAL).
+CLEAN = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "TOTAL": 3}
+
+
+@pytest.fixture
+def release(stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler) -> Build:
+    """Given release 3.0.0 (linux/amd64 and linux/arm64) pushed to ECR, both platforms scanned by Inspector
+    with no CRITICAL finding, and the Deployment shop/api running it: the kubelet reports the index digest."""
+    ecr: ECRClient = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="shop/api")
+    pushed = build("api 3.0.0")
+    put_build(ecr, "shop/api", pushed, "3.0.0")
+    for event in build_pushes(pushed, "3.0.0", f"{DAY}T09:00:00Z"):
+        push_guard(event)
+    for n, platform in enumerate(pushed.platforms):
+        scan_recorder(inspector_scan(digest=pushed.digest(platform), tags=[], time=f"{DAY}T09:01:0{n}Z", counts=CLEAN))
+    audit_watcher(deployed(pushed))
+    assert verdict(stack, pushed.index_digest) == "pass"
+    assert stack.received_alerts() == []
+    return pushed
+
+
+def deployed(pushed: Build) -> dict[str, Any]:
+    """A Deployment of `shop/api:3.0.0`, and its pod's kubelet reporting the index it pulled."""
+    image = f"{IMAGE}:3.0.0"
+    spec = at(with_images(audit_line("deployment_create.json"), image), "10:00:00")
+    status = kubelet_status("api-6f9d7c8b5-r2x7k", image, f"{IMAGE}@{pushed.index_digest}", "k-1")
+    return envelope([spec, at(status, "10:00:30")])
+
+
+def finding(pushed: Build, platform: str, time: str, status: str = "ACTIVE", cve: str = CVE) -> dict[str, Any]:
+    """Inspector's finding event on one platform manifest (untagged: the tag names the index)."""
+    digest = pushed.digest(platform)
+    return inspector_finding(digest=digest, time=time, severity="CRITICAL", status=status, finding=cve, tags=[])
+
+
+def record(stack: Stack, digest: str, sk: str = "IMAGE") -> dict[str, Any]:
+    (item,) = (i for i in stack.items() if i["pk"]["S"] == f"IMAGE#{IMAGE}@{digest}" and i["sk"]["S"] == sk)
+    return item
+
+
+def verdict(stack: Stack, digest: str) -> str:
+    verdict: str = record(stack, digest)["scan"]["M"]["verdict"]["S"]
+    return verdict
+
+
+def pointer_verdict(stack: Stack, tag: str) -> tuple[str, str]:
+    (item,) = (i for i in stack.items() if i["pk"]["S"] == f"TAG#{IMAGE}:{tag}" and i["sk"]["S"] == "POINTER")
+    return item["digest"]["S"], item["scan"]["M"]["verdict"]["S"]
+
+
+def check(stack: Stack, reference: str) -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["check", reference, "--table", stack.table_name, "--json"])
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def test_a_critical_finding_on_the_arm64_platform_fails_the_deployed_index_and_alerts_its_workload_once(
+    stack: Stack, release: Build, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    pushed = release
+    # When Inspector's continuous scanning finds a new CRITICAL on the arm64 platform manifest
+    found = finding(pushed, "linux/arm64", "2026-11-25T06:00:00Z")
+    result = scan_recorder(found)
+
+    # Then the platform fails, and so does the index: the tag's pointer carries it, `check` refuses it
+    assert verdict(stack, pushed.digest("linux/arm64")) == "fail"
+    assert verdict(stack, pushed.digest("linux/amd64")) == "pass"
+    assert verdict(stack, pushed.index_digest) == "fail"
+    assert pointer_verdict(stack, "3.0.0") == (pushed.index_digest, "fail")
+    answer = check(stack, f"{IMAGE}:3.0.0")
+    assert (answer["passed"], answer["refusal"]) == (False, "failing verdict")
+
+    # And the workload running the index is alerted, once, naming the index it runs
+    (received,) = stack.received_alerts()
+    alert = received.alert
+    assert result["alerts"] == [alert.alert_id]
+    assert (alert.type, alert.severity) == (AlertType.VULNERABLE_IMAGE_DEPLOYED, Severity.CRITICAL)
+    assert (alert.tag, alert.current_digest) == ("3.0.0", pushed.index_digest)
+    assert [(s.cluster, s.namespace, s.workload) for s in alert.in_use] == [("prod-eks", "shop", "api")]
+    assert alert.evidence == (found["id"],)
+
+    # And the audit watcher seeing the workload again raises the same finding, so nothing more arrives;
+    # the same event delivered again and an older event of the finding arriving late change nothing
+    audit_watcher(deployed(pushed))
+    assert scan_recorder(found)["outcome"] == "duplicate"
+    assert scan_recorder(finding(pushed, "linux/arm64", "2026-11-25T05:00:00Z"))["outcome"] == "late"
+    assert stack.received_alerts() == []
+    assert verdict(stack, pushed.index_digest) == "fail"
+
+    # When a second CRITICAL appears on the amd64 platform (the index keeps failing: same episode)
+    scan_recorder(finding(pushed, "linux/amd64", "2026-11-25T07:00:00Z", cve=OTHER_CVE))
+    assert verdict(stack, pushed.index_digest) == "fail"
+    assert stack.received_alerts() == []
+
+    # When security staff suppress both findings
+    scan_recorder(finding(pushed, "linux/arm64", "2026-11-26T06:00:00Z", status="SUPPRESSED"))
+    assert verdict(stack, pushed.index_digest) == "fail"  # amd64 still fails
+    scan_recorder(finding(pushed, "linux/amd64", "2026-11-26T06:01:00Z", status="SUPPRESSED", cve=OTHER_CVE))
+
+    # Then the index passes again, the pointer carries it and `check` accepts the tag, with nothing alerted
+    assert verdict(stack, pushed.index_digest) == "pass"
+    assert pointer_verdict(stack, "3.0.0") == (pushed.index_digest, "pass")
+    assert check(stack, f"{IMAGE}:3.0.0")["passed"] is True
+    assert stack.received_alerts() == []
+
+    # When the arm64 finding is reopened, the index fails again: a new failing episode, alerted once more
+    scan_recorder(finding(pushed, "linux/arm64", "2026-11-27T06:00:00Z"))
+    (again,) = stack.received_alerts()
+    assert (again.alert.type, again.alert.current_digest) == (AlertType.VULNERABLE_IMAGE_DEPLOYED, pushed.index_digest)
+    assert again.alert.alert_id != alert.alert_id
+    audit_watcher(deployed(pushed))
+    assert stack.received_alerts() == []
+
+
+def test_the_index_s_derived_history_records_the_finding_that_changed_it(
+    stack: Stack, release: Build, scan_recorder: Handler
+) -> None:
+    found = finding(release, "linux/arm64", "2026-11-25T06:00:00Z")
+    scan_recorder(found)
+
+    # The index's scan history has a derived entry for the finding event, as for a platform's scan
+    index_entries = [
+        i
+        for i in stack.items()
+        if i["pk"]["S"] == f"IMAGE#{IMAGE}@{release.index_digest}" and i["sk"]["S"].startswith("SCAN#")
+    ]
+    assert [e["event_id"]["S"] for e in index_entries if e["scan"]["M"]["verdict"]["S"] == "fail"] == [found["id"]]
+    history = CliRunner().invoke(app, ["history", f"{IMAGE}:3.0.0", "--table", stack.table_name])
+    assert history.exit_code == 0, history.output
+
+
+def test_a_rescan_failing_a_platform_alerts_the_workload_running_the_index_once(
+    stack: Stack, release: Build, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    # When Inspector's rescan of the arm64 platform (a new CVE published) counts a CRITICAL
+    failing = {"CRITICAL": 1, "HIGH": 1, "MEDIUM": 0, "TOTAL": 2}
+    rescan = inspector_scan(digest=release.digest("linux/arm64"), tags=[], time="2026-11-25T06:00:00Z", counts=failing)
+    scan_recorder(rescan)
+
+    # Then the workload running the index is alerted once, and a rescan that still fails raises nothing more
+    (received,) = stack.received_alerts()
+    assert (received.alert.type, received.alert.current_digest) == (
+        AlertType.VULNERABLE_IMAGE_DEPLOYED,
+        release.index_digest,
+    )
+    assert received.alert.evidence == (rescan["id"],)
+    scan_recorder(rescan)
+    digest = release.digest("linux/arm64")
+    scan_recorder(inspector_scan(digest=digest, tags=[], time="2026-11-26T06:00:00Z", counts=failing))
+    audit_watcher(deployed(release))
+    assert stack.received_alerts() == []
