@@ -100,6 +100,9 @@ def test_a_critical_finding_on_the_arm64_platform_fails_the_deployed_index_and_a
     assert verdict(stack, pushed.digest("linux/arm64")) == "fail"
     assert verdict(stack, pushed.digest("linux/amd64")) == "pass"
     assert verdict(stack, pushed.index_digest) == "fail"
+    # the index's failing episode is its own, learned when the finding was recorded (see vulnerable ids)
+    index_scan = record(stack, pushed.index_digest)["scan"]["M"]
+    assert {"failing_since", "failing_recorded_at"} <= index_scan.keys()
     assert pointer_verdict(stack, "3.0.0") == (pushed.index_digest, "fail")
     answer = check(stack, f"{IMAGE}:3.0.0")
     assert (answer["passed"], answer["refusal"]) == (False, "failing verdict")

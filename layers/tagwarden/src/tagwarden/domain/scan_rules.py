@@ -187,9 +187,10 @@ def _location(site: UsageSite) -> str:
 
 
 def scan_state_with_findings(
-    scan: ScanCompleted, snapshot: ScanSnapshot, fail_severity: FindingSeverity
+    scan: ScanCompleted, snapshot: ScanSnapshot, fail_severity: FindingSeverity, recorded_at: datetime
 ) -> tuple[ScanState, FindingTally | None]:
-    """The state a scan report gives its digest, as the successor of the digest's current state.
+    """The state a scan report gives its digest, as the successor of the digest's current state (a failing
+    episode it starts is learned at `recorded_at`, the recorder's clock).
 
     An Inspector summary also becomes the digest's finding tally's summary, and the counts are the
     tally's: finding events that arrived before the summary still count (see `domain.findings`).
@@ -199,7 +200,7 @@ def scan_state_with_findings(
     if scan.scanner == INSPECTOR_SCANNER and state.completed:
         tally = (snapshot.findings or FindingTally()).with_summary(scan.finding_counts, scan.unrated)
         state = replace(state, finding_counts=tally.counts(), verdict=tally.verdict(fail_severity))
-    return state.following(snapshot.current), tally
+    return state.following(snapshot.current, recorded_at), tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +261,7 @@ def decide_finding(
         verdict=verdict,
         finding_counts=counts,
         event_key=revision_key(report.source, current.event_key if current is not None else None),
-    ).following(current)
+    ).following(current, detected_at)
     updates = _carrying(snapshot.pointers, report.digest, state)
     decision = ScanDecision(state, replaces_current=True, pointer_updates=updates, moved_tags={}, alerts=())
     found = deployed_vulnerable(report.image, report.digest, decision, snapshot, report.source, detected_at)
@@ -305,7 +306,7 @@ def decide_parents(
             scans[scan.digest] = child_state
         derived = derived_scan(parent.index, scans)
         # The index has failing episodes of its own, as a single image does: its in-use findings carry them.
-        derived = derived.following(parent.current) if derived is not None else None
+        derived = derived.following(parent.current, detected_at) if derived is not None else None
         if derived is None or derived == parent.current:
             parents.append(ParentDecision(digest, parent.derivation, None, {}, {}, ()))
             continue

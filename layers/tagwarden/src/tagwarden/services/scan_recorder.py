@@ -82,7 +82,7 @@ class ScanRecorder:
         if reading.existing is not None:
             return reading.existing
         now = self._clock()
-        state, tally = scan_state_with_findings(scan, reading.snapshot, self._fail_severity)
+        state, tally = scan_state_with_findings(scan, reading.snapshot, self._fail_severity, now)
         decision = decide_scan(scan, state, reading.snapshot, self._policy, now)
         if tally is not None:
             decision = replace(decision, tally=tally)
