@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.handlers import Handler
 from tests.support.inspector import inspector_finding, inspector_scan
-from tests.support.multiarch import Build, build, build_pushes, put_build
+from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build
 from tests.support.stack import REGION, Stack
 
 if TYPE_CHECKING:
@@ -186,3 +186,23 @@ def test_a_rescan_failing_a_platform_alerts_the_workload_running_the_index_once(
     scan_recorder(inspector_scan(digest=digest, tags=[], time="2026-11-26T06:00:00Z", counts=failing))
     audit_watcher(deployed(release))
     assert stack.received_alerts() == []
+
+
+def test_pushing_the_failing_index_under_another_tag_keeps_its_failing_episode(
+    stack: Stack, release: Build, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    scan_recorder(finding(release, "linux/arm64", "2026-11-25T06:00:00Z"))
+    assert len(stack.received_alerts()) == 1
+    episode = record(stack, release.index_digest)["scan"]["M"]["failing_since"]
+
+    # When CI tags the same index `stable` (ECR emits a PUSH of the index under the new tag)
+    ecr: ECRClient = boto3.client("ecr", region_name=REGION)
+    put_build(ecr, "shop/api", release, "stable")
+    push_guard(manifest_push(digest=release.index_digest, time="2026-11-25T08:00:00Z", tag="stable", index=True))
+
+    # Then the index's derived state, re-derived by the push, is still the same failing episode, so the
+    # workload already alerted is not alerted again when the audit watcher next sees it
+    assert record(stack, release.index_digest)["scan"]["M"]["failing_since"] == episode
+    stack.received_alerts()  # what the push itself raises about the tag is the push guard's business
+    audit_watcher(deployed(release))
+    assert [r.alert.type for r in stack.received_alerts()] == []
