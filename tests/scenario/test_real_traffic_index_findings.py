@@ -62,9 +62,14 @@ def deployed(pushed: Build) -> dict[str, Any]:
 
 
 def finding(pushed: Build, platform: str, time: str, status: str = "ACTIVE", cve: str = CVE) -> dict[str, Any]:
-    """Inspector's finding event on one platform manifest (untagged: the tag names the index)."""
+    """Inspector's finding event on one platform manifest: untagged (the tag names the index), and naming the
+    platform's one architecture, as Inspector reports each platform image (research 6)."""
     digest = pushed.digest(platform)
-    return inspector_finding(digest=digest, time=time, severity="CRITICAL", status=status, finding=cve, tags=[])
+    event = inspector_finding(digest=digest, time=time, severity="CRITICAL", status=status, finding=cve, tags=[])
+    (resource,) = event["detail"]["resources"]
+    for details in (resource["details"]["awsEcrContainerImage"], resource["details"]["image"]):
+        details["architecture"] = platform.split("/")[1]
+    return event
 
 
 def record(stack: Stack, digest: str, sk: str = "IMAGE") -> dict[str, Any]:
