@@ -9,10 +9,11 @@ on one id for a rollout already under way, even when the scan's event reaches th
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tagwarden.domain.alerts import Alert, AlertType
+from tagwarden.domain.workloads import ROLLOUT_WINDOW
 
 from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan
@@ -107,6 +108,18 @@ def test_a_rollback_to_known_vulnerable_content_alerts_again_once(
     recorder_at(stack, "11:00:00")(
         ecr_scan(digest=D, tags=["1.0.0"], time="2026-11-20T10:59:30Z", counts={"CRITICAL": 2})
     )
+    assert stack.received_alerts() == []
+
+    # When the workload, still running D, is seen again a day later (ROLLOUT_WINDOW after the rollback began)
+    assert timedelta(hours=24) == ROLLOUT_WINDOW
+    next_day = pod("api-7d9f8c6b5d-t6w2z", D, "10:20:00")
+    next_day["requestReceivedTimestamp"] = next_day["stageTimestamp"] = "2026-11-21T10:21:00.000000Z"
+    audit_watcher(envelope([next_day]))
+
+    # Then it is reminded once, as for any finding seen again after the window
+    (reminded,) = vulnerable(stack)
+    assert reminded.alert_id not in {deployed.alert_id, rolled_back.alert_id}
+    audit_watcher(envelope([next_day]))
     assert stack.received_alerts() == []
 
 
