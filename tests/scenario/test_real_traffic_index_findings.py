@@ -19,9 +19,10 @@ from tagwarden.domain.severity import Severity
 from typer.testing import CliRunner
 
 from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
-from tests.support.handlers import Handler
+from tests.support.handlers import FakeLambdaContext, Handler, load_function_module
 from tests.support.inspector import inspector_finding, inspector_scan
 from tests.support.multiarch import Build, build, build_pushes, manifest_push, put_build
+from tests.support.requests import RequestLog, dynamodb_operations
 from tests.support.stack import REGION, Stack
 
 if TYPE_CHECKING:
@@ -211,3 +212,18 @@ def test_pushing_the_failing_index_under_another_tag_keeps_its_failing_episode(
     stack.received_alerts()  # what the push itself raises about the tag is the push guard's business
     audit_watcher(deployed(release))
     assert [r.alert.type for r in stack.received_alerts()] == []
+
+
+def test_a_finding_re_deriving_its_index_costs_three_reads_and_one_transaction(stack: Stack, release: Build) -> None:
+    requests = RequestLog()
+    requests.attach()  # before the module's clients exist: they copy the session's handlers
+    module = load_function_module("scan_recorder", stack.environment())
+    with requests.record() as calls:
+        result = module.lambda_handler(finding(release, "linux/arm64", "2026-11-25T06:00:00Z"), FakeLambdaContext())
+    assert len(result["alerts"]) == 1
+    # The platform's record, the finding and its pointers; then the index; then the index's other platform
+    # and its tags' pointers (the reads a platform's scan makes too). Everything is written in one transaction;
+    # the one UpdateItem marks the alert delivered in the outbox.
+    ledger = [c for c in calls if c.service == "dynamodb" and not c.alert_bookkeeping]
+    assert dynamodb_operations(ledger) == {"BatchGetItem": 3, "TransactWriteItems": 1}
+    assert sum(c.alert_bookkeeping for c in calls) == 1
