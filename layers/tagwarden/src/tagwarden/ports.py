@@ -278,8 +278,9 @@ class ScanLedger(Protocol):
         lease_until: datetime,
     ) -> None:
         """Write the finding, the digest's tally and (with a new state) its scan entry with alerts, the
-        state on the digest and its pointers, and the deployment findings, atomically, provided the finding,
-        tally and state are still the ones read.
+        state on the digest and its pointers, the deployment findings, and the indexes holding the digest
+        (their derived states and pointers, as `apply_scan`), atomically, provided the finding, tally and
+        state (and each index's derivation counter) are still the ones read.
 
         Raises ConcurrentUpdateError when anything the decision relied on changed meanwhile.
         """

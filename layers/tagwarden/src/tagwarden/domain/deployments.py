@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tagwarden.domain.alerts import RUNBOOKS, Alert, AlertType, UsageSite, derive_alert_id
 from tagwarden.domain.images import ImageName, ImageReference, ecr_host_parts
@@ -19,7 +19,7 @@ from tagwarden.domain.registry_scope import RegistryScope
 from tagwarden.domain.rules import short_digest
 from tagwarden.domain.scans import FindingSeverity, ScanState, Verdict, severity_counts
 from tagwarden.domain.severity import Severity
-from tagwarden.domain.sources import SourceEvent, ordering_key
+from tagwarden.domain.sources import SourceEvent, key_time, ordering_key
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.domain.workloads import Rollouts, Sighting, Workload, rollout_starts
 
@@ -424,7 +424,7 @@ def _vulnerable(
         summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), {verdict}.",
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
-        alert_id=vulnerable_alert_id(workload.location, reference.name, digest, scan),
+        alert_id=vulnerable_alert_id(workload.location, reference.name, digest, scan, moment.since),
     )
 
 
@@ -433,13 +433,36 @@ def vulnerable_severity(scan: ScanState) -> Severity:
     return Severity.CRITICAL if scan.finding_counts.get(FindingSeverity.CRITICAL.value, 0) > 0 else Severity.HIGH
 
 
-def vulnerable_alert_id(location: str, image: ImageName, digest: str, scan: ScanState) -> str:
-    """The id of "this workload uses this failing content": one per workload, content and failing episode.
+# How far the API server's clock (a rollout's `stageTimestamp`) may run ahead of Lambda's (the time the
+# scan recorder learned of a failing episode) without a rollout the recorder alerted counting as a later one.
+RECORDING_SKEW = timedelta(minutes=1)
 
-    The audit watcher and the scan recorder both raise it, so each finding reaches subscribers once.
+
+def vulnerable_alert_id(
+    location: str, image: ImageName, digest: str, scan: ScanState, rollout: datetime | None = None
+) -> str:
+    """The id of "this workload uses this failing content": one per workload, content and failing episode,
+    or per rollout for a rollout of the content begun after the ledger learned of the episode.
+
+    The scan recorder alerts the workloads in use when the verdict turns (`rollout` None: it does not read
+    rollouts) and the audit watcher raises the same id for any rollout already under way then, so each such
+    finding reaches subscribers once. A rollout begun later (a deployment of known-vulnerable content, or a
+    rollback to it: D, then B, then D again) is a finding of its own: `rollout` is its start, compared with
+    the episode's recording time (RECORDING_SKEW allowed for the two clocks).
     """
     episode = (scan.failing_since,) if scan.failing_since else ()
-    return derive_alert_id(AlertType.VULNERABLE_IMAGE_DEPLOYED, location, str(image), digest, *episode)
+    learned = episode_learned_at(scan)
+    later = rollout is not None and learned is not None and rollout > learned + RECORDING_SKEW
+    per_rollout = (rollout.isoformat(),) if later and rollout is not None else ()
+    return derive_alert_id(AlertType.VULNERABLE_IMAGE_DEPLOYED, location, str(image), digest, *episode, *per_rollout)
+
+
+def episode_learned_at(scan: ScanState) -> datetime | None:
+    """When the ledger learned of the digest's failing episode: its recording time, or for a state recorded
+    before that was kept, the time of the event that started the episode (the start of `failing_since`)."""
+    if scan.failing_recorded_at is not None:
+        return scan.failing_recorded_at
+    return key_time(scan.failing_since) if scan.failing_since is not None else None
 
 
 def vulnerable_in_use(

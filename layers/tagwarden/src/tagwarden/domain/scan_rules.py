@@ -32,6 +32,8 @@ class ParentSnapshot:
     sibling_scans: Mapping[str, ScanState]
     known_tags: frozenset[str]
     pointers: Mapping[str, TagPointer | None]
+    # Where the index itself (the kubelet's `imageID`, or a reference by its digest) was seen in use.
+    in_use: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +187,10 @@ def _location(site: UsageSite) -> str:
 
 
 def scan_state_with_findings(
-    scan: ScanCompleted, snapshot: ScanSnapshot, fail_severity: FindingSeverity
+    scan: ScanCompleted, snapshot: ScanSnapshot, fail_severity: FindingSeverity, recorded_at: datetime
 ) -> tuple[ScanState, FindingTally | None]:
-    """The state a scan report gives its digest, as the successor of the digest's current state.
+    """The state a scan report gives its digest, as the successor of the digest's current state (a failing
+    episode it starts is learned at `recorded_at`, the recorder's clock).
 
     An Inspector summary also becomes the digest's finding tally's summary, and the counts are the
     tally's: finding events that arrived before the summary still count (see `domain.findings`).
@@ -197,7 +200,7 @@ def scan_state_with_findings(
     if scan.scanner == INSPECTOR_SCANNER and state.completed:
         tally = (snapshot.findings or FindingTally()).with_summary(scan.finding_counts, scan.unrated)
         state = replace(state, finding_counts=tally.counts(), verdict=tally.verdict(fail_severity))
-    return state.following(snapshot.current), tally
+    return state.following(snapshot.current, recorded_at), tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,15 +261,25 @@ def decide_finding(
         verdict=verdict,
         finding_counts=counts,
         event_key=revision_key(report.source, current.event_key if current is not None else None),
-    ).following(current)
-    updates = {
-        tag_name: replace(pointer, scan=state, version=pointer.version + 1)
-        for tag_name, pointer in sorted(snapshot.pointers.items())
-        if pointer is not None and (pointer.digest or pointer.last_digest) == report.digest
-    }
+    ).following(current, detected_at)
+    updates = _carrying(snapshot.pointers, report.digest, state)
     decision = ScanDecision(state, replaces_current=True, pointer_updates=updates, moved_tags={}, alerts=())
     found = deployed_vulnerable(report.image, report.digest, decision, snapshot, report.source, detected_at)
     return FindingDecision(after, tally, replace(decision, alerts=found, findings=found, tally=tally))
+
+
+def finding_as_scan(report: FindingReported, state: ScanState) -> ScanCompleted:
+    """A finding event that changed its digest's state, as the scan report of that digest it amounts to:
+    what the indexes holding the digest derive from (`decide_parents`), as for any other scan of it."""
+    return ScanCompleted(
+        image=report.image,
+        digest=report.digest,
+        tags=(),
+        scanner=INSPECTOR_SCANNER,
+        status=ScanStatus.COMPLETE,
+        finding_counts=dict(state.finding_counts),
+        source=report.source,
+    )
 
 
 def decide_parents(
@@ -274,36 +287,57 @@ def decide_parents(
 ) -> ScanDecision:
     """The decision, extended to the image indexes that hold the scanned digest.
 
-    A platform manifest's scan is the scan of every index holding it, once all the index's platform
-    manifests have one (`derived_scan`): each index's derived state is recomputed, and when it changes it
-    is recorded and carried to the tags naming the index exactly as a scan of a single image is
-    (`decide_scan`), including TAG_MOVED_AFTER_SCAN for a tag that moved off the index while it was scanned.
+    A platform manifest's scan (or an Inspector finding event that changed its state, `finding_as_scan`) is
+    the scan of every index holding it, once all the index's platform manifests have one (`derived_scan`):
+    each index's derived state is recomputed, and when it changes it is recorded and carried to the tags
+    naming the index exactly as a scan of a single image is (`decide_scan`), including TAG_MOVED_AFTER_SCAN
+    for a tag that moved off the index while it was scanned, and VULNERABLE_IMAGE_DEPLOYED for the workloads
+    using the index when its verdict turns to fail (`deployed_vulnerable`: the kubelet names the index).
     """
     if not snapshot.parents:
         return decision
     child_state = decision.state if decision.replaces_current else snapshot.current
     parents: list[ParentDecision] = []
     alerts = list(decision.alerts)
+    findings = list(decision.findings)
     for digest, parent in sorted(snapshot.parents.items()):
         scans = dict(parent.sibling_scans)
         if child_state is not None:
             scans[scan.digest] = child_state
         derived = derived_scan(parent.index, scans)
+        # The index has failing episodes of its own, as a single image does: its in-use findings carry them.
+        derived = derived.following(parent.current, detected_at) if derived is not None else None
         if derived is None or derived == parent.current:
             parents.append(ParentDecision(digest, parent.derivation, None, {}, {}, ()))
             continue
         as_index = replace(scan, digest=digest, tags=())
-        carried = decide_scan(
-            as_index,
-            derived,
-            ScanSnapshot(parent.current, parent.known_tags, parent.pointers),
-            policy,
-            detected_at,
-        )
+        index_snapshot = ScanSnapshot(parent.current, parent.known_tags, parent.pointers, in_use=parent.in_use)
+        carried = decide_scan(as_index, derived, index_snapshot, policy, detected_at)
+        # A changed derived state is always written (the index has no report of its own to order it by), and
+        # carried: it takes its latest platform's event key, which a finding event's state may share with the
+        # state it changes (two findings on two platforms in the same second), so keys cannot order them here.
+        updates = _carrying(parent.pointers, digest, derived)
+        carried = replace(carried, replaces_current=True, pointer_updates=updates)
+        found = deployed_vulnerable(scan.image, digest, carried, index_snapshot, scan.source, detected_at)
         parents.append(
             ParentDecision(
-                digest, parent.derivation, derived, carried.pointer_updates, carried.moved_tags, carried.alerts
+                digest,
+                parent.derivation,
+                derived,
+                carried.pointer_updates,
+                carried.moved_tags,
+                carried.alerts + found,
             )
         )
-        alerts.extend(carried.alerts)
-    return replace(decision, parents=tuple(parents), alerts=tuple(alerts))
+        alerts.extend(carried.alerts + found)
+        findings.extend(found)
+    return replace(decision, parents=tuple(parents), alerts=tuple(alerts), findings=tuple(findings))
+
+
+def _carrying(pointers: Mapping[str, TagPointer | None], digest: str, state: ScanState) -> dict[str, TagPointer]:
+    """The pointers naming `digest` (a deleted tag: last naming it), carrying its new `state`."""
+    return {
+        tag_name: replace(pointer, scan=state, version=pointer.version + 1)
+        for tag_name, pointer in sorted(pointers.items())
+        if pointer is not None and (pointer.digest or pointer.last_digest) == digest and pointer.scan != state
+    }

@@ -114,6 +114,11 @@ class ScanState:
     # The event key of the scan that turned the verdict to `fail`, kept while later scans still fail: one
     # failing episode of the digest, so its deployment findings are raised once per change of verdict.
     failing_since: str | None = None
+    # When the ledger learned of that episode: the recorder's clock as it wrote the state that started it
+    # (None for states recorded before this was kept). A rollout of the content begun later is a new finding
+    # (`deployments.vulnerable_alert_id`); the scan event's own time would not do, as it may predate a
+    # rollout that its delivery follows.
+    failing_recorded_at: datetime | None = None
 
     @property
     def completed(self) -> bool:
@@ -138,15 +143,15 @@ class ScanState:
             return not other.completed or newer
         return not other.completed and newer
 
-    def following(self, previous: ScanState | None) -> ScanState:
+    def following(self, previous: ScanState | None, recorded_at: datetime | None = None) -> ScanState:
         """This state as the successor of the digest's `previous` one: a failing verdict continues the
-        previous failing episode, or starts one at this scan."""
+        previous failing episode, or starts one at this scan, learned by the ledger at `recorded_at`."""
         if self.verdict is not Verdict.FAIL:
-            return replace(self, failing_since=None)
+            return replace(self, failing_since=None, failing_recorded_at=None)
         if previous is not None and previous.verdict is Verdict.FAIL:
             # A state recorded before episodes existed has none: its findings keep their ids.
-            return replace(self, failing_since=previous.failing_since)
-        return replace(self, failing_since=self.event_key)
+            return replace(self, failing_since=previous.failing_since, failing_recorded_at=previous.failing_recorded_at)
+        return replace(self, failing_since=self.event_key, failing_recorded_at=recorded_at)
 
     def turned_failing(self, previous: ScanState | None) -> bool:
         """Whether this state, replacing `previous`, changes the digest's verdict to `fail`."""

@@ -16,6 +16,14 @@ def ordering_key(event_time: datetime, event_id: str) -> str:
     return f"{utc:%Y-%m-%dT%H:%M:%S.%fZ}#{event_id}"
 
 
+def key_time(key: str) -> datetime | None:
+    """The time an `ordering_key` (or a key derived from one by suffixing it) starts with; None if none."""
+    try:
+        return datetime.strptime(key[:27], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SourceEvent:
     """The event a fact came from: who reported it, when, and under which id."""

@@ -115,6 +115,10 @@ class PushGuard:
         pushed: IndexPush | None = None
         if index is not None:
             derived = derived_scan(index, scans)
+            if derived is not None:
+                # The index's failing episode carries on through a push of it (another tag), as through its
+                # platforms' scans (`decide_parents`): its in-use findings' ids depend on it.
+                derived = derived.following(scans.get(fact.digest), self._clock())
             child_scans = {digest: scans[digest] for digest in children if digest in scans}
             pushed = IndexPush(index, derived, child_scans, snapshot.derivation)
             if derived is not None:

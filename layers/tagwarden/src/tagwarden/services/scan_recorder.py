@@ -16,6 +16,7 @@ from tagwarden.domain.scan_rules import (
     decide_finding,
     decide_parents,
     decide_scan,
+    finding_as_scan,
     scan_state_with_findings,
     with_deployed_findings,
 )
@@ -81,7 +82,7 @@ class ScanRecorder:
         if reading.existing is not None:
             return reading.existing
         now = self._clock()
-        state, tally = scan_state_with_findings(scan, reading.snapshot, self._fail_severity)
+        state, tally = scan_state_with_findings(scan, reading.snapshot, self._fail_severity, now)
         decision = decide_scan(scan, state, reading.snapshot, self._policy, now)
         if tally is not None:
             decision = replace(decision, tally=tally)
@@ -116,6 +117,7 @@ class ScanRecorder:
                 "verdict": scan.state.verdict if scan is not None else None,
                 "finding_counts": scan.state.finding_counts if scan is not None else None,
                 "workloads_alerted": len(scan.findings) if scan is not None else 0,
+                "indexes_scanned": sorted(p.digest for p in scan.parents if p.state is not None) if scan else [],
             },
         )
         if scan is None:
@@ -127,9 +129,15 @@ class ScanRecorder:
     def _record_finding(self, report: FindingReported) -> FindingDecision | FindingReading:
         """One optimistic attempt: the decision written, or the reading that showed the event applied already."""
         reading = self._ledger.read_for_finding(report)
-        decision = decide_finding(report, reading.known, reading.snapshot, self._fail_severity, self._clock())
+        now = self._clock()
+        decision = decide_finding(report, reading.known, reading.snapshot, self._fail_severity, now)
         if decision is None:
             return reading
+        if decision.scan is not None:
+            # A platform manifest's new state counts for the image indexes that hold it, as its scans do.
+            as_scan = finding_as_scan(report, decision.scan.state)
+            parents = decide_parents(as_scan, decision.scan, reading.snapshot, self._policy, now)
+            decision = replace(decision, scan=parents)
         self._ledger.apply_finding(report, decision, reading, self._delivery.lease_until())
         return decision
 

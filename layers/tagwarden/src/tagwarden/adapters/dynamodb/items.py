@@ -49,6 +49,8 @@ def scan_values(scan: ScanState) -> Values:
         values["event_key"] = scan.event_key
     if scan.failing_since is not None:
         values["failing_since"] = scan.failing_since
+    if scan.failing_recorded_at is not None:
+        values["failing_recorded_at"] = iso(scan.failing_recorded_at)
     return values
 
 
@@ -62,6 +64,7 @@ def stored_scan(values: Mapping[str, Any]) -> ScanState:
         finding_counts={name: int(count) for name, count in values.get("finding_counts", {}).items()},
         event_key=values.get("event_key"),
         failing_since=values.get("failing_since"),
+        failing_recorded_at=parse_iso(values["failing_recorded_at"]) if "failing_recorded_at" in values else None,
     )
 
 

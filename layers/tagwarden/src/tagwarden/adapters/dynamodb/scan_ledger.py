@@ -48,6 +48,7 @@ from tagwarden.domain.findings import FindingReported
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.scan_rules import FindingDecision, ParentDecision, ParentSnapshot, ScanDecision, ScanSnapshot
 from tagwarden.domain.scans import ScanCompleted
+from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagPointer, TagRef
 from tagwarden.ports import FindingReading, ScanEntry, ScanReading
 
@@ -145,6 +146,7 @@ class DynamoDbScanLedger:
                 derivation=stored_derivation(record),
                 sibling_scans={c: sibling_scans[c] for c in index.platform_digests if c in sibling_scans},
                 known_tags=known,
+                in_use=stored_usage(record),
                 pointers={
                     tag: stored_pointer(items[key_text(tags[tag])]) if key_text(tags[tag]) in items else None
                     for tag in known
@@ -168,7 +170,7 @@ class DynamoDbScanLedger:
             {"Put": {"Item": to_item(entry), "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Update": _digest_scan_update(scan.image, scan.digest, scan.source.event_time, decision, snapshot, now)},
         ]
-        self._write(scan.image, decision, record, now, scan)
+        self._write(scan.image, decision, record, now, scan.source)
 
     def apply_finding(
         self,
@@ -178,7 +180,8 @@ class DynamoDbScanLedger:
         lease_until: datetime,
     ) -> None:
         """TransactWriteItems: the finding (conditioned on the event read), the digest's tally and, with a
-        new state, its scan entry with alerts, pointers and deployment findings."""
+        new state, its scan entry with alerts, pointers and deployment findings, and the indexes holding the
+        digest whose derived state it changed (as `apply_scan` writes them)."""
         now = self._table.clock()
         scan = decision.scan
         revision = scan.state.event_key if scan is not None else None
@@ -200,7 +203,7 @@ class DynamoDbScanLedger:
         record.append({"Put": {"Item": to_item(entry), "ConditionExpression": "attribute_not_exists(pk)"}})
         digest = _digest_scan_update(report.image, report.digest, report.source.event_time, scan, reading.snapshot, now)
         record.append({"Update": digest})
-        self._write(report.image, scan, record, now)
+        self._write(report.image, scan, record, now, report.source)
 
     def _write(
         self,
@@ -208,7 +211,7 @@ class DynamoDbScanLedger:
         decision: ScanDecision,
         record: list[dict[str, Any]],
         now: datetime,
-        scan: ScanCompleted | None = None,
+        source: SourceEvent,
     ) -> None:
         record = record + [{"Update": deployment_finding_update(alert, now)} for alert in decision.findings]
         pointers: list[dict[str, Any]] = [
@@ -220,8 +223,7 @@ class DynamoDbScanLedger:
             for tag_name, pointer in decision.moved_tags.items()
         ]
         for parent in decision.parents:
-            assert scan is not None  # only a scan decides for the indexes holding its digest
-            update, derived = _parent_writes(scan, parent, now)
+            update, derived = _parent_writes(image, source, parent, now)
             # A changed derived state is recorded with the scan itself, as the digest's own state is: a retry
             # after a partial write decides again from the index's state as it was. A bare counter bump and
             # the derived history entry (an idempotent overwrite) may go ahead in an earlier transaction.
@@ -267,18 +269,19 @@ def _digest_scan_update(
 
 
 def _parent_writes(
-    scan: ScanCompleted, parent: ParentDecision, now: datetime
+    image: ImageName, source: SourceEvent, parent: ParentDecision, now: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """An index holding the scanned digest: its record's update, with its derivation counter bumped (always,
-    so that two of its children's scans cannot both derive from what each read of the other) and its new
-    derived scan state if it changed; and then a derived entry for its scan history."""
+    """An index holding the scanned digest (`source`: the scan or finding event): its record's update, with
+    its derivation counter bumped (always, so that two of its children's scans or findings cannot both derive
+    from what each read of the other) and its new derived scan state if it changed; and then a derived entry
+    for its scan history."""
     assignments = ["#scan = :scan"] if parent.state is not None else []
     values = {":scan": scan_values(parent.state)} if parent.state is not None else None
-    update = digest_record_update(scan.image, parent.digest, scan.source.event_time, now, assignments, values)
+    update = digest_record_update(image, parent.digest, source.event_time, now, assignments, values)
     if parent.state is None:
         return {"Update": derivation_update(update, parent.derivation)}, []
     update["ExpressionAttributeNames"] = {"#scan": "scan"}
-    entry = derived_entry_values(scan.image, parent.digest, parent.state, scan.source, now)
+    entry = derived_entry_values(image, parent.digest, parent.state, source, now)
     return {"Update": derivation_update(update, parent.derivation)}, [{"Put": {"Item": to_item(entry)}}]
 
 
