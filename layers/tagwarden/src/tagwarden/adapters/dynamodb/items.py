@@ -305,23 +305,36 @@ def finding_entry_values(report: FindingReported, state: ScanState, now: datetim
     }
 
 
-def rollouts_values(location: str, starts: Mapping[str, datetime], version: int, now: datetime) -> Values:
-    """A workload's rollouts: each content recently rolled out there and when its latest rollout began."""
+def rollouts_values(location: str, rollouts: Rollouts, version: int, now: datetime) -> Values:
+    """A workload's rollouts: each content recently rolled out there and when its latest rollout began
+    (`contents`, the first format's attribute, unchanged), its earlier kept starts, kept spec writes and the
+    starts made by kubelet lines."""
     return {
         "pk": workload_pk(location),
         "sk": ROLLOUTS_SK,
         "kind": "workload_rollouts",
         "location": location,
-        "contents": {content: iso(start) for content, start in starts.items()},
+        "contents": {content: iso(start) for content, start in rollouts.starts.items()},
+        "earlier": {content: [iso(t) for t in times] for content, times in rollouts.earlier.items() if times},
+        "introduced": {content: [iso(t) for t in times] for content, times in rollouts.introductions.items() if times},
+        "provisional": {content: [iso(t) for t in times] for content, times in rollouts.provisional.items() if times},
         "version": version,
         "updated_at": iso(now),
     }
 
 
 def stored_rollouts(item: Mapping[str, Any]) -> Rollouts:
-    """Inverse of `rollouts_values`."""
+    """Inverse of `rollouts_values`; an item of the first format (`contents` only) reads with no earlier
+    starts, spec writes or kubelet-made starts."""
     starts = {content: parse_iso(start) for content, start in item.get("contents", {}).items()}
-    return Rollouts(starts, int(item.get("version", 0)))
+    earlier = {c: tuple(parse_iso(t) for t in times) for c, times in item.get("earlier", {}).items() if c in starts}
+    introductions = {
+        c: tuple(parse_iso(t) for t in times) for c, times in item.get("introduced", {}).items() if c in starts
+    }
+    provisional = {
+        c: tuple(parse_iso(t) for t in times) for c, times in item.get("provisional", {}).items() if c in starts
+    }
+    return Rollouts(starts, int(item.get("version", 0)), earlier, introductions, provisional)
 
 
 def derived_entry_values(image: ImageName, index: str, state: ScanState, source: SourceEvent, now: datetime) -> Values:
