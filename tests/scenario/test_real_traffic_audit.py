@@ -391,4 +391,5 @@ def test_a_rollouts_item_of_the_first_format_is_still_read(stack: Stack, audit_w
     # Then it is read (no alert repeated, the rollback alerted) and written in the new format
     assert counts == [1, 1, 0]
     (item,) = [i for i in stack.items() if i["sk"]["S"] == "ROLLOUTS"]
-    assert set(item["earlier"]["M"]) == {f"{ECR}/shop/api@{A}"}
+    assert set(item["history"]["M"]) == {f"{ECR}/shop/api@{A}"}
+    assert set(item["history"]["M"][f"{ECR}/shop/api@{A}"]["M"]) == {"earlier"}

@@ -159,9 +159,10 @@ ROLLOUT_WINDOW = timedelta(hours=24)
 # At most this many contents are remembered per workload (the most recently rolled out).
 MAX_ROLLOUTS_KEPT = 20
 # Per content: at most this many rollout starts and spec-write times (the most recent). With content names of
-# ~130 characters this bounds a workload's item near 10 KB (tests/unit/test_workloads.py measures it).
+# ~130 characters a workload's item stays under 16 KB with every bound reached (a consistent read of 4 read
+# units; tests/integration/test_rollouts_ledger.py measures it), about 1 KB for a workload of 2 contents.
 MAX_STARTS_KEPT = 4
-MAX_INTRODUCTIONS_KEPT = 8
+MAX_INTRODUCTIONS_KEPT = 6
 # Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
 # not kept: they would add a write per delivery during a rollout, and a rollout between them is unlikely.
 INTRODUCTION_SPACING = timedelta(minutes=1)
