@@ -239,6 +239,9 @@ def rollout_starts(
     kept rollout of its content joins the first (its spec write is older than what is kept).
     """
     record = known if isinstance(known, Rollouts) else Rollouts(known)
+    unchanged = _within_latest_rollouts(record, sightings) if sightings else None
+    if unchanged is not None:
+        return unchanged, record
     replay = _Replay(record, sightings, {})
     if replay.joined_early:
         # A spec write older than its content's first kept rollout joined it before the batch's later lines
@@ -246,6 +249,31 @@ def rollout_starts(
         # between them).
         replay = _Replay(record, sightings, replay.starts_of)
     return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
+
+
+def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> list[datetime] | None:
+    """The common case, without a replay: every line belongs to its content's latest rollout and changes
+    nothing kept (a spec write close to the rollout's start or a kept spec write). None: replay."""
+    found: list[datetime] = []
+    for sighting in sightings:
+        latest = record.starts.get(sighting.content)
+        if latest is None or not timedelta(0) <= sighting.seen_at - latest < ROLLOUT_WINDOW:
+            return None
+        if sighting.introduces:
+            if sighting.seen_at == latest and latest in record.provisional.get(sighting.content, ()):
+                return None  # a spec write at a kubelet-made start makes it its own
+            written = (t for t in record.introductions.get(sighting.content, ()) if latest <= t <= sighting.seen_at)
+            if sighting.seen_at - max(written, default=latest) >= INTRODUCTION_SPACING:
+                return None
+            if any(
+                latest < t <= sighting.seen_at
+                for c in record.starts
+                if c != sighting.content
+                for t in record.all_starts(c)
+            ):
+                return None
+        found.append(latest)
+    return found
 
 
 class _Replay:
@@ -301,7 +329,7 @@ class _Replay:
             # A spec write processed after a later one of the same rollout (another API server's stream came
             # first): it joins that rollout unless another content's rollout lies between them. The batch's
             # later lines may start one: judged again with them (`lookahead`).
-            self.joined_early = self.joined_early or index >= 0
+            self.joined_early = True
             known = {c: [*lookahead.get(c, ()), *self.starts_of.get(c, ())] for c in {*lookahead, *self.starts_of}}
             if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(known, content, moment, following):
                 return following
