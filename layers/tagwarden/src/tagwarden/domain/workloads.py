@@ -159,8 +159,8 @@ ROLLOUT_WINDOW = timedelta(hours=24)
 # At most this many contents are remembered per workload (the most recently rolled out).
 MAX_ROLLOUTS_KEPT = 20
 # Per content: at most this many rollout starts and spec-write times (the most recent). With content names of
-# ~130 characters a workload's item stays under 16 KB with every bound reached (a consistent read of 4 read
-# units; tests/integration/test_rollouts_ledger.py measures it), about 1 KB for a workload of 2 contents.
+# ~130 characters a workload's item is about 13 KB with every bound reached (a consistent read of 4 read
+# units; tests/integration/test_rollouts_ledger.py measures it), under 1 KB for a workload of 2 contents.
 MAX_STARTS_KEPT = 4
 MAX_INTRODUCTIONS_KEPT = 6
 # Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
@@ -232,11 +232,12 @@ def rollout_starts(
     rollback: A, then B, then A again). The record's kept starts and spec writes are replayed with the
     batch's sightings in time order, so the grouping does not depend on which delivery came first: a late B
     between A's rollout and a later spec write of A splits A's rollout at that write, and each line joins
-    the rollout that contains its time. Kept starts stay starts (late news can split a rollout, never merge
-    two already recorded: at worst one more alert). A spec write that would start a rollout joins the next
-    kept rollout of its content instead when no other content's rollout lies between them (a Deployment
-    update whose pod creations another API server's stream delivered first); a kubelet line older than every
-    kept rollout of its content joins the first (its spec write is older than what is kept).
+    the rollout that contains its time. Kept starts made by spec writes stay starts (late news can split a
+    rollout, never merge two already alerted: at worst one more alert). A spec write that would start a
+    rollout joins the next kept rollout of its content instead when no other content's rollout lies between
+    them (a Deployment update whose pod creations another API server's stream delivered first); a kubelet
+    line older than every kept rollout of its content joins the first (its spec write is older than what is
+    kept).
     """
     record = known if isinstance(known, Rollouts) else Rollouts(known)
     unchanged = _within_latest_rollouts(record, sightings) if sightings else None
@@ -244,9 +245,8 @@ def rollout_starts(
         return unchanged, record
     replay = _Replay(record, sightings, {})
     if replay.joined_early:
-        # A spec write older than its content's first kept rollout joined it before the batch's later lines
-        # were replayed: judge it again knowing every rollout this batch starts (another content's may lie
-        # between them).
+        # A spec write joined a later kept rollout of its content before the batch's later lines were
+        # replayed: judge it again knowing every rollout this batch starts (another content's may lie between).
         replay = _Replay(record, sightings, replay.starts_of)
     return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
 
@@ -282,7 +282,7 @@ class _Replay:
     Kept starts made by spec writes are fixed. Starts made by kubelet lines (the first report of content
     whose spec write was not seen) are provisional: replayed as lines, so a spec write learned later that
     precedes them takes their place. `lookahead` holds rollout starts a previous replay of the same batch
-    found, for the judgement of spec writes older than their content's first kept rollout.
+    found, for the judgement of spec writes older than a kept rollout of their content.
     """
 
     def __init__(
