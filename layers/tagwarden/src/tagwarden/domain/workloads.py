@@ -173,7 +173,8 @@ class Rollouts:
     """The contents recently rolled out at one workload.
 
     `starts` maps each content to the start of its latest rollout (what other readers use). Because EKS runs
-    two or more API server instances, each writing its own audit log stream (`kube-apiserver-audit-<id>`,
+    at least two API server instances (https://docs.aws.amazon.com/eks/latest/userguide/eks-architecture.html),
+    each writing its own audit log stream (`kube-apiserver-audit-<32 hex>`, as Logs Insights shows them;
     https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html), and a CloudWatch Logs
     subscription delivery carries the lines of one `logStream` (the payload has a single `logStream` field:
     https://docs.aws.amazon.com/powertools/typescript/2.16.0/api/types/_aws-lambda-powertools_parser.types.CloudWatchLogsDecode.html),
