@@ -166,6 +166,8 @@ MAX_INTRODUCTIONS_KEPT = 6
 # Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
 # not kept: they would add a write per delivery during a rollout, and a rollout between them is unlikely.
 INTRODUCTION_SPACING = timedelta(minutes=1)
+# Replays of one delivery with what the previous found, until the rollouts it starts settle (one or two).
+REPLAYS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +247,16 @@ def rollout_starts(
     if unchanged is not None:
         return unchanged, record
     replay = _Replay(record, sightings, {})
-    if replay.joined_early:
-        # A spec write joined a later kept rollout of its content before the batch's later lines were
-        # replayed: judge it again knowing every rollout this batch starts (another content's may lie between).
-        replay = _Replay(record, sightings, replay.starts_of)
+    for _ in range(REPLAYS):
+        if not replay.joined_early:
+            break
+        # A line joined a later rollout of its content before the batch's later lines were replayed: judge it
+        # again knowing every rollout the batch starts (another content's may lie between, or its own before).
+        again = _Replay(record, sightings, replay.starts_of)
+        settled = again.starts_of == replay.starts_of
+        replay = again
+        if settled:
+            break
     return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
 
 
@@ -267,7 +275,7 @@ def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> 
             if sighting.seen_at - max(written, default=latest) >= INTRODUCTION_SPACING:
                 return None
             if any(
-                latest < t <= sighting.seen_at
+                latest < t < sighting.seen_at
                 for c in record.starts
                 if c != sighting.content
                 for t in record.all_starts(c)
@@ -325,7 +333,10 @@ class _Replay:
             return start
         following = next((t for t in kept if t > moment), None)
         if following is not None and kind == 2 and index >= 0 and start is None:
-            return following  # a kubelet report older than its content's kept rollouts: rolled out before
+            # A kubelet report older than its content's kept rollouts: it joins the first, which the batch's
+            # later lines may yet precede with a start of their own (judged again with them).
+            self.joined_early = True
+            return min([following, *(t for t in lookahead.get(content, ()) if t > moment)])
         if following is not None and kind == 1:
             # A spec write processed after a later one of the same rollout (another API server's stream came
             # first): it joins that rollout unless another content's rollout lies between them. The batch's
@@ -373,8 +384,12 @@ def _latest_at_or_before(starts: Sequence[datetime], moment: datetime) -> dateti
 def _another_rollout_between(
     starts_of: Mapping[str, Sequence[datetime]], content: str, start: datetime, moment: datetime
 ) -> bool:
-    """Whether another content's rollout began after `start` and at or before `moment`."""
-    return any(start < other <= moment for name, times in starts_of.items() if name != content for other in times)
+    """Whether another content's rollout began strictly between `start` and `moment`.
+
+    Strictly: rollouts of two contents at the same instant have no order, and whichever is replayed first
+    must not decide (a record replayed alone must come out unchanged, or every delivery would write it).
+    """
+    return any(start < other < moment for name, times in starts_of.items() if name != content for other in times)
 
 
 def _bounded(
@@ -402,7 +417,10 @@ def _bounded(
         starts[content] = kept[-1]
         if len(kept) > 1:
             earlier[content] = tuple(kept[:-1])
-        spaced = _spaced(sorted(t for t in spec_writes.get(content, ()) if newest - t < ROLLOUT_WINDOW), kept)
+        # Spec writes before the first kept start are kept only while no older start was dropped: one that
+        # joined a dropped rollout would start a rollout of its own when replayed.
+        floor = kept[0] if kept[0] != starts_of[content][0] else newest - ROLLOUT_WINDOW
+        spaced = _spaced(sorted(t for t in spec_writes.get(content, ()) if t > floor), kept)
         if spaced:
             introductions[content] = tuple(spaced[-MAX_INTRODUCTIONS_KEPT:])
         unconfirmed = tuple(start for start in kept if (content, start) in provisional)
