@@ -132,8 +132,8 @@ class DynamoDbDeploymentLedger:
         """
         now = self._table.clock()
         for location, (read, rollouts) in changes.items():
-            for _ in range(ROLLOUT_WRITE_ATTEMPTS):
-                if self._put_rollouts(location, read, rollouts, now):
+            for attempt in range(1, ROLLOUT_WRITE_ATTEMPTS + 1):
+                if self._put_rollouts(location, read, rollouts, now) or attempt == ROLLOUT_WRITE_ATTEMPTS:
                     break
                 item = self._table.get(rollouts_key(location), "GetItem rollouts")
                 read = stored_rollouts(item) if item else Rollouts()
