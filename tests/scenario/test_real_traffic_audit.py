@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
 from tagwarden.domain.alerts import Alert, AlertType
 from tagwarden.domain.workloads import ROLLOUT_WINDOW
 
@@ -300,3 +301,95 @@ def test_the_same_finding_alerts_again_after_the_rollout_window(stack: Stack, au
     counts = [len(audit_watcher(envelope([line]))["alerts"]) for line in (day_one, later_that_day, next_day)]
 
     assert counts == [1, 0, 1]
+
+
+# --- Rollouts ordered across deliveries of two API servers' log streams --------------------------------
+# EKS runs two or more API server instances, each logging to its own stream; a subscription delivery holds
+# one stream's lines, so a rollback's lines can arrive split across deliveries, in either order.
+
+STREAM_X = "kube-apiserver-audit-d9c12955a891f5b378a39dbd1383b507"
+STREAM_Y = "kube-apiserver-audit-5e3a0c71b2f94d8a9c6e1f0b7a2d4c88"
+
+
+def pod_created(image: str, moment: str, audit_id: str) -> dict[str, Any]:
+    """The ReplicaSet controller creating a pod of `shop/api` running `image` at `moment`."""
+    line = at(with_images(audit_line("pod_create_request_response.json"), image), moment)
+    line["auditID"] = audit_id
+    return line
+
+
+def rollback_story() -> dict[str, dict[str, Any]]:
+    """Rollouts of unscanned A at 10:00, B at 10:10 and A again at 10:20, logged by two API servers."""
+    return {
+        # Server X logged the Deployment writes of A and of the rollback to A
+        "x": envelope(
+            [rollout(f"{ECR}/shop/api@{A}", "10:00:00", "x-1"), rollout(f"{ECR}/shop/api@{A}", "10:20:00", "x-2")],
+            stream=STREAM_X,
+        ),
+        # Server Y logged A's pod creation and the rollout to B
+        "y": envelope(
+            [pod_created(f"{ECR}/shop/api@{A}", "10:00:04", "y-1"), rollout(f"{ECR}/shop/api@{B}", "10:10:00", "y-2")],
+            stream=STREAM_Y,
+        ),
+        # Later, server X logs a kubelet status of a pod running A
+        "next": envelope(
+            [
+                at(
+                    kubelet_status("api-7d9f8c6b5d-q8w2e", f"{ECR}/shop/api@{A}", f"{ECR}/shop/api@{A}", "x-3"),
+                    "10:25:00",
+                )
+            ],
+            stream=STREAM_X,
+        ),
+    }
+
+
+@pytest.mark.parametrize("order", [("x", "y", "next"), ("y", "x", "next")])
+def test_a_rollback_split_across_two_streams_alerts_once_per_rollout_in_either_order(
+    stack: Stack, audit_watcher: Handler, order: tuple[str, ...]
+) -> None:
+    deliveries = rollback_story()
+
+    # When the two servers' deliveries are processed in either order, then A's next line, then all again
+    published = [audit_watcher(deliveries[name])["alerts"] for name in order]
+    replayed = [audit_watcher(deliveries[name])["alerts"] for name in order]
+
+    # Then one alert per rollout: A's, B's and the rollback to A
+    alerts = deployment_alerts(stack)
+    assert sorted(a.current_digest or "" for a in alerts) == sorted([A, A, B])
+    assert replayed == [[], [], []]
+    if order[0] == "x":
+        # X first: the rollback was folded into A's rollout (B unknown); B's delivery splits it, and A's next
+        # line raises the rollback's alert
+        assert [len(alerts) for alerts in published] == [1, 1, 1]
+        assert alerts[-1].kubernetes is not None and alerts[-1].kubernetes.kind == "Pod"
+    else:
+        # Y first: A's pod creation starts A's rollout, the Deployment write of A joins it, the rollback starts
+        # its own
+        assert [len(alerts) for alerts in published] == [2, 1, 0]
+
+
+def test_a_rollouts_item_of_the_first_format_is_still_read(stack: Stack, audit_watcher: Handler) -> None:
+    # Given a workload's rollouts as the previous format stored them: content -> start of its latest rollout
+    audit_watcher(envelope([rollout(f"{ECR}/shop/api@{A}", "10:00:00", "r-1")]))
+    (item,) = [i for i in stack.items() if i["sk"]["S"] == "ROLLOUTS"]
+    legacy = {
+        k: v for k, v in item.items() if k in {"pk", "sk", "kind", "location", "contents", "version", "updated_at"}
+    }
+    stack.dynamodb.put_item(TableName=stack.table_name, Item=legacy)
+
+    # When B and the rollback to A follow, and A's rollout is delivered again
+    counts = [
+        len(audit_watcher(envelope(lines))["alerts"])
+        for lines in (
+            [rollout(f"{ECR}/shop/api@{B}", "10:10:00", "r-2")],
+            [rollout(f"{ECR}/shop/api@{A}", "10:20:00", "r-3")],
+            [rollout(f"{ECR}/shop/api@{A}", "10:00:00", "r-1")],
+        )
+    ]
+
+    # Then it is read (no alert repeated, the rollback alerted) and written in the new format
+    assert counts == [1, 1, 0]
+    (item,) = [i for i in stack.items() if i["sk"]["S"] == "ROLLOUTS"]
+    assert set(item["history"]["M"]) == {f"{ECR}/shop/api@{A}"}
+    assert set(item["history"]["M"][f"{ECR}/shop/api@{A}"]["M"]) == {"earlier"}

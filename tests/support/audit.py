@@ -64,13 +64,18 @@ def envelope(
     *,
     cluster: str = "prod-eks",
     message_type: str = "DATA_MESSAGE",
+    stream: str = "kube-apiserver-audit-d9c12955a891f5b378a39dbd1383b507",
 ) -> dict[str, Any]:
-    """A CloudWatch Logs subscription event (base64 of gzip of JSON), as Lambda receives it."""
+    """A CloudWatch Logs subscription event (base64 of gzip of JSON), as Lambda receives it.
+
+    One delivery carries the lines of one log stream; EKS's API server instances each write their own
+    (`kube-apiserver-audit-<id>`), so two streams' deliveries interleave.
+    """
     payload = {
         "messageType": message_type,
         "owner": "111122223333",
         "logGroup": f"/aws/eks/{cluster}/cluster",
-        "logStream": "kube-apiserver-audit-d9c12955a891f5b378a39dbd1383b507",
+        "logStream": stream,
         "subscriptionFilters": ["tagwarden-audit"],
         "logEvents": [
             {

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from tagwarden.domain.workloads import (
+    MAX_INTRODUCTIONS_KEPT,
     MAX_ROLLOUTS_KEPT,
     MAX_SITES_KEPT,
+    MAX_STARTS_KEPT,
     ROLLOUT_WINDOW,
+    Rollouts,
     Sighting,
     Workload,
     cluster_id,
+    merged_rollouts,
     recent_sites,
     rollout_starts,
     stale_sites,
@@ -59,7 +66,7 @@ def minutes(n: int) -> datetime:
 def test_a_rollout_starts_with_new_content_and_groups_everything_after_it() -> None:
     starts, after = rollout_starts({}, [Sighting("A", minutes(0), True), Sighting("A", minutes(5), False)])
     assert starts == [minutes(0), minutes(0)]
-    assert after == {"A": minutes(0)}
+    assert after.starts == {"A": minutes(0)}
 
 
 def test_a_spec_write_after_other_content_is_a_new_rollout_and_a_kubelet_report_is_not() -> None:
@@ -68,12 +75,21 @@ def test_a_spec_write_after_other_content_is_a_new_rollout_and_a_kubelet_report_
         known, [Sighting("A", minutes(12), False), Sighting("A", minutes(20), True), Sighting("A", minutes(25), True)]
     )
     assert starts == [minutes(0), minutes(20), minutes(20)]
-    assert after == {"A": minutes(20), "B": minutes(10)}
+    assert after.starts == {"A": minutes(20), "B": minutes(10)}
+    assert after.earlier == {"A": (minutes(0),)}
 
 
-def test_sightings_are_taken_in_time_order_and_old_lines_join_the_known_rollout() -> None:
+def test_sightings_are_taken_in_time_order_and_old_lines_join_the_rollout_containing_their_time() -> None:
+    # A at 10 is older than A's known rollout (30) with B's rollout between them: an earlier rollout of A.
     starts, _ = rollout_starts({"A": minutes(30)}, [Sighting("B", minutes(20), True), Sighting("A", minutes(10), True)])
-    assert starts == [minutes(20), minutes(30)]
+    assert starts == [minutes(20), minutes(10)]
+    # With nothing between (a Deployment update processed after its pod creations), it joins the known rollout;
+    # a kubelet report older than any known rollout of its content always does.
+    starts, after = rollout_starts(
+        {"A": minutes(30)}, [Sighting("A", minutes(29), True), Sighting("A", minutes(5), False)]
+    )
+    assert starts == [minutes(30), minutes(30)]
+    assert after.starts == {"A": minutes(30)}
 
 
 def test_the_rollout_window_renews_a_finding_and_bounds_what_is_kept() -> None:
@@ -81,9 +97,152 @@ def test_the_rollout_window_renews_a_finding_and_bounds_what_is_kept() -> None:
     assert starts == [NOW + ROLLOUT_WINDOW]
     many = [Sighting(f"C{n}", minutes(n), True) for n in range(MAX_ROLLOUTS_KEPT + 5)]
     _, after = rollout_starts({"old": NOW - ROLLOUT_WINDOW}, many)
-    assert len(after) == MAX_ROLLOUTS_KEPT
-    assert "old" not in after
-    assert f"C{MAX_ROLLOUTS_KEPT + 4}" in after
+    assert len(after.starts) == MAX_ROLLOUTS_KEPT
+    assert "old" not in after.starts
+    assert f"C{MAX_ROLLOUTS_KEPT + 4}" in after.starts
+
+
+# --- rollouts ordered across deliveries ----------------------------------------------------------------
+# EKS runs two or more API servers, each with its own log stream; a delivery holds one stream's lines, so a
+# rollback's lines (A, then B, then A again) may be processed in any order, split across deliveries.
+
+STORY = [
+    Sighting("A", minutes(0), True),  # rollout to A
+    Sighting("A", minutes(0) + timedelta(seconds=4), True),  # its pod creation
+    Sighting("B", minutes(10), True),  # rollout to B
+    Sighting("A", minutes(12), False),  # an old pod of A still reporting (kubelet): not a rollout of A
+    Sighting("A", minutes(20), True),  # rollback to A
+    Sighting("A", minutes(20) + timedelta(seconds=3), True),  # its pod creation
+]
+# A's next line, after every delivery of the story: where a late split is alerted.
+NEXT_LINE_OF_A = Sighting("A", minutes(30), False)
+
+
+def _process(deliveries: list[list[Sighting]]) -> tuple[set[tuple[str, datetime]], Rollouts]:
+    """Deliveries processed one after another against a stored record, as the audit watcher does; the
+    findings are the distinct (content, rollout start) pairs its lines are assigned to."""
+    record = Rollouts()
+    findings: set[tuple[str, datetime]] = set()
+    for delivery in deliveries:
+        starts, after = rollout_starts(record, delivery)
+        findings.update((s.content, start) for s, start in zip(delivery, starts, strict=True))
+        if not after.same_record(record):
+            record = dataclasses.replace(after, version=record.version + 1)
+    return findings, record
+
+
+def _orders() -> list[list[list[Sighting]]]:
+    """Every split of the story's lines between two streams (each stream's lines in one or two deliveries)
+    and every processing order of those deliveries."""
+    cases: list[list[list[Sighting]]] = []
+    for streams in itertools.product((0, 1), repeat=len(STORY)):
+        by_stream = [[s for s, n in zip(STORY, streams, strict=True) if n == stream] for stream in (0, 1)]
+        deliveries = [d for lines in by_stream for d in (lines[: len(lines) // 2], lines[len(lines) // 2 :]) if d]
+        cases.extend(list(order) for order in itertools.permutations(deliveries))
+    return cases
+
+
+def _period(moment: datetime) -> str:
+    """Which of the story's rollouts was in force at `moment`: A's, B's, or the rollback to A."""
+    return "first A" if moment < minutes(10) else "B" if moment < minutes(20) else "rollback"
+
+
+def test_every_processing_order_of_a_rollback_gives_the_same_rollouts_and_one_finding_per_rollout() -> None:
+    orders = _orders()
+    assert len(orders) == 1276
+    ideal = 0
+    for order in orders:
+        findings, record = _process([*order, [NEXT_LINE_OF_A]])
+        # The same rollouts whatever the order (a rollout starts at its first spec write processed)
+        assert {c: _period(t) for c, t in record.starts.items()} == {"A": "rollback", "B": "B"}, order
+        assert {c: [_period(t) for t in ts] for c, ts in record.earlier.items()} == {"A": ["first A"]}, order
+        # One finding per rollout, and one per period of the story at most
+        periods = [(content, _period(start)) for content, start in findings]
+        assert len(periods) == len(set(periods)), order
+        found = set(periods)
+        # B's rollout and the rollback always alert (the rollback on A's next line at the latest)
+        assert {("B", "B"), ("A", "rollback")} <= found, order
+        lines_of_a = [s for delivery in order for s in delivery if s.content == "A"]
+        # One more alert only when a kubelet line of A came before any spec write of A (its own rollout)...
+        assert (("A", "B") in found) == (not lines_of_a[0].introduces), order
+        # ... and one fewer only when the rollback was processed first, and A's first rollout before B's:
+        # nothing told A's two rollouts apart then, so the rollback's alert stands for both.
+        assert ("A", "first A") in found or lines_of_a[0].seen_at >= minutes(20), order
+        ideal += found == {("A", "first A"), ("B", "B"), ("A", "rollback")}
+    assert ideal == len(orders) - 312 - 32  # 932 of 1276 orders
+
+
+def test_a_late_rollout_between_splits_the_rollout_at_the_first_spec_write_after_it() -> None:
+    # Given stream X's delivery processed first: A at 0, and A again at 20 (folded into A's rollout: no B yet)
+    starts, record = rollout_starts(Rollouts(), [Sighting("A", minutes(0), True), Sighting("A", minutes(20), True)])
+    assert starts == [minutes(0), minutes(0)]
+    assert record.introductions == {"A": (minutes(20),)}
+    # When stream Y's delivery brings B at 10 and lines of A from both sides of the rollback
+    starts, record = rollout_starts(
+        record, [Sighting("B", minutes(10), True), Sighting("A", minutes(5), False), Sighting("A", minutes(25), False)]
+    )
+    # Then A's rollout is split at 20 and each line joins the rollout containing its time
+    assert starts == [minutes(10), minutes(0), minutes(20)]
+    assert (record.starts, record.earlier) == ({"A": minutes(20), "B": minutes(10)}, {"A": (minutes(0),)})
+    assert record.introductions == {}
+
+
+def test_replaying_a_delivery_changes_nothing() -> None:
+    _, record = rollout_starts(Rollouts(), STORY)
+    _, again = rollout_starts(record, STORY)
+    assert again.same_record(record)
+
+
+def test_a_record_of_the_first_format_is_read_as_latest_starts_only() -> None:
+    starts, after = rollout_starts({"A": minutes(0), "B": minutes(10)}, [Sighting("A", minutes(20), True)])
+    assert starts == [minutes(20)]
+    assert (after.starts, after.earlier) == ({"A": minutes(20), "B": minutes(10)}, {"A": (minutes(0),)})
+
+
+def test_two_writers_records_merge_into_the_split() -> None:
+    _, ours = rollout_starts(Rollouts(), [Sighting("A", minutes(0), True), Sighting("A", minutes(20), True)])
+    _, theirs = rollout_starts(Rollouts(), [Sighting("B", minutes(10), True)])
+    merged = merged_rollouts(ours, Rollouts(theirs.starts, 3, theirs.earlier, theirs.introductions))
+    assert (merged.starts, merged.earlier) == ({"A": minutes(20), "B": minutes(10)}, {"A": (minutes(0),)})
+    assert merged.version == 3
+
+
+def test_spec_writes_of_one_rollout_are_kept_once_and_everything_kept_is_bounded() -> None:
+    burst = [Sighting("A", minutes(0) + timedelta(seconds=n), True) for n in range(50)]
+    _, record = rollout_starts(Rollouts(), burst)
+    assert record.introductions == {}  # the pod creations of one rollout, within INTRODUCTION_SPACING
+    churn = [Sighting(f"C{n % 30}", minutes(n // 3), n % 2 == 0) for n in range(2000)]
+    _, record = rollout_starts(Rollouts(), churn)
+    assert len(record.starts) == MAX_ROLLOUTS_KEPT
+    assert max(len(times) for times in record.earlier.values()) == MAX_STARTS_KEPT - 1
+    assert all(len(times) <= MAX_INTRODUCTIONS_KEPT for times in record.introductions.values())
+
+
+def test_a_stored_record_and_a_delivery_already_applied_change_nothing_when_replayed() -> None:
+    """Random deliveries within a few hours (seeded): a record that changes on replay would be written by every
+    delivery, and the quick path taken when nothing changes must agree with the replay."""
+    rng = random.Random(7)
+    offsets = [0, 5, 30, 61, 90, 600, 1200, 1260, 3600, 7200]
+    quick = 0
+    for _ in range(1500):
+        record = Rollouts()
+        for _ in range(rng.randrange(1, 6)):
+            delivery = [
+                Sighting(
+                    rng.choice("ABC"),
+                    NOW + timedelta(seconds=rng.choice(offsets) + rng.randrange(3)),
+                    rng.random() < 0.6,
+                )
+                for _ in range(rng.randrange(1, 5))
+            ]
+            starts, after = rollout_starts(record, delivery)
+            quick += after is record
+            assert rollout_starts(after, ())[1].same_record(after)
+            record = after if after.same_record(record) else dataclasses.replace(after, version=record.version + 1)
+            again, replayed = rollout_starts(record, delivery)
+            assert replayed.same_record(record)
+            assert again == starts  # a delivery processed twice alerts with the same ids
+    assert quick > 100
 
 
 # --- clusters of an organization -------------------------------------------------------------------

@@ -319,8 +319,9 @@ class DeploymentLedger(Protocol):
         """When each digest's first completed scan is dated (digests without one are left out)."""
         ...
 
-    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Mapping[str, datetime]]]) -> None:
-        """Store each workload's new rollouts, provided its record is still the one read (else leave it)."""
+    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Rollouts]]) -> None:
+        """Store each workload's new rollouts (read -> new), provided its record is still the one read (else
+        merge with the record found and try again, a few times)."""
         ...
 
     def record_usage(self, updates: Iterable[UsageUpdate]) -> None:

@@ -163,7 +163,7 @@ def sighting(observation: Observation, content: Content) -> Sighting:
 
 def rollouts_of(
     observations: Sequence[Observation], contents: Sequence[Content], view: DeploymentView
-) -> tuple[list[datetime], dict[str, tuple[Rollouts, dict[str, datetime]]]]:
+) -> tuple[list[datetime], dict[str, tuple[Rollouts, Rollouts]]]:
     """The rollout start of each observation, and the workloads whose rollouts changed (read -> new).
 
     A batch that only repeats known content at known workloads changes nothing, so nothing is written.
@@ -172,13 +172,13 @@ def rollouts_of(
     for index, observation in enumerate(observations):
         by_location.setdefault(observation.workload.location, []).append(index)
     starts: list[datetime] = [observation.seen_at for observation in observations]
-    changed: dict[str, tuple[Rollouts, dict[str, datetime]]] = {}
+    changed: dict[str, tuple[Rollouts, Rollouts]] = {}
     for location, indexes in by_location.items():
         known = view.rollouts.get(location, Rollouts())
-        found, after = rollout_starts(known.starts, [sighting(observations[n], contents[n]) for n in indexes])
+        found, after = rollout_starts(known, [sighting(observations[n], contents[n]) for n in indexes])
         for index, start in zip(indexes, found, strict=True):
             starts[index] = start
-        if after != dict(known.starts):
+        if not after.same_record(known):
             changed[location] = (known, after)
     return starts, changed
 

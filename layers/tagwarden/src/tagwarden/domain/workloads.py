@@ -158,17 +158,58 @@ def needs_refresh(in_use: Mapping[str, datetime], location: str, seen: datetime)
 ROLLOUT_WINDOW = timedelta(hours=24)
 # At most this many contents are remembered per workload (the most recently rolled out).
 MAX_ROLLOUTS_KEPT = 20
+# Per content: at most this many rollout starts and spec-write times (the most recent). With content names of
+# ~130 characters a workload's item is about 13 KB with every bound reached (a consistent read of 4 read
+# units; tests/integration/test_rollouts_ledger.py measures it), under 1 KB for a workload of 2 contents.
+MAX_STARTS_KEPT = 4
+MAX_INTRODUCTIONS_KEPT = 6
+# Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
+# not kept: they would add a write per delivery during a rollout, and a rollout between them is unlikely.
+INTRODUCTION_SPACING = timedelta(minutes=1)
+# Replays of one delivery with what the previous found, until the rollouts it starts settle (one or two).
+REPLAYS = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Rollouts:
-    """The contents recently rolled out at one workload (content -> start of its latest rollout).
+    """The contents recently rolled out at one workload.
+
+    `starts` maps each content to the start of its latest rollout (what other readers use). Because EKS runs
+    at least two API server instances (https://docs.aws.amazon.com/eks/latest/userguide/eks-architecture.html),
+    each writing its own audit log stream (`kube-apiserver-audit-<32 hex>`, as Logs Insights shows them;
+    https://docs.aws.amazon.com/eks/latest/userguide/control-plane-logs.html), and a CloudWatch Logs
+    subscription delivery carries the lines of one `logStream` (the payload has a single `logStream` field:
+    https://docs.aws.amazon.com/powertools/typescript/2.16.0/api/types/_aws-lambda-powertools_parser.types.CloudWatchLogsDecode.html),
+    deliveries interleave and arrive out of order. So the record also keeps, per content, its `earlier`
+    rollout starts (oldest first) and its `introductions`: spec writes that did not start a rollout when they
+    were processed, but would if another content's rollout turned out to lie between them and the rollout
+    they joined (A, B, A again, with B delivered last). `provisional` are the kept starts a kubelet line made
+    (content first seen running, its spec write not seen yet): a spec write learned later that precedes one
+    takes its place. Items written before these existed read with none of them.
 
     `version` is the ledger's version of the record (0: none yet), so a write can be conditioned on it.
     """
 
     starts: Mapping[str, datetime] = field(default_factory=dict)
     version: int = 0
+    earlier: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    introductions: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    provisional: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+
+    def all_starts(self, content: str) -> tuple[datetime, ...]:
+        """Every kept rollout start of `content`, oldest first."""
+        latest = self.starts.get(content)
+        return (*self.earlier.get(content, ()), latest) if latest is not None else ()
+
+    def same_record(self, other: Rollouts) -> bool:
+        """Whether both hold the same rollouts (versions aside): nothing to write."""
+        mine = (dict(self.starts), _nonempty(self.earlier), _nonempty(self.introductions), _nonempty(self.provisional))
+        theirs = (dict(other.starts), _nonempty(other.earlier), _nonempty(other.introductions))
+        return mine == (*theirs, _nonempty(other.provisional))
+
+
+def _nonempty(times: Mapping[str, tuple[datetime, ...]]) -> dict[str, tuple[datetime, ...]]:
+    return {content: tuple(kept) for content, kept in times.items() if kept}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,34 +226,223 @@ class Sighting:
 
 
 def rollout_starts(
-    known: Mapping[str, datetime], sightings: Sequence[Sighting]
-) -> tuple[list[datetime], dict[str, datetime]]:
+    known: Rollouts | Mapping[str, datetime], sightings: Sequence[Sighting]
+) -> tuple[list[datetime], Rollouts]:
     """The start of the rollout each sighting belongs to, and the workload's rollouts afterwards.
 
-    `known` maps each content recently rolled out at the workload to the start of its latest rollout. A
-    sighting starts a new rollout of its content when the content is unknown, when its rollout began
-    ROLLOUT_WINDOW or more before, or when it is a spec write and other content was rolled out since (a
-    rollback: A, then B, then A again). Sightings are taken in time order, whatever order they came in; a
-    line older than its content's latest rollout belongs to that rollout (the ledger keeps no older ones).
+    A sighting starts a new rollout of its content when the content is unknown, when its rollout began
+    ROLLOUT_WINDOW or more before, or when it is a spec write and another content's rollout began since (a
+    rollback: A, then B, then A again). The record's kept starts and spec writes are replayed with the
+    batch's sightings in time order, so the grouping does not depend on which delivery came first: a late B
+    between A's rollout and a later spec write of A splits A's rollout at that write, and each line joins
+    the rollout that contains its time. Kept starts made by spec writes stay starts (late news can split a
+    rollout, never merge two already alerted: at worst one more alert). A spec write that would start a
+    rollout joins the next kept rollout of its content instead when no other content's rollout lies between
+    them (a Deployment update whose pod creations another API server's stream delivered first); a kubelet
+    line older than every kept rollout of its content joins the first (its spec write is older than what is
+    kept).
     """
-    state = dict(known)
-    starts: list[datetime | None] = [None] * len(sightings)
-    for index in sorted(range(len(sightings)), key=lambda n: sightings[n].seen_at):
-        sighting = sightings[index]
-        start = state.get(sighting.content)
-        if start is None or sighting.seen_at - start >= ROLLOUT_WINDOW or _rolled_back(state, sighting, start):
-            start = state[sighting.content] = sighting.seen_at
-        starts[index] = start
-    newest = max(state.values(), default=None)
-    kept = sorted(
-        ((start, content) for content, start in state.items() if newest is None or newest - start < ROLLOUT_WINDOW),
+    record = known if isinstance(known, Rollouts) else Rollouts(known)
+    unchanged = _within_latest_rollouts(record, sightings) if sightings else None
+    if unchanged is not None:
+        return unchanged, record
+    replay = _Replay(record, sightings, {})
+    for _ in range(REPLAYS):
+        if not replay.joined_early:
+            break
+        # A line joined a later rollout of its content before the batch's later lines were replayed: judge it
+        # again knowing every rollout the batch starts (another content's may lie between, or its own before).
+        again = _Replay(record, sightings, replay.starts_of)
+        settled = again.starts_of == replay.starts_of
+        replay = again
+        if settled:
+            break
+    return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
+
+
+def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> list[datetime] | None:
+    """The common case, without a replay: every line belongs to its content's latest rollout and changes
+    nothing kept (a spec write close to the rollout's start or a kept spec write). None: replay."""
+    found: list[datetime] = []
+    for sighting in sightings:
+        latest = record.starts.get(sighting.content)
+        if latest is None or not timedelta(0) <= sighting.seen_at - latest < ROLLOUT_WINDOW:
+            return None
+        if sighting.introduces:
+            if sighting.seen_at == latest and latest in record.provisional.get(sighting.content, ()):
+                return None  # a spec write at a kubelet-made start makes it its own
+            written = (t for t in record.introductions.get(sighting.content, ()) if latest <= t <= sighting.seen_at)
+            if sighting.seen_at - max(written, default=latest) >= INTRODUCTION_SPACING:
+                return None
+            if any(
+                latest < t < sighting.seen_at
+                for c in record.starts
+                if c != sighting.content
+                for t in record.all_starts(c)
+            ):
+                return None
+        found.append(latest)
+    return found
+
+
+class _Replay:
+    """One replay, in time order, of a record's kept rollouts and spec writes with a batch's sightings.
+
+    Kept starts made by spec writes are fixed. Starts made by kubelet lines (the first report of content
+    whose spec write was not seen) are provisional: replayed as lines, so a spec write learned later that
+    precedes them takes their place. `lookahead` holds rollout starts a previous replay of the same batch
+    found, for the judgement of spec writes older than a kept rollout of their content.
+    """
+
+    def __init__(
+        self, record: Rollouts, sightings: Sequence[Sighting], lookahead: Mapping[str, Sequence[datetime]]
+    ) -> None:
+        self.provisional: set[tuple[str, datetime]] = {
+            (content, moment) for content, times in record.provisional.items() for moment in times
+        }
+        self.starts_of: dict[str, list[datetime]] = {}
+        for content in record.starts:
+            fixed = [t for t in record.all_starts(content) if (content, t) not in self.provisional]
+            if fixed:
+                self.starts_of[content] = fixed
+        # (time, content, 1 spec write | 2 other line, index in the batch or -1 for the record's own)
+        entries = [(moment, content, 2, -1) for content, moment in self.provisional]
+        entries.extend((moment, content, 1, -1) for content, times in record.introductions.items() for moment in times)
+        entries.extend((s.seen_at, s.content, 1 if s.introduces else 2, n) for n, s in enumerate(sightings))
+        self.spec_writes: dict[str, set[datetime]] = {c: set(t) for c, t in record.introductions.items()}
+        self.provisional.clear()
+        self.found: list[datetime] = [sighting.seen_at for sighting in sightings]
+        self.joined_early = False
+        for moment, content, kind, index in sorted(entries):
+            start = self._start(moment, content, kind, index, lookahead)
+            if kind == 1:
+                self.spec_writes.setdefault(content, set()).add(moment)
+            if index >= 0:
+                self.found[index] = start
+
+    def _start(
+        self, moment: datetime, content: str, kind: int, index: int, lookahead: Mapping[str, Sequence[datetime]]
+    ) -> datetime:
+        kept = self.starts_of.get(content, [])
+        start = _latest_at_or_before(kept, moment)
+        if (
+            start is not None
+            and moment - start < ROLLOUT_WINDOW
+            and (kind == 2 or not _another_rollout_between(self.starts_of, content, start, moment))
+        ):
+            return start
+        following = next((t for t in kept if t > moment), None)
+        if following is not None and kind == 2 and index >= 0 and start is None:
+            # A kubelet report older than its content's kept rollouts: it joins the first, which the batch's
+            # later lines may yet precede with a start of their own (judged again with them).
+            self.joined_early = True
+            return min([following, *(t for t in lookahead.get(content, ()) if t > moment)])
+        if following is not None and kind == 1:
+            # A spec write processed after a later one of the same rollout (another API server's stream came
+            # first): it joins that rollout unless another content's rollout lies between them. The batch's
+            # later lines may start one: judged again with them (`lookahead`).
+            self.joined_early = True
+            known = {c: [*lookahead.get(c, ()), *self.starts_of.get(c, ())] for c in {*lookahead, *self.starts_of}}
+            if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(known, content, moment, following):
+                return following
+        self.starts_of.setdefault(content, []).append(moment)
+        self.starts_of[content].sort()
+        if kind == 2:
+            self.provisional.add((content, moment))
+        return moment
+
+
+def merged_rollouts(ours: Rollouts, theirs: Rollouts) -> Rollouts:
+    """Two writers' rollouts of one workload as one record (`theirs` is the stored one: its version is kept).
+
+    Starts and spec writes are united and replayed, so a spec write one writer kept becomes a rollout start
+    when the other writer's record shows another content rolled out before it.
+    """
+    united = {c: (*theirs.all_starts(c), *ours.all_starts(c)) for c in {*ours.starts, *theirs.starts}}
+    introductions = {
+        c: (*theirs.introductions.get(c, ()), *ours.introductions.get(c, ()))
+        for c in {*ours.introductions, *theirs.introductions}
+    }
+    provisional = {
+        c: (*theirs.provisional.get(c, ()), *ours.provisional.get(c, ()))
+        for c in {*ours.provisional, *theirs.provisional}
+    }
+    record = Rollouts(
+        {c: max(times) for c, times in united.items()},
+        theirs.version,
+        {c: tuple(sorted(set(times) - {max(times)})) for c, times in united.items()},
+        introductions,
+        provisional,
+    )
+    return rollout_starts(record, ())[1]
+
+
+def _latest_at_or_before(starts: Sequence[datetime], moment: datetime) -> datetime | None:
+    return next((start for start in reversed(starts) if start <= moment), None)
+
+
+def _another_rollout_between(
+    starts_of: Mapping[str, Sequence[datetime]], content: str, start: datetime, moment: datetime
+) -> bool:
+    """Whether another content's rollout began strictly between `start` and `moment`.
+
+    Strictly: rollouts of two contents at the same instant have no order, and whichever is replayed first
+    must not decide (a record replayed alone must come out unchanged, or every delivery would write it).
+    """
+    return any(start < other < moment for name, times in starts_of.items() if name != content for other in times)
+
+
+def _bounded(
+    starts_of: Mapping[str, list[datetime]],
+    spec_writes: Mapping[str, set[datetime]],
+    provisional: set[tuple[str, datetime]],
+    version: int,
+) -> Rollouts:
+    """The rollouts to keep: contents rolled out within ROLLOUT_WINDOW of the newest rollout (at most
+    MAX_ROLLOUTS_KEPT), per content its newest MAX_STARTS_KEPT starts in that window and its newest
+    MAX_INTRODUCTIONS_KEPT spec writes in it that are no start themselves, INTRODUCTION_SPACING apart."""
+    newest = max((times[-1] for times in starts_of.values() if times), default=None)
+    if newest is None:
+        return Rollouts(version=version)
+    recent = sorted(
+        ((times[-1], content) for content, times in starts_of.items() if newest - times[-1] < ROLLOUT_WINDOW),
         reverse=True,
     )[:MAX_ROLLOUTS_KEPT]
-    return [start for start in starts if start is not None], {content: start for start, content in kept}
+    starts: dict[str, datetime] = {}
+    earlier: dict[str, tuple[datetime, ...]] = {}
+    introductions: dict[str, tuple[datetime, ...]] = {}
+    by_kubelet: dict[str, tuple[datetime, ...]] = {}
+    for _, content in recent:
+        kept = [start for start in starts_of[content] if newest - start < ROLLOUT_WINDOW][-MAX_STARTS_KEPT:]
+        starts[content] = kept[-1]
+        if len(kept) > 1:
+            earlier[content] = tuple(kept[:-1])
+        # Spec writes before the first kept start are kept only while no older start was dropped: one that
+        # joined a dropped rollout would start a rollout of its own when replayed.
+        floor = kept[0] if kept[0] != starts_of[content][0] else newest - ROLLOUT_WINDOW
+        spaced = _spaced(sorted(t for t in spec_writes.get(content, ()) if t > floor), kept)
+        if spaced:
+            introductions[content] = tuple(spaced[-MAX_INTRODUCTIONS_KEPT:])
+        unconfirmed = tuple(start for start in kept if (content, start) in provisional)
+        if unconfirmed:
+            by_kubelet[content] = unconfirmed
+    return Rollouts(starts, version, earlier, introductions, by_kubelet)
 
 
-def _rolled_back(state: Mapping[str, datetime], sighting: Sighting, start: datetime) -> bool:
-    """A spec write of content whose rollout was followed by another content's, before this line."""
-    if not sighting.introduces or sighting.seen_at <= start:
-        return False
-    return any(start < other <= sighting.seen_at for content, other in state.items() if content != sighting.content)
+def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[datetime]:
+    """Spec writes that are no start, each INTRODUCTION_SPACING after the last start or kept write before it.
+
+    Writes before the first start are kept too: a late rollout of other content between one and the first
+    start makes it a rollout of its own.
+    """
+    kept: list[datetime] = []
+    for moment in writes:
+        anchor = max(
+            (t for t in (*starts, *kept[-1:]) if t <= moment),
+            default=None,
+        )
+        if moment in starts:
+            continue
+        if anchor is None or moment - anchor >= INTRODUCTION_SPACING:
+            kept.append(moment)
+    return kept

@@ -37,11 +37,13 @@ from tagwarden.domain.alerts import Alert
 from tagwarden.domain.deployments import DeploymentView, DigestKey, TagPosition, moment_key
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import TagAction, TagPointer, TagRef
-from tagwarden.domain.workloads import Rollouts
+from tagwarden.domain.workloads import Rollouts, merged_rollouts
 from tagwarden.ports import ConcurrentUpdateError, RecordedAlerts, UsageUpdate
 
 # History entries per Query page: one page covers the lines of a delivery unless the tag moved that often.
 HISTORY_PAGE = 4
+# Conditional writes of one workload's rollouts before leaving them to the concurrent writer.
+ROLLOUT_WRITE_ATTEMPTS = 3
 
 
 class DynamoDbDeploymentLedger:
@@ -120,24 +122,38 @@ class DynamoDbDeploymentLedger:
                 first[(image, digest)] = min(completed)
         return first
 
-    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Mapping[str, datetime]]]) -> None:
+    def record_rollouts(self, changes: Mapping[str, tuple[Rollouts, Rollouts]]) -> None:
         """Put each workload's rollouts, provided nobody wrote them since they were read.
 
-        A lost race leaves the other writer's rollouts: at worst one finding is alerted once more.
+        Two deliveries (two API servers' log streams) may update one workload at once: the loser reads the
+        winner's record and writes both merged (`merged_rollouts`), a few times at most. If it still loses,
+        the other writer's rollouts stay: at worst one finding is alerted once more, or a rollback is
+        alerted on its next line.
         """
         now = self._table.clock()
-        for location, (read, starts) in changes.items():
-            item = rollouts_values(location, starts, read.version + 1, now)
-            request: dict[str, Any] = {"Item": to_item(item)}
-            if read.version:
-                request["ConditionExpression"] = "version = :read"
-                request["ExpressionAttributeValues"] = to_item({":read": read.version})
-            else:
-                request["ConditionExpression"] = "attribute_not_exists(pk)"
-            try:
-                self._table.put("PutItem rollouts", **request)
-            except ConcurrentUpdateError:
-                continue
+        for location, (read, rollouts) in changes.items():
+            for attempt in range(1, ROLLOUT_WRITE_ATTEMPTS + 1):
+                if self._put_rollouts(location, read, rollouts, now) or attempt == ROLLOUT_WRITE_ATTEMPTS:
+                    break
+                item = self._table.get(rollouts_key(location), "GetItem rollouts")
+                read = stored_rollouts(item) if item else Rollouts()
+                rollouts = merged_rollouts(rollouts, read)
+                if rollouts.same_record(read):
+                    break
+
+    def _put_rollouts(self, location: str, read: Rollouts, rollouts: Rollouts, now: datetime) -> bool:
+        item = rollouts_values(location, rollouts, read.version + 1, now)
+        request: dict[str, Any] = {"Item": to_item(item)}
+        if read.version:
+            request["ConditionExpression"] = "version = :read"
+            request["ExpressionAttributeValues"] = to_item({":read": read.version})
+        else:
+            request["ConditionExpression"] = "attribute_not_exists(pk)"
+        try:
+            self._table.put("PutItem rollouts", **request)
+        except ConcurrentUpdateError:
+            return False
+        return True
 
     def record_usage(self, updates: Iterable[UsageUpdate]) -> None:
         """Set `in_use[location]` on existing pointers and digest records, forgetting stale locations.

@@ -308,23 +308,48 @@ def finding_entry_values(report: FindingReported, state: ScanState, now: datetim
     }
 
 
-def rollouts_values(location: str, starts: Mapping[str, datetime], version: int, now: datetime) -> Values:
-    """A workload's rollouts: each content recently rolled out there and when its latest rollout began."""
+def rollouts_values(location: str, rollouts: Rollouts, version: int, now: datetime) -> Values:
+    """A workload's rollouts: each content recently rolled out there and when its latest rollout began
+    (`contents`, the first format's attribute, unchanged), and per content that has them (`history`) its
+    earlier kept starts, kept spec writes and the starts kubelet lines made. One map entry per content, so
+    its name (~130 characters) is stored twice at most."""
+    history: dict[str, dict[str, list[str]]] = {}
+    for content in rollouts.starts:
+        entry = {
+            name: [iso(moment) for moment in times]
+            for name, times in (
+                ("earlier", rollouts.earlier.get(content, ())),
+                ("introduced", rollouts.introductions.get(content, ())),
+                ("provisional", rollouts.provisional.get(content, ())),
+            )
+            if times
+        }
+        if entry:
+            history[content] = entry
     return {
         "pk": workload_pk(location),
         "sk": ROLLOUTS_SK,
         "kind": "workload_rollouts",
         "location": location,
-        "contents": {content: iso(start) for content, start in starts.items()},
+        "contents": {content: iso(start) for content, start in rollouts.starts.items()},
+        "history": history,
         "version": version,
         "updated_at": iso(now),
     }
 
 
 def stored_rollouts(item: Mapping[str, Any]) -> Rollouts:
-    """Inverse of `rollouts_values`."""
+    """Inverse of `rollouts_values`; an item of the first format (`contents` only) reads with no earlier
+    starts, spec writes or kubelet-made starts."""
     starts = {content: parse_iso(start) for content, start in item.get("contents", {}).items()}
-    return Rollouts(starts, int(item.get("version", 0)))
+    kept: dict[str, dict[str, tuple[datetime, ...]]] = {"earlier": {}, "introduced": {}, "provisional": {}}
+    for content, entry in item.get("history", {}).items():
+        if content not in starts:
+            continue
+        for name, times in entry.items():
+            if name in kept and times:
+                kept[name][content] = tuple(parse_iso(moment) for moment in times)
+    return Rollouts(starts, int(item.get("version", 0)), kept["earlier"], kept["introduced"], kept["provisional"])
 
 
 def derived_entry_values(image: ImageName, index: str, state: ScanState, source: SourceEvent, now: datetime) -> Values:

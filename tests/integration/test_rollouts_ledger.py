@@ -1,0 +1,101 @@
+"""A workload's rollouts in the ledger (moto): two deliveries writing at once, and the item's size."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tagwarden.adapters.dynamodb.deployment_ledger import DynamoDbDeploymentLedger
+from tagwarden.adapters.dynamodb.items import rollouts_values
+from tagwarden.adapters.dynamodb.keys import rollouts_key
+from tagwarden.adapters.dynamodb.table import LedgerTable, to_item
+from tagwarden.domain.workloads import (
+    MAX_INTRODUCTIONS_KEPT,
+    MAX_ROLLOUTS_KEPT,
+    MAX_STARTS_KEPT,
+    Rollouts,
+    Sighting,
+    rollout_starts,
+)
+
+from tests.support.stack import Stack
+
+LOCATION = "prod-eks/shop/api"
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+A = "111122223333.dkr.ecr.us-east-1.amazonaws.com/shop/api@sha256:" + "a" * 64
+B = "111122223333.dkr.ecr.us-east-1.amazonaws.com/shop/api@sha256:" + "b" * 64
+
+
+def minutes(n: int) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def stored(ledger: DynamoDbDeploymentLedger) -> Rollouts:
+    return ledger.read_deployment_view((), (), [LOCATION]).rollouts[LOCATION]
+
+
+def test_two_streams_deliveries_writing_at_once_both_count(stack: Stack) -> None:
+    ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    # Given two deliveries that read the workload's rollouts at the same time (none yet)
+    read = stored(ledger)
+    _, from_x = rollout_starts(read, [Sighting(A, minutes(0), True), Sighting(A, minutes(20), True)])
+    _, from_y = rollout_starts(read, [Sighting(B, minutes(10), True)])
+
+    # When stream X's delivery writes first, then stream Y's, conditioned on the record it read
+    ledger.record_rollouts({LOCATION: (read, from_x)})
+    ledger.record_rollouts({LOCATION: (read, from_y)})
+
+    # Then Y's write lost the race, read X's record, and wrote both merged: the rollback is split out
+    final = stored(ledger)
+    assert (final.starts, final.earlier) == ({A: minutes(20), B: minutes(10)}, {A: (minutes(0),)})
+    assert final.version == 2
+
+
+def test_a_write_that_adds_nothing_to_the_winners_record_is_not_retried(stack: Stack) -> None:
+    ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    read = stored(ledger)
+    _, same = rollout_starts(read, [Sighting(A, minutes(0), True)])
+    ledger.record_rollouts({LOCATION: (read, same)})
+    ledger.record_rollouts({LOCATION: (read, same)})  # a duplicate delivery processed at the same time
+    assert stored(ledger).version == 1
+
+
+def test_a_workload_with_every_bound_reached_stays_a_small_item(stack: Stack) -> None:
+    """Measured, not assumed: the item of a workload that churned through many contents with long names."""
+    ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    content = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/platform-team/payments-service-{:03d}@sha256:{:064x}"
+    names = [content.format(n, n) for n in range(MAX_ROLLOUTS_KEPT)]
+    starts = {name: minutes(600 + n) for n, name in enumerate(names)}
+    earlier = {name: tuple(minutes(60 * h) for h in range(1, MAX_STARTS_KEPT)) for name in names}
+    spec_writes = {name: tuple(minutes(61 + 2 * m) for m in range(MAX_INTRODUCTIONS_KEPT)) for name in names}
+    provisional = {name: (*earlier[name], starts[name]) for name in names}
+    full = Rollouts(starts, 0, earlier, spec_writes, provisional)
+
+    ledger.record_rollouts({LOCATION: (Rollouts(), full)})
+
+    assert stored(ledger).same_record(full)
+    item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
+    # Under 16 KB: a consistent read of it costs 4 read units at most (a workload of 2 contents: 1)
+    assert item_size(item) < 16 * 1024
+    _, two = rollout_starts(Rollouts(), [Sighting(A, T0, True), Sighting(B, minutes(5), True)])
+    stack.dynamodb.put_item(TableName=stack.table_name, Item=to_item(rollouts_values(LOCATION, two, 1, T0)))
+    item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
+    assert item_size(item) < 1024
+
+
+def item_size(value: Any) -> int:
+    """DynamoDB's item size: attribute names and values; strings in UTF-8, numbers about one byte per two
+    digits plus one, 3 bytes per map or list and 1 per element (the rules of the Developer Guide's "Item
+    sizes and formats")."""
+    if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in {"S", "N", "M", "L", "BOOL", "NULL"}:
+        ((kind, inner),) = value.items()
+        if kind == "S":
+            return len(inner.encode())
+        if kind == "N":
+            return (len(inner.lstrip("-").replace(".", "")) + 1) // 2 + 1
+        if kind == "M":
+            return 3 + sum(len(k.encode()) + 1 + item_size(v) for k, v in inner.items())
+        if kind == "L":
+            return 3 + sum(1 + item_size(v) for v in inner)
+        return 1
+    return sum(len(name.encode()) + item_size(attribute) for name, attribute in value.items())
