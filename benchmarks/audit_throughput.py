@@ -30,7 +30,10 @@ LINES_PER_DELIVERY = 3000
 WORKLOADS = 200
 UNSCANNED_SHARE = 0.05
 SEED = 4
-GOAL = 0.5
+# Issue 10: the own work must keep at least MINIMUM of the floor's rate; the goal is GOAL (own work at most 1.25
+# times the floor).
+MINIMUM = 0.5
+GOAL = 0.8
 # The steady state is timed this many times; the best pass counts (the others measure the machine's noise).
 STEADY_PASSES = 3
 
@@ -176,6 +179,8 @@ def render(run: AuditRun) -> str:
     end_to_end = run.floor_seconds / run.steady.seconds
     own = run.floor_seconds / run.steady.own_seconds
     verdict = "goal met" if own >= GOAL else "BELOW GOAL"
+    if own < MINIMUM:
+        verdict += f", BELOW THE MINIMUM ({MINIMUM})"
     requests: list[list[Cell]] = [
         [f"delivery {n + 1}", images, first["BatchGetItem"], sum(first.values()) - first["BatchGetItem"],
          steady["BatchGetItem"], sum(steady.values()) - steady["BatchGetItem"]]
@@ -189,7 +194,7 @@ def render(run: AuditRun) -> str:
     return (
         f"{rates}\n\n"
         f"rate / floor, steady state: {end_to_end:.2f} through moto; {own:.2f} for Tagwarden's own work "
-        f"(goal: at least {GOAL}): {verdict}\n"
+        f"(goal: at least {GOAL}, minimum {MINIMUM}): {verdict}\n"
         f"{run.lines} lines in deliveries of {LINES_PER_DELIVERY}, {run.first.observations} image observations per "
         f"pass over {WORKLOADS} workloads, each with its own image; {UNSCANNED_SHARE:.0%} of the images were never "
         f"scanned. Steady state: the best of {STEADY_PASSES} passes.\n"

@@ -185,3 +185,33 @@ def test_ecr_registry_uses_each_partitions_dns_suffix() -> None:
 def test_a_runtimes_local_image_id_is_told_from_a_reference(text: str, local: bool) -> None:
     # Admission refuses these and the audit watcher looks up the pod's spec for them: both use this test.
     assert is_local_image_id(text) is local
+
+
+def test_the_ecr_host_cache_is_bounded_and_keeps_one_answer_per_host() -> None:
+    """Hosts are remembered per exact text: two hosts never share an answer, and the cache cannot grow unbounded."""
+    from tagwarden.domain import images
+
+    images._ecr_parts.cache_clear()
+    assert images._ecr_parts.cache_info().maxsize == 1024
+    hosts = {
+        "111122223333.dkr.ecr.eu-west-1.amazonaws.com": ("111122223333", "eu-west-1"),
+        "222233334444.dkr.ecr.eu-west-1.amazonaws.com": ("222233334444", "eu-west-1"),
+        "111122223333.DKR.ECR.eu-west-1.amazonaws.com:443": ("111122223333", "eu-west-1"),
+        "111122223333.dkr-ecr.eu-west-2.on.aws": ("111122223333", "eu-west-2"),
+        "111122223333.dkr.ecr.cn-north-1.amazonaws.com": None,  # a China region under the commercial suffix
+        "ghcr.io": None,
+    }
+    for _ in range(2):  # the second round is answered from the cache, and must answer the same
+        assert {host: ecr_host_parts(host) for host in hosts} == {
+            host: parts if parts is not None else (None, None) for host, parts in hosts.items()
+        }
+    assert images._ecr_parts.cache_info().currsize == len(hosts)
+    assert images._ecr_parts.cache_info().hits >= len(hosts)
+    for n in range(1100):  # more hosts than the cache holds: the oldest are dropped, answers stay right
+        assert ecr_host_parts(f"{n:012d}.dkr.ecr.us-east-1.amazonaws.com") == (f"{n:012d}", "us-east-1")
+    assert images._ecr_parts.cache_info().currsize == 1024
+    assert (
+        canonical_registry("111122223333.dkr-ecr-fips.us-east-1.on.aws")
+        == "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+    )
+    assert looks_like_ecr("111122223333.dkr.ecr.eu-west-1.amazonaws.com.evil.example")

@@ -83,6 +83,43 @@ def test_an_observation_is_judged_when_any_of_its_names_is() -> None:
     assert scope.judge_any([name("nginx")]) is Judgement.UNMONITORED
 
 
+def test_a_delivery_is_judged_once_per_set_of_names_and_each_observation_gets_its_own() -> None:
+    """The audit watcher judges each distinct set of names once per delivery: sets that differ never share one."""
+    from datetime import UTC, datetime
+
+    from tagwarden.domain.deployments import ImageReferenced, ImageRunning, Observation
+    from tagwarden.domain.workloads import Workload
+    from tagwarden.services.audit_watcher import _judgements
+
+    scope = RegistryScope(excluded_prefixes=frozenset({f"{OURS}/platform"}))
+    where, now = Workload("prod", "shop", "Pod", "api-1"), datetime(2026, 11, 20, tzinfo=UTC)
+    digest = "sha256:" + "ab" * 32
+    addon = parse_reference(f"602401143452.dkr.ecr.eu-west-1.amazonaws.com/amazon-k8s-cni@{digest}")
+    ours, hub = parse_reference(f"{OURS}/shop/api:1"), parse_reference("nginx:1")
+    observations: list[Observation] = [
+        ImageReferenced(ours, where, now),
+        ImageReferenced(hub, where, now),
+        ImageRunning(addon, None, where, now),
+        ImageRunning(addon, hub, where, now),
+        ImageRunning(addon, ours, where, now),
+        ImageReferenced(hub, where, now),
+        ImageReferenced(parse_reference(f"{OURS}/platform/base:1"), where, now),
+        ImageReferenced(ours, where, now),
+    ]
+    assert _judgements(scope, observations) == [
+        Judgement.JUDGED,
+        Judgement.UNMONITORED,
+        Judgement.EXCLUDED,
+        Judgement.EXCLUDED,
+        Judgement.JUDGED,
+        Judgement.UNMONITORED,
+        Judgement.EXCLUDED,
+        Judgement.JUDGED,
+    ]
+    # Judged alone, each observation gets the same verdict as inside the delivery.
+    assert [_judgements(scope, [o])[0] for o in observations] == _judgements(scope, observations)
+
+
 def test_unmonitored_accounts_are_known_only_when_the_monitored_ones_are() -> None:
     foreign = "444455556666.dkr.ecr.us-east-1.amazonaws.com"
     assert RegistryScope().unmonitored_account(foreign) is None

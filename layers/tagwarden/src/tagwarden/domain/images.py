@@ -123,6 +123,9 @@ def ecr_registry(account: str, region: str) -> str:
     return f"{account}.dkr.ecr.{region}.{_partition_suffixes(region)[0]}"
 
 
+# Every reference, scope judgement and usage key asks this of the same few hosts, thousands of times per audit
+# delivery: the answer depends on the host text alone, so it is kept per exact text (a few hundred hosts).
+@functools.lru_cache(maxsize=1024)
 def _ecr_parts(registry: str) -> tuple[str, str] | None:
     """Account and region of any hostname form of a private ECR registry, if it is one."""
     host = registry.lower()

@@ -51,7 +51,7 @@ class AuditWatcher:
         logger.set_correlation_id(batch.delivery_id)
         self._report_skipped(batch)
         self._report_unrecognised_ecr(batch.observations)
-        verdicts = [self._scope.judge_any(_names(o)) for o in batch.observations]
+        verdicts = _judgements(self._scope, batch.observations)
         observations = [
             o for o, verdict in zip(batch.observations, verdicts, strict=True) if verdict is Judgement.JUDGED
         ]
@@ -158,6 +158,22 @@ class AuditWatcher:
         if batch.invalid_images:
             metrics.add_metric(name="InvalidImageReferences", unit="Count", value=len(batch.invalid_images))
             logger.warning("invalid image references skipped", extra={"images": batch.invalid_images[:10]})
+
+
+def _judgements(scope: RegistryScope, observations: Iterable[Observation]) -> list[Judgement]:
+    """The scope's verdict on each observation, judged once per distinct set of names in the delivery.
+
+    A delivery names the same few hundred repositories thousands of times; the verdict depends on the names alone.
+    """
+    known: dict[tuple[ImageName, ...], Judgement] = {}
+    verdicts: list[Judgement] = []
+    for observation in observations:
+        names = tuple(_names(observation))
+        verdict = known.get(names)
+        if verdict is None:
+            verdict = known[names] = scope.judge_any(names)
+        verdicts.append(verdict)
+    return verdicts
 
 
 def _names(observation: Observation) -> list[ImageName]:
