@@ -172,6 +172,66 @@ def test_every_processing_order_of_a_rollback_gives_the_same_rollouts_and_one_fi
     assert ideal == len(orders) - 312 - 32  # 932 of 1276 orders
 
 
+def _story(contents: str) -> tuple[list[Sighting], dict[str, list[datetime]]]:
+    """Rollouts every 10 minutes of `contents` (a spec write, its pod creation 4 s later), the previous
+    content's old pod reporting 2 minutes into each, and the true starts per content."""
+    lines: list[Sighting] = []
+    truth: dict[str, list[datetime]] = {}
+    for n, content in enumerate(contents):
+        lines += [
+            Sighting(content, minutes(10 * n), True),
+            Sighting(content, minutes(10 * n) + timedelta(seconds=4), True),
+        ]
+        if n:
+            lines.append(Sighting(contents[n - 1], minutes(10 * n + 2), False))
+        truth.setdefault(content, []).append(minutes(10 * n))
+    return sorted(lines, key=lambda s: s.seen_at), truth
+
+
+def _sampled_orders(lines: list[Sighting], limit: int) -> list[list[list[Sighting]]]:
+    """Splits of `lines` between two streams (each in one or two deliveries), three processing orders each
+    (seeded), up to `limit` cases: every order of a longer story is too many."""
+    rng = random.Random(7)
+    splits = list(itertools.product((0, 1), repeat=len(lines)))
+    rng.shuffle(splits)
+    cases: list[list[list[Sighting]]] = []
+    for streams in splits:
+        by_stream = [[s for s, n in zip(lines, streams, strict=True) if n == stream] for stream in (0, 1)]
+        deliveries = [d for part in by_stream for d in (part[: len(part) // 2], part[len(part) // 2 :]) if d]
+        orders = list(itertools.permutations(deliveries))
+        cases.extend(list(order) for order in rng.sample(orders, min(3, len(orders))))
+        if len(cases) >= limit:
+            break
+    return cases
+
+
+@pytest.mark.parametrize("contents", ["ABAB", "ABCA", "ABACA"])
+def test_longer_rollback_stories_keep_the_true_rollouts_in_every_sampled_order(contents: str) -> None:
+    # A, B, A, B: B at 10 and A at 20 each joined a later rollout of their content while the other was a
+    # plain spec write; each would count only if the other did, and both were lost for good.
+    lines, truth = _story(contents)
+
+    def rollout(moment: datetime) -> int:  # a start may be a pod creation's, seconds after its spec write
+        return (moment - minutes(0)) // timedelta(minutes=10)
+
+    expected = {c: [rollout(t) for t in times] for c, times in truth.items()}
+    for order in _sampled_orders(lines, 1500):
+        _, record = _process(order)
+        assert {c: [rollout(t) for t in record.all_starts(c)] for c in record.starts} == expected, order
+
+
+def test_another_contents_kept_spec_write_counts_as_a_rollout_between() -> None:
+    # Stream X: A at 0 and B at 30; stream Y (later): B at 10 and A at 20. Each delivery alone folds its
+    # second content's write into the kept rollout; together they are A, B, A, B.
+    _, record = _process([[Sighting("A", minutes(0), True), Sighting("B", minutes(30), True)]])
+    starts, record = rollout_starts(record, [Sighting("B", minutes(10), True), Sighting("A", minutes(20), True)])
+    assert starts == [minutes(10), minutes(20)]
+    assert {c: list(record.all_starts(c)) for c in record.starts} == {
+        "A": [minutes(0), minutes(20)],
+        "B": [minutes(10), minutes(30)],
+    }
+
+
 def test_a_late_rollout_between_splits_the_rollout_at_the_first_spec_write_after_it() -> None:
     # Given stream X's delivery processed first: A at 0, and A again at 20 (folded into A's rollout: no B yet)
     starts, record = rollout_starts(Rollouts(), [Sighting("A", minutes(0), True), Sighting("A", minutes(20), True)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -246,14 +246,15 @@ def rollout_starts(
     unchanged = _within_latest_rollouts(record, sightings) if sightings else None
     if unchanged is not None:
         return unchanged, record
-    replay = _Replay(record, sightings, {})
+    replay = _Replay(record, sightings, {}, {})
     for _ in range(REPLAYS):
         if not replay.joined_early:
             break
         # A line joined a later rollout of its content before the batch's later lines were replayed: judge it
-        # again knowing every rollout the batch starts (another content's may lie between, or its own before).
-        again = _Replay(record, sightings, replay.starts_of)
-        settled = again.starts_of == replay.starts_of
+        # again knowing every rollout the batch starts and every spec write it keeps (another content's may
+        # lie between, or its own rollout before).
+        again = _Replay(record, sightings, replay.starts_of, replay.kept_writes())
+        settled = again.starts_of == replay.starts_of and again.kept_writes() == replay.kept_writes()
         replay = again
         if settled:
             break
@@ -278,7 +279,7 @@ def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> 
                 latest < t < sighting.seen_at
                 for c in record.starts
                 if c != sighting.content
-                for t in record.all_starts(c)
+                for t in (*record.all_starts(c), *record.introductions.get(c, ()))
             ):
                 return None
         found.append(latest)
@@ -291,12 +292,18 @@ class _Replay:
     Kept starts made by spec writes are fixed. Starts made by kubelet lines (the first report of content
     whose spec write was not seen) are provisional: replayed as lines, so a spec write learned later that
     precedes them takes their place. `lookahead` holds rollout starts a previous replay of the same batch
-    found, for the judgement of spec writes older than a kept rollout of their content.
+    found, and `written` the spec writes it kept, for the judgement of spec writes older than a kept rollout
+    of their content.
     """
 
     def __init__(
-        self, record: Rollouts, sightings: Sequence[Sighting], lookahead: Mapping[str, Sequence[datetime]]
+        self,
+        record: Rollouts,
+        sightings: Sequence[Sighting],
+        lookahead: Mapping[str, Sequence[datetime]],
+        written: Mapping[str, Sequence[datetime]],
     ) -> None:
+        self.written = written
         self.provisional: set[tuple[str, datetime]] = {
             (content, moment) for content, times in record.provisional.items() for moment in times
         }
@@ -328,7 +335,7 @@ class _Replay:
         if (
             start is not None
             and moment - start < ROLLOUT_WINDOW
-            and (kind == 2 or not _another_rollout_between(self.starts_of, content, start, moment))
+            and (kind == 2 or not _another_rollout_between(self.starts_of, content, start, moment, self.spec_writes))
         ):
             return start
         following = next((t for t in kept if t > moment), None)
@@ -343,13 +350,23 @@ class _Replay:
             # later lines may start one: judged again with them (`lookahead`).
             self.joined_early = True
             known = {c: [*lookahead.get(c, ()), *self.starts_of.get(c, ())] for c in {*lookahead, *self.starts_of}}
-            if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(known, content, moment, following):
+            writes = {
+                c: [*self.written.get(c, ()), *self.spec_writes.get(c, ())] for c in {*self.written, *self.spec_writes}
+            }
+            if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(
+                known, content, moment, following, writes
+            ):
                 return following
         self.starts_of.setdefault(content, []).append(moment)
         self.starts_of[content].sort()
         if kind == 2:
             self.provisional.add((content, moment))
         return moment
+
+    def kept_writes(self) -> dict[str, list[datetime]]:
+        """The spec writes this replay keeps (no start, INTRODUCTION_SPACING apart), per content."""
+        kept = {c: _spaced(sorted(times), self.starts_of.get(c, [])) for c, times in self.spec_writes.items()}
+        return {c: times for c, times in kept.items() if times}
 
 
 def merged_rollouts(ours: Rollouts, theirs: Rollouts) -> Rollouts:
@@ -382,14 +399,29 @@ def _latest_at_or_before(starts: Sequence[datetime], moment: datetime) -> dateti
 
 
 def _another_rollout_between(
-    starts_of: Mapping[str, Sequence[datetime]], content: str, start: datetime, moment: datetime
+    starts_of: Mapping[str, Sequence[datetime]],
+    content: str,
+    start: datetime,
+    moment: datetime,
+    spec_writes: Mapping[str, Iterable[datetime]],
 ) -> bool:
-    """Whether another content's rollout began strictly between `start` and `moment`.
+    """Whether another content's rollout began, or another content was written, strictly between `start`
+    and `moment`.
 
-    Strictly: rollouts of two contents at the same instant have no order, and whichever is replayed first
-    must not decide (a record replayed alone must come out unchanged, or every delivery would write it).
+    Another content's kept spec write counts as a rollout between: it is kept as a plain write only because
+    it would join a later rollout of its content, which it does only if nothing lies between them. Two such
+    writes (A, B, A, B split across two streams: B at 10:10, A at 10:20) would otherwise each wait for the
+    other and both stay plain writes for good. Strictly: rollouts of two contents at the same instant have
+    no order, and whichever is replayed first must not decide (a record replayed alone must come out
+    unchanged, or every delivery would write it).
     """
-    return any(start < other < moment for name, times in starts_of.items() if name != content for other in times)
+    return any(
+        start < other < moment
+        for times_of in (starts_of, spec_writes)
+        for name, times in times_of.items()
+        if name != content
+        for other in times
+    )
 
 
 def _bounded(

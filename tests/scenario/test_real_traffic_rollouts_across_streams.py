@@ -1,0 +1,91 @@
+"""Rollouts at one workload whose audit lines two API servers logged, through the real handlers on moto.
+
+EKS runs two or more API server instances, each writing its own audit log stream; a CloudWatch Logs
+subscription delivery carries one stream's lines, so one story's lines arrive split and in any order. These
+stories come from the s17 red team (findings 2, 3, 4, 5, 8, 9).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tagwarden.adapters.dynamodb.keys import rollouts_key
+
+from tests.scenario.test_real_traffic_vulnerable_rollbacks import IMAGE, B, D, pod, recorder_at, rollout, vulnerable
+from tests.support.audit import at, audit_line, envelope, with_images
+from tests.support.events import ecr_image_action, ecr_scan
+from tests.support.handlers import Handler
+from tests.support.stack import Stack
+
+# The second API server's stream (the fixtures' envelope names the first one).
+OTHER_STREAM = "kube-apiserver-audit-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+def rollouts_item(stack: Stack, location: str = "prod-eks/shop/api") -> dict[str, Any] | None:
+    item: dict[str, Any] | None = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(location)).get(
+        "Item"
+    )
+    return item
+
+
+def d_known_failing(stack: Stack, push_guard: Handler) -> None:
+    """D failed its scan (recorded at 09:50), B is pushed."""
+    push_guard(ecr_image_action(tag="1.0.0", digest=D, time="2026-11-20T09:40:00Z"))
+    push_guard(ecr_image_action(tag="1.0.1", digest=B, time="2026-11-20T09:41:00Z"))
+    recorder_at(stack, "09:50:00")(
+        ecr_scan(digest=D, tags=["1.0.0"], time="2026-11-20T09:49:30Z", counts={"CRITICAL": 1})
+    )
+    assert stack.received_alerts() == []
+
+
+def pod_created(digest: str, moment: str, audit_id: str) -> dict[str, Any]:
+    """A pod of shop/api created with `digest` at `moment` (a ReplicaSet controller's create)."""
+    line = at(with_images(audit_line("pod_create_request_response.json"), f"{IMAGE}@{digest}"), moment)
+    line["auditID"] = audit_id
+    return line
+
+
+def test_a_b_a_b_split_across_two_streams_alerts_both_rollouts_of_known_vulnerable_content(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    # Given D known failing since 09:50 and B passing
+    d_known_failing(stack, push_guard)
+    recorder_at(stack, "09:50:00")(ecr_scan(digest=B, tags=["1.0.1"], time="2026-11-20T09:49:40Z", counts={"LOW": 2}))
+    stack.received_alerts()
+    # The story at shop/api: D at 10:00, B at 10:10, back to D at 10:20, B again at 10:30, each with its pod
+    # creation 4 s later and the previous content's old pod reporting 2 minutes in; the two servers'
+    # deliveries processed in this order:
+    audit_watcher(envelope([rollout(D, "10:00:00", "r-1"), pod_created(D, "10:00:04", "p-1")]))
+    audit_watcher(
+        envelope(
+            [
+                rollout(B, "10:30:00", "r-4"),
+                pod_created(B, "10:30:04", "p-4"),
+                pod("api-7d9f8c6b5d-x2k9p", D, "10:32:00"),
+            ],
+            stream=OTHER_STREAM,
+        )
+    )
+    audit_watcher(
+        envelope(
+            [
+                pod("api-7d9f8c6b5d-x2k9p", D, "10:12:00"),
+                rollout(D, "10:20:00", "r-3"),
+                pod("api-5c8b7a6d4f-h3j8k", B, "10:22:00"),
+            ],
+            stream=OTHER_STREAM,
+        )
+    )
+    audit_watcher(
+        envelope([rollout(B, "10:10:00", "r-2"), pod_created(B, "10:10:04", "p-2"), pod_created(D, "10:20:04", "p-3")])
+    )
+    # and D's pods keep reporting afterwards (the next line of D alerts a split learned late)
+    audit_watcher(envelope([pod("api-7d9f8c6b5d-x2k9p", D, "11:00:00")]))
+    # Then both rollouts of known-vulnerable D are alerted, and the record keeps all four rollouts
+    assert len(vulnerable(stack)) == 2
+    item = rollouts_item(stack)
+    assert item is not None
+    assert {key.split("@")[1]: value["S"][11:19] for key, value in item["contents"]["M"].items()} == {
+        D: "10:20:00",
+        B: "10:30:00",
+    }
