@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from tagwarden.adapters.dynamodb.deployment_ledger import DynamoDbDeploymentLedger
 from tagwarden.adapters.dynamodb.items import rollouts_values
 from tagwarden.adapters.dynamodb.keys import rollouts_key
@@ -58,6 +60,33 @@ def test_a_write_that_adds_nothing_to_the_winners_record_is_not_retried(stack: S
     ledger.record_rollouts({LOCATION: (read, same)})
     ledger.record_rollouts({LOCATION: (read, same)})  # a duplicate delivery processed at the same time
     assert stored(ledger).version == 1
+
+
+def test_an_unreadable_rollouts_item_reads_as_none_and_is_replaced(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    # Given a workload's item whose history holds a value that is no time (a hand edit, a future format)
+    stack.dynamodb.put_item(
+        TableName=stack.table_name,
+        Item={
+            **rollouts_key(LOCATION),
+            "kind": {"S": "workload_rollouts"},
+            "contents": {"M": {A: {"S": "2026-11-20T09:00:00.000000Z"}}},
+            "history": {"M": {A: {"M": {"earlier": {"S": "oops"}}}}},
+            "version": {"N": "3"},
+        },
+    )
+    # When it is read: no rollouts, at the item's version, and a structured warning naming the workload
+    with caplog.at_level(logging.WARNING):
+        read = stored(ledger)
+    assert (read.starts, read.version) == ({}, 3)
+    assert any(getattr(r, "location", None) == LOCATION for r in caplog.records if "unreadable" in r.getMessage())
+    # Then the next change is written over it, conditioned on that version
+    _, after = rollout_starts(read, [Sighting(B, minutes(0), True)])
+    ledger.record_rollouts({LOCATION: (read, after)})
+    final = stored(ledger)
+    assert (final.starts, final.version) == ({B: minutes(0)}, 4)
 
 
 def test_a_workload_with_every_bound_reached_stays_a_small_item(stack: Stack) -> None:

@@ -89,3 +89,27 @@ def test_a_b_a_b_split_across_two_streams_alerts_both_rollouts_of_known_vulnerab
         D: "10:20:00",
         B: "10:30:00",
     }
+
+
+def test_an_unreadable_rollouts_item_costs_only_its_workload(stack: Stack, audit_watcher: Handler) -> None:
+    # Given shop/api's ROLLOUTS item holds a value that is no time (a hand edit, a future format)
+    stack.dynamodb.put_item(
+        TableName=stack.table_name,
+        Item={
+            **rollouts_key("prod-eks/shop/api"),
+            "kind": {"S": "workload_rollouts"},
+            "contents": {"M": {f"{IMAGE}@{B}": {"S": "2026-11-20T09:00:00.000000Z"}}},
+            "history": {"M": {f"{IMAGE}@{B}": {"M": {"earlier": {"S": "oops"}}}}},
+            "version": {"N": "3"},
+        },
+    )
+    worker = at(with_images(audit_line("deployment_create.json"), f"{IMAGE}@{D}"), "10:00:00")
+    worker["objectRef"]["name"] = worker["requestObject"]["metadata"]["name"] = "worker"
+    # When a delivery holds lines of it and of another workload
+    result = audit_watcher(envelope([worker, pod("api-7d9f8c6b5d-x2k9p", D, "10:00:30")]))
+    # Then both are processed, and shop/api's item is replaced by what this delivery learned
+    assert result["observations"] == 2
+    assert rollouts_item(stack, "prod-eks/shop/worker") is not None
+    item = rollouts_item(stack)
+    assert item is not None
+    assert (item["version"]["N"], list(item["contents"]["M"])) == ("4", [f"{IMAGE}@{D}"])
