@@ -113,3 +113,61 @@ def test_an_unreadable_rollouts_item_costs_only_its_workload(stack: Stack, audit
     item = rollouts_item(stack)
     assert item is not None
     assert (item["version"]["N"], list(item["contents"]["M"])) == ("4", [f"{IMAGE}@{D}"])
+
+
+def test_one_rollout_of_known_vulnerable_content_split_across_two_streams_alerts_once(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    # Given D known failing since 09:50
+    d_known_failing(stack, push_guard)
+    # When shop/api rolls out D at 10:00 (the Deployment write and the pod creation logged by server 1), and
+    # the kubelet's status of the new pod (10:00:30), logged by server 2, is processed first
+    audit_watcher(envelope([pod("api-7d9f8c6b5d-x2k9p", D, "10:00:30")], stream=OTHER_STREAM))
+    audit_watcher(envelope([rollout(D, "10:00:00", "r-1"), pod_created(D, "10:00:05", "p-1")]))
+    # Then the one rollout is one finding: the Deployment write's start keeps the kubelet line's as its alias
+    alerts = vulnerable(stack)
+    assert [alert.kubernetes and alert.kubernetes.kind for alert in alerts] == ["Pod"]
+    item = rollouts_item(stack)
+    assert item is not None
+    (history,) = item["history"]["M"].values()
+    assert history["M"]["aliases"]["M"] == {"2026-11-20T10:00:00.120000Z": {"S": "2026-11-20T10:00:30.120000Z"}}
+    # And later lines of the rollout, in either stream, raise nothing more
+    audit_watcher(envelope([pod("api-7d9f8c6b5d-m4n7q", D, "10:01:00")], stream=OTHER_STREAM))
+    audit_watcher(envelope([pod_created(D, "10:00:40", "p-2")]))
+    assert vulnerable(stack) == []
+
+
+def test_a_cronjobs_runs_of_known_content_write_nothing_in_steady_state(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    # Given content already seen at a workload (B, passing) ...
+    push_guard(ecr_image_action(tag="1.0.1", digest=B, time="2026-11-20T09:41:00Z"))
+    recorder_at(stack, "09:50:00")(ecr_scan(digest=B, tags=["1.0.1"], time="2026-11-20T09:49:40Z", counts={"LOW": 1}))
+    audit_watcher(envelope([rollout(B, "10:00:00", "r-0")]))
+    first = rollouts_item(stack)
+    assert first is not None
+    # When its controller creates a pod of it every 5 minutes for an hour (a CronJob's runs, evictions)
+    for n in range(1, 13):
+        audit_watcher(envelope([pod_created(B, f"{10 + n * 5 // 60}:{n * 5 % 60:02d}:00", f"p-{n}")]))
+    # Then the workload's rollouts are never written again, and nothing is alerted
+    after = rollouts_item(stack)
+    assert after is not None
+    assert after["version"] == first["version"]
+    assert stack.received_alerts() == []
+
+
+def test_a_controller_re_creating_an_old_pod_during_a_rollout_is_no_rollback(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    # Given D known failing, rolled out at 10:00 (alerted), then B at 10:10
+    d_known_failing(stack, push_guard)
+    audit_watcher(envelope([rollout(D, "10:00:00", "r-1"), pod_created(D, "10:00:04", "p-1")]))
+    assert len(vulnerable(stack)) == 1
+    audit_watcher(envelope([rollout(B, "10:10:00", "r-2"), pod_created(B, "10:10:04", "p-2")]))
+    # When the old ReplicaSet's controller re-creates a pod of D during B's rollout (a node drained)
+    audit_watcher(envelope([pod_created(D, "10:12:00", "p-3")]))
+    # Then that is D's first rollout still showing, not a rollback to D: nothing more is alerted
+    assert vulnerable(stack) == []
+    # While a person's rollback to D is a rollout of its own, alerted again
+    audit_watcher(envelope([rollout(D, "10:20:00", "r-3")]))
+    assert len(vulnerable(stack)) == 1

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from tagwarden.domain.alerts import KubernetesContext, UsageSite
 
@@ -28,6 +29,11 @@ _GENERATED_POD = re.compile(r"(?P<owner>.+)-[a-z0-9]{5}")
 _STATEFUL_POD = re.compile(r"(?P<owner>.+)-[0-9]{1,7}")
 _CRONJOB_JOB = re.compile(r"(?P<owner>.+)-[0-9]{8,}")
 _REPLICASET = re.compile(r"(?P<owner>.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}")
+
+
+# Who Kubernetes' own controllers act as in audit lines (`user.username`).
+_CONTROLLER_MANAGER = "system:kube-controller-manager"
+_SYSTEM_CONTROLLER = "system:serviceaccount:kube-system:"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,6 +96,20 @@ class Workload:
     name: str
     user: str | None = None
     audit_id: str | None = None
+
+    @property
+    def by_controller(self) -> bool:
+        """Whether Kubernetes' own controllers made the write (a ReplicaSet's or Job's pod creation), not a
+        person or their tools (kubectl, CI, GitOps).
+
+        The controller manager acts as one service account per controller in `kube-system`
+        (`system:serviceaccount:kube-system:replicaset-controller`, `job-controller`, `cronjob-controller`,
+        `daemon-set-controller`, `statefulset-controller`, ...), or as `system:kube-controller-manager`
+        without per-controller credentials. Creating service accounts in `kube-system` is a cluster
+        administrator's right, so the name cannot be borrowed to hide a rollback.
+        """
+        user = self.user or ""
+        return user == _CONTROLLER_MANAGER or (user.startswith(_SYSTEM_CONTROLLER) and user.endswith("-controller"))
 
     @property
     def owner_name(self) -> str:
@@ -185,7 +205,9 @@ class Rollouts:
     were processed, but would if another content's rollout turned out to lie between them and the rollout
     they joined (A, B, A again, with B delivered last). `provisional` are the kept starts a kubelet line made
     (content first seen running, its spec write not seen yet): a spec write learned later that precedes one
-    takes its place. Items written before these existed read with none of them.
+    takes its place. `aliases` maps such a spec write's start to the kubelet-made start it replaced: the
+    rollout's findings keep the id they were raised with (one rollout, one alert, whichever stream's line
+    came first). Items written before these existed read with none of them.
 
     `version` is the ledger's version of the record (0: none yet), so a write can be conditioned on it.
     """
@@ -195,6 +217,7 @@ class Rollouts:
     earlier: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
     introductions: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
     provisional: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    aliases: Mapping[str, Mapping[datetime, datetime]] = field(default_factory=dict)
 
     def all_starts(self, content: str) -> tuple[datetime, ...]:
         """Every kept rollout start of `content`, oldest first."""
@@ -205,19 +228,26 @@ class Rollouts:
         """Whether both hold the same rollouts (versions aside): nothing to write."""
         mine = (dict(self.starts), _nonempty(self.earlier), _nonempty(self.introductions), _nonempty(self.provisional))
         theirs = (dict(other.starts), _nonempty(other.earlier), _nonempty(other.introductions))
-        return mine == (*theirs, _nonempty(other.provisional))
+        return mine == (*theirs, _nonempty(other.provisional)) and _nonempty(self.aliases) == _nonempty(other.aliases)
+
+    def finding_start(self, content: str, start: datetime) -> datetime:
+        """The start that names `start`'s rollout in findings: the kubelet-made start it replaced, if any."""
+        return self.aliases.get(content, {}).get(start, start)
 
 
-def _nonempty(times: Mapping[str, tuple[datetime, ...]]) -> dict[str, tuple[datetime, ...]]:
-    return {content: tuple(kept) for content, kept in times.items() if kept}
+def _nonempty(times: Mapping[str, Any]) -> dict[str, Any]:
+    return {content: kept for content, kept in times.items() if kept}
 
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
     """Content (image name and digest, or tag when no digest is known) seen at a workload, and how.
 
-    `introduces` is true for spec writes (workload and pod creations, updates, patches): only they can
-    roll content out again. A kubelet reporting an old pod during a newer rollout does not.
+    `introduces` is true for spec writes made by people or their tools (workload and pod creations,
+    updates, patches): only they can roll content out again. A kubelet reporting an old pod during a newer
+    rollout does not, nor a controller creating pods of content already written (a CronJob's runs, a
+    ReplicaSet scaled, an old ReplicaSet's pod re-created during a rollout): a rollback always comes with a
+    workload write by a user.
     """
 
     content: str
@@ -245,7 +275,7 @@ def rollout_starts(
     record = known if isinstance(known, Rollouts) else Rollouts(known)
     unchanged = _within_latest_rollouts(record, sightings) if sightings else None
     if unchanged is not None:
-        return unchanged, record
+        return [record.finding_start(s.content, t) for s, t in zip(sightings, unchanged, strict=True)], record
     replay = _Replay(record, sightings, {}, {})
     for _ in range(REPLAYS):
         if not replay.joined_early:
@@ -258,7 +288,9 @@ def rollout_starts(
         replay = again
         if settled:
             break
-    return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
+    after = _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version, replay.aliases)
+    found = [replay.alias(s.content, t) for s, t in zip(sightings, replay.found, strict=True)]
+    return found, after
 
 
 def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> list[datetime] | None:
@@ -318,6 +350,7 @@ class _Replay:
         entries.extend((s.seen_at, s.content, 1 if s.introduces else 2, n) for n, s in enumerate(sightings))
         self.spec_writes: dict[str, set[datetime]] = {c: set(t) for c, t in record.introductions.items()}
         self.provisional.clear()
+        self.aliases: dict[str, dict[datetime, datetime]] = {c: dict(a) for c, a in record.aliases.items()}
         self.found: list[datetime] = [sighting.seen_at for sighting in sightings]
         self.joined_early = False
         for moment, content, kind, index in sorted(entries):
@@ -326,6 +359,14 @@ class _Replay:
                 self.spec_writes.setdefault(content, set()).add(moment)
             if index >= 0:
                 self.found[index] = start
+            elif kind == 2 and start != moment and start not in record.all_starts(content):
+                # A kubelet-made start gave way to a spec write learned later: the new start inherits the
+                # id its rollout's findings were raised with.
+                self.aliases.setdefault(content, {}).setdefault(start, self.alias(content, moment))
+
+    def alias(self, content: str, start: datetime) -> datetime:
+        """The start that names `start`'s rollout in findings (see `Rollouts.aliases`)."""
+        return self.aliases.get(content, {}).get(start, start)
 
     def _start(
         self, moment: datetime, content: str, kind: int, index: int, lookahead: Mapping[str, Sequence[datetime]]
@@ -384,12 +425,14 @@ def merged_rollouts(ours: Rollouts, theirs: Rollouts) -> Rollouts:
         c: (*theirs.provisional.get(c, ()), *ours.provisional.get(c, ()))
         for c in {*ours.provisional, *theirs.provisional}
     }
+    aliases = {c: {**ours.aliases.get(c, {}), **theirs.aliases.get(c, {})} for c in {*ours.aliases, *theirs.aliases}}
     record = Rollouts(
         {c: max(times) for c, times in united.items()},
         theirs.version,
         {c: tuple(sorted(set(times) - {max(times)})) for c, times in united.items()},
         introductions,
         provisional,
+        aliases,
     )
     return rollout_starts(record, ())[1]
 
@@ -429,6 +472,7 @@ def _bounded(
     spec_writes: Mapping[str, set[datetime]],
     provisional: set[tuple[str, datetime]],
     version: int,
+    aliases: Mapping[str, Mapping[datetime, datetime]],
 ) -> Rollouts:
     """The rollouts to keep: contents rolled out within ROLLOUT_WINDOW of the newest rollout (at most
     MAX_ROLLOUTS_KEPT), per content its newest MAX_STARTS_KEPT starts in that window and its newest
@@ -444,6 +488,7 @@ def _bounded(
     earlier: dict[str, tuple[datetime, ...]] = {}
     introductions: dict[str, tuple[datetime, ...]] = {}
     by_kubelet: dict[str, tuple[datetime, ...]] = {}
+    renamed: dict[str, dict[datetime, datetime]] = {}
     for _, content in recent:
         kept = [start for start in starts_of[content] if newest - start < ROLLOUT_WINDOW][-MAX_STARTS_KEPT:]
         starts[content] = kept[-1]
@@ -458,7 +503,10 @@ def _bounded(
         unconfirmed = tuple(start for start in kept if (content, start) in provisional)
         if unconfirmed:
             by_kubelet[content] = unconfirmed
-    return Rollouts(starts, version, earlier, introductions, by_kubelet)
+        named = {start: alias for start, alias in aliases.get(content, {}).items() if start in kept}
+        if named:
+            renamed[content] = named
+    return Rollouts(starts, version, earlier, introductions, by_kubelet, renamed)
 
 
 def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[datetime]:
