@@ -7,6 +7,7 @@ stories come from the s17 red team (findings 2, 3, 4, 5, 8, 9).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from tagwarden.adapters.dynamodb.keys import rollouts_key
@@ -171,3 +172,43 @@ def test_a_controller_re_creating_an_old_pod_during_a_rollout_is_no_rollback(
     # While a person's rollback to D is a rollout of its own, alerted again
     audit_watcher(envelope([rollout(D, "10:20:00", "r-3")]))
     assert len(vulnerable(stack)) == 1
+
+
+SIDECAR = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/shop/proxy"
+S = "sha256:" + "5e" * 32
+A1 = "sha256:" + "a1" * 32
+A2 = "sha256:" + "a2" * 32
+
+
+def with_sidecar(main: str, moment: str, audit_id: str) -> dict[str, Any]:
+    """The Deployment shop/api written with main image `main` and the sidecar proxy `S` (one spec write)."""
+    line = rollout(main, moment, audit_id)
+    for obj in (line["requestObject"], line["responseObject"]):
+        containers = obj["spec"]["template"]["spec"]["containers"]
+        proxy = copy.deepcopy(containers[0])
+        proxy["name"] = "proxy"
+        proxy["image"] = f"{SIDECAR}@{S}"
+        containers.append(proxy)
+    return line
+
+
+def test_an_unchanged_known_vulnerable_sidecar_is_not_alerted_again_per_deploy_of_the_main_container(
+    stack: Stack, push_guard: Handler, audit_watcher: Handler
+) -> None:
+    # Given the sidecar image S known failing since 09:50, and main images A1, A2 passing
+    for tag, digest, repo in (("p1", S, "shop/proxy"), ("1", A1, "shop/api"), ("2", A2, "shop/api")):
+        push_guard(ecr_image_action(tag=tag, digest=digest, time="2026-11-20T09:40:00Z", repository=repo))
+    recorder = recorder_at(stack, "09:50:00")
+    recorder(
+        ecr_scan(digest=S, tags=["p1"], time="2026-11-20T09:49:30Z", counts={"CRITICAL": 1}, repository="shop/proxy")
+    )
+    for tag, digest in (("1", A1), ("2", A2)):
+        recorder(ecr_scan(digest=digest, tags=[tag], time="2026-11-20T09:49:40Z", counts={"LOW": 1}))
+    stack.received_alerts()
+    # When the team deploys main A1, then A2, then A1 again; the sidecar S never changes
+    audit_watcher(envelope([with_sidecar(A1, "10:00:00", "r-1")]))
+    assert len(vulnerable(stack)) == 1  # S rolled out: alerted
+    audit_watcher(envelope([with_sidecar(A2, "11:00:00", "r-2")]))
+    audit_watcher(envelope([with_sidecar(A1, "12:00:00", "r-3")], stream=OTHER_STREAM))
+    # Then S, never rolled out again, is not alerted again
+    assert vulnerable(stack) == []

@@ -132,13 +132,20 @@ def _process(deliveries: list[list[Sighting]]) -> tuple[set[tuple[str, datetime]
     return findings, record
 
 
-def _orders(story: Sequence[Sighting] = STORY) -> list[list[list[Sighting]]]:
+def _orders(story: Sequence[Sighting | Sequence[Sighting]] = STORY) -> list[list[list[Sighting]]]:
     """Every split of the story's lines between two streams (each stream's lines in one or two deliveries)
-    and every processing order of those deliveries."""
+    and every processing order of those deliveries. A line may show several contents (a sequence of
+    sightings: one spec write of two containers), which stay together."""
+    lines = [[item] if isinstance(item, Sighting) else list(item) for item in story]
     cases: list[list[list[Sighting]]] = []
-    for streams in itertools.product((0, 1), repeat=len(story)):
-        by_stream = [[s for s, n in zip(story, streams, strict=True) if n == stream] for stream in (0, 1)]
-        deliveries = [d for lines in by_stream for d in (lines[: len(lines) // 2], lines[len(lines) // 2 :]) if d]
+    for streams in itertools.product((0, 1), repeat=len(lines)):
+        by_stream = [[line for line, n in zip(lines, streams, strict=True) if n == stream] for stream in (0, 1)]
+        deliveries = [
+            [s for line in part for s in line]
+            for mine in by_stream
+            for part in (mine[: len(mine) // 2], mine[len(mine) // 2 :])
+            if part
+        ]
         cases.extend(list(order) for order in itertools.permutations(deliveries))
     return cases
 
@@ -238,6 +245,42 @@ def test_another_contents_kept_spec_write_counts_as_a_rollout_between() -> None:
         "A": [minutes(0), minutes(20)],
         "B": [minutes(10), minutes(30)],
     }
+
+
+# An unchanged sidecar S deployed with each new main image: A1+S at 0, A2+S at 60, back to A1+S at 120 (one
+# spec write each, so S's writes share their instant with the main image's), and S's pods reporting.
+SIDECAR_STORY: list[Sighting | Sequence[Sighting]] = [
+    (Sighting("A1", minutes(0), True), Sighting("S", minutes(0), True)),
+    (Sighting("A2", minutes(60), True), Sighting("S", minutes(60), True)),
+    Sighting("S", minutes(90), False),
+    (Sighting("A1", minutes(120), True), Sighting("S", minutes(120), True)),
+    Sighting("S", minutes(150), False),
+]
+
+
+def test_an_unchanged_sidecar_is_one_rollout_whatever_the_main_image_does_in_every_order() -> None:
+    # Another content's rollout begun by the same spec write did not replace S: no rollback to S.
+    for order in _orders(SIDECAR_STORY):
+        findings, record = _process(order)
+        assert (len(record.all_starts("A1")), len(record.all_starts("A2")), len(record.all_starts("S"))) == (2, 1, 1)
+        # One finding of S (whichever of S's lines was processed first names it)
+        assert len({start for content, start in findings if content == "S"}) == 1, order
+
+
+def test_a_sidecar_changed_and_changed_back_is_a_rollback() -> None:
+    # A1+S at 0, A1+S2 at 60 (the sidecar upgraded), A1+S at 120 (and back): S's second rollout
+    story: list[Sighting | Sequence[Sighting]] = [
+        (Sighting("A1", minutes(0), True), Sighting("S", minutes(0), True)),
+        (Sighting("A1", minutes(60), True), Sighting("S2", minutes(60), True)),
+        (Sighting("A1", minutes(120), True), Sighting("S", minutes(120), True)),
+        Sighting("S", minutes(150), False),
+    ]
+    for order in _orders(story):
+        _, record = _process(order)
+        assert (record.all_starts("S"), record.all_starts("S2")) == ((minutes(0), minutes(120)), (minutes(60),)), order
+        # A1, written with each, is one rollout; two when its write at 120 was processed before the one at 60
+        # (a kept start stays a start: one alert more, never one fewer)
+        assert 1 <= len(record.all_starts("A1")) <= 2, order
 
 
 def test_a_late_rollout_between_splits_the_rollout_at_the_first_spec_write_after_it() -> None:

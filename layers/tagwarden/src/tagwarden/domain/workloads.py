@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -373,12 +373,12 @@ class _Replay:
     ) -> datetime:
         kept = self.starts_of.get(content, [])
         start = _latest_at_or_before(kept, moment)
-        if (
-            start is not None
-            and moment - start < ROLLOUT_WINDOW
-            and (kind == 2 or not _another_rollout_between(self.starts_of, content, start, moment, self.spec_writes))
-        ):
-            return start
+        if start is not None and moment - start < ROLLOUT_WINDOW:
+            # Judged from the content's last write in its rollout: what lay before it was judged with it
+            # (and the newest writes are what the record keeps).
+            anchor = max((t for t in self.spec_writes.get(content, ()) if start <= t < moment), default=start)
+            if kind == 2 or not _another_rollout_between(self.starts_of, content, anchor, moment, self.spec_writes):
+                return start
         following = next((t for t in kept if t > moment), None)
         if following is not None and kind == 2 and index >= 0 and start is None:
             # A kubelet report older than its content's kept rollouts: it joins the first, which the batch's
@@ -406,7 +406,10 @@ class _Replay:
 
     def kept_writes(self) -> dict[str, list[datetime]]:
         """The spec writes this replay keeps (no start, INTRODUCTION_SPACING apart), per content."""
-        kept = {c: _spaced(sorted(times), self.starts_of.get(c, [])) for c, times in self.spec_writes.items()}
+        kept = {
+            c: _spaced(sorted(times), self.starts_of.get(c, []), _others(self.starts_of, self.spec_writes, c))
+            for c, times in self.spec_writes.items()
+        }
         return {c: times for c, times in kept.items() if times}
 
 
@@ -457,9 +460,14 @@ def _another_rollout_between(
     other and both stay plain writes for good. Strictly: rollouts of two contents at the same instant have
     no order, and whichever is replayed first must not decide (a record replayed alone must come out
     unchanged, or every delivery would write it).
+
+    Nor does another content's rollout begun by the same spec write as one of `content`'s (same instant):
+    `content` was written again beside it, not replaced by it (an unchanged sidecar deployed with each new
+    main image: A1+S, A2+S, A1+S is no rollback to S).
     """
+    own = set(spec_writes.get(content, ()))
     return any(
-        start < other < moment
+        start < other < moment and other not in own
         for times_of in (starts_of, spec_writes)
         for name, times in times_of.items()
         if name != content
@@ -497,7 +505,8 @@ def _bounded(
         # Spec writes before the first kept start are kept only while no older start was dropped: one that
         # joined a dropped rollout would start a rollout of its own when replayed.
         floor = kept[0] if kept[0] != starts_of[content][0] else newest - ROLLOUT_WINDOW
-        spaced = _spaced(sorted(t for t in spec_writes.get(content, ()) if t > floor), kept)
+        writes = sorted(t for t in spec_writes.get(content, ()) if t > floor)
+        spaced = _spaced(writes, kept, _others(starts_of, spec_writes, content))
         if spaced:
             introductions[content] = tuple(spaced[-MAX_INTRODUCTIONS_KEPT:])
         unconfirmed = tuple(start for start in kept if (content, start) in provisional)
@@ -509,8 +518,10 @@ def _bounded(
     return Rollouts(starts, version, earlier, introductions, by_kubelet, renamed)
 
 
-def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[datetime]:
-    """Spec writes that are no start, each INTRODUCTION_SPACING after the last start or kept write before it.
+def _spaced(writes: Sequence[datetime], starts: Sequence[datetime], others: Collection[datetime]) -> list[datetime]:
+    """Spec writes that are no start, each INTRODUCTION_SPACING after the last start or kept write before it,
+    and every write made with another content's rollout start or spec write (`others`), however close: it
+    tells that the other content did not replace this one (and a rollout start writes the record anyway).
 
     Writes before the first start are kept too: a late rollout of other content between one and the first
     start makes it a rollout of its own.
@@ -523,6 +534,15 @@ def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[date
         )
         if moment in starts:
             continue
-        if anchor is None or moment - anchor >= INTRODUCTION_SPACING:
+        if anchor is None or moment - anchor >= INTRODUCTION_SPACING or moment in others:
             kept.append(moment)
     return kept
+
+
+def _others(
+    starts_of: Mapping[str, Sequence[datetime]], spec_writes: Mapping[str, Iterable[datetime]], content: str
+) -> set[datetime]:
+    """Every rollout start and spec write of contents other than `content`."""
+    return {
+        t for times_of in (starts_of, spec_writes) for name, times in times_of.items() if name != content for t in times
+    }
