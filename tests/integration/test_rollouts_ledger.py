@@ -98,14 +98,20 @@ def test_a_workload_with_every_bound_reached_stays_a_small_item(stack: Stack) ->
     earlier = {name: tuple(minutes(60 * h) for h in range(1, MAX_STARTS_KEPT)) for name in names}
     spec_writes = {name: tuple(minutes(61 + 2 * m) for m in range(MAX_INTRODUCTIONS_KEPT)) for name in names}
     provisional = {name: (*earlier[name], starts[name]) for name in names}
-    full = Rollouts(starts, 0, earlier, spec_writes, provisional)
+    aliases = {name: {t: t + timedelta(seconds=30) for t in provisional[name]} for name in names}
+    full = Rollouts(starts, 0, earlier, spec_writes, provisional, aliases)
 
     ledger.record_rollouts({LOCATION: (Rollouts(), full)})
 
     assert stored(ledger).same_record(full)
     item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
-    # Under 16 KB: a consistent read of it costs 4 read units at most (a workload of 2 contents: 1)
-    assert item_size(item) < 16 * 1024
+    # About 52 KB: under 64 KB (a consistent read of 13 read units; DynamoDB allows 400 KB)
+    assert item_size(item) < 64 * 1024
+    # A steady pod of 30 images (one start each): about 5 KB
+    steady = Rollouts({name: minutes(600) for name in names[:30]})
+    stack.dynamodb.put_item(TableName=stack.table_name, Item=to_item(rollouts_values(LOCATION, steady, 1, T0)))
+    item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
+    assert item_size(item) < 6 * 1024
     _, two = rollout_starts(Rollouts(), [Sighting(A, T0, True), Sighting(B, minutes(5), True)])
     stack.dynamodb.put_item(TableName=stack.table_name, Item=to_item(rollouts_values(LOCATION, two, 1, T0)))
     item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]

@@ -13,7 +13,7 @@ from typing import Any
 from tagwarden.adapters.dynamodb.keys import rollouts_key
 
 from tests.scenario.test_real_traffic_vulnerable_rollbacks import IMAGE, B, D, pod, recorder_at, rollout, vulnerable
-from tests.support.audit import at, audit_line, envelope, with_images
+from tests.support.audit import ECR, at, audit_line, envelope, kubelet_status, with_images
 from tests.support.events import ecr_image_action, ecr_scan
 from tests.support.handlers import Handler
 from tests.support.stack import Stack
@@ -174,7 +174,7 @@ def test_a_controller_re_creating_an_old_pod_during_a_rollout_is_no_rollback(
     assert len(vulnerable(stack)) == 1
 
 
-SIDECAR = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/shop/proxy"
+SIDECAR = f"{ECR}/shop/proxy"
 S = "sha256:" + "5e" * 32
 A1 = "sha256:" + "a1" * 32
 A2 = "sha256:" + "a2" * 32
@@ -212,3 +212,35 @@ def test_an_unchanged_known_vulnerable_sidecar_is_not_alerted_again_per_deploy_o
     audit_watcher(envelope([with_sidecar(A1, "12:00:00", "r-3")], stream=OTHER_STREAM))
     # Then S, never rolled out again, is not alerted again
     assert vulnerable(stack) == []
+
+
+def many_images_status(pod_name: str, count: int, moment: str) -> dict[str, Any]:
+    """A kubelet status of a pod running `count` containers, each its own image of the monitored registry."""
+    line = kubelet_status(pod_name, f"{IMAGE}:x", f"{IMAGE}@{D}", "k-many")
+    (template,) = line["requestObject"]["status"]["containerStatuses"]
+    statuses = []
+    for n in range(count):
+        status = copy.deepcopy(template)
+        digest = "sha256:" + f"{n:02d}" * 32
+        status["name"] = f"c{n}"
+        status["image"] = status["imageID"] = f"{ECR}/shop/c{n:02d}@{digest}"
+        statuses.append(status)
+    line["requestObject"]["status"]["containerStatuses"] = statuses
+    return at(line, moment)
+
+
+def test_a_pod_of_30_images_writes_and_alerts_once_then_nothing(stack: Stack, audit_watcher: Handler) -> None:
+    # Given a pod with 30 containers (sidecars, init containers), images in the monitored registry, unscanned
+    audit_watcher(envelope([many_images_status("api-7d9f8c6b5d-x2k9p", 30, "10:00:00")]))
+    assert len(stack.received_alerts()) == 30
+    first = rollouts_item(stack)
+    assert first is not None
+    assert len(first["contents"]["M"]) == 30
+    # When its kubelet status is logged again and again (nothing changed)
+    for n in range(1, 6):
+        audit_watcher(envelope([many_images_status("api-7d9f8c6b5d-x2k9p", 30, f"10:0{n}:00")]))
+    # Then no write and no alert: every image stays remembered
+    after = rollouts_item(stack)
+    assert after is not None
+    assert after["version"] == first["version"]
+    assert stack.received_alerts() == []

@@ -322,7 +322,7 @@ def test_spec_writes_of_one_rollout_are_kept_once_and_everything_kept_is_bounded
     burst = [Sighting("A", minutes(0) + timedelta(seconds=n), True) for n in range(50)]
     _, record = rollout_starts(Rollouts(), burst)
     assert record.introductions == {}  # the pod creations of one rollout, within INTRODUCTION_SPACING
-    churn = [Sighting(f"C{n % 30}", minutes(n // 3), n % 2 == 0) for n in range(2000)]
+    churn = [Sighting(f"C{n % (MAX_ROLLOUTS_KEPT + 10)}", minutes(n // 3), n % 2 == 0) for n in range(2000)]
     _, record = rollout_starts(Rollouts(), churn)
     assert len(record.starts) == MAX_ROLLOUTS_KEPT
     assert max(len(times) for times in record.earlier.values()) == MAX_STARTS_KEPT - 1

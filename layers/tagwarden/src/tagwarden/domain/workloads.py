@@ -176,11 +176,14 @@ def needs_refresh(in_use: Mapping[str, datetime], location: str, seen: datetime)
 
 # A finding seen again this long after its rollout began is a new finding (alerted again).
 ROLLOUT_WINDOW = timedelta(hours=24)
-# At most this many contents are remembered per workload (the most recently rolled out).
-MAX_ROLLOUTS_KEPT = 20
-# Per content: at most this many rollout starts and spec-write times (the most recent). With content names of
-# ~130 characters a workload's item is about 13 KB with every bound reached (a consistent read of 4 read
-# units; tests/integration/test_rollouts_ledger.py measures it), under 1 KB for a workload of 2 contents.
+# At most this many contents are remembered per workload (the most recently rolled out). A pod's images
+# that do not all fit would take turns being forgotten, each delivery writing and alerting again: this is
+# far above any real pod's containers (init, sidecars, ephemeral). With content names of ~130 characters a
+# workload's item is about 52 KB with every bound reached (a consistent read of 13 read units; 400 KB is
+# DynamoDB's limit), about 5 KB for a steady pod of 30 images, under 1 KB for a workload of 2 contents
+# (tests/integration/test_rollouts_ledger.py measures them).
+MAX_ROLLOUTS_KEPT = 64
+# Per content: at most this many rollout starts and spec-write times (the most recent).
 MAX_STARTS_KEPT = 4
 MAX_INTRODUCTIONS_KEPT = 6
 # Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
