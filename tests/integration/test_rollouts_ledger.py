@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from tagwarden.adapters.dynamodb.deployment_ledger import DynamoDbDeploymentLedger
 from tagwarden.adapters.dynamodb.items import rollouts_values
 from tagwarden.adapters.dynamodb.keys import rollouts_key
@@ -60,6 +62,33 @@ def test_a_write_that_adds_nothing_to_the_winners_record_is_not_retried(stack: S
     assert stored(ledger).version == 1
 
 
+def test_an_unreadable_rollouts_item_reads_as_none_and_is_replaced(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
+    # Given a workload's item whose history holds a value that is no time (a hand edit, a future format)
+    stack.dynamodb.put_item(
+        TableName=stack.table_name,
+        Item={
+            **rollouts_key(LOCATION),
+            "kind": {"S": "workload_rollouts"},
+            "contents": {"M": {A: {"S": "2026-11-20T09:00:00.000000Z"}}},
+            "history": {"M": {A: {"M": {"earlier": {"S": "oops"}}}}},
+            "version": {"N": "3"},
+        },
+    )
+    # When it is read: no rollouts, at the item's version, and a structured warning naming the workload
+    with caplog.at_level(logging.WARNING):
+        read = stored(ledger)
+    assert (read.starts, read.version) == ({}, 3)
+    assert any(getattr(r, "location", None) == LOCATION for r in caplog.records if "unreadable" in r.getMessage())
+    # Then the next change is written over it, conditioned on that version
+    _, after = rollout_starts(read, [Sighting(B, minutes(0), True)])
+    ledger.record_rollouts({LOCATION: (read, after)})
+    final = stored(ledger)
+    assert (final.starts, final.version) == ({B: minutes(0)}, 4)
+
+
 def test_a_workload_with_every_bound_reached_stays_a_small_item(stack: Stack) -> None:
     """Measured, not assumed: the item of a workload that churned through many contents with long names."""
     ledger = DynamoDbDeploymentLedger(LedgerTable(stack.dynamodb, stack.table_name))
@@ -69,14 +98,20 @@ def test_a_workload_with_every_bound_reached_stays_a_small_item(stack: Stack) ->
     earlier = {name: tuple(minutes(60 * h) for h in range(1, MAX_STARTS_KEPT)) for name in names}
     spec_writes = {name: tuple(minutes(61 + 2 * m) for m in range(MAX_INTRODUCTIONS_KEPT)) for name in names}
     provisional = {name: (*earlier[name], starts[name]) for name in names}
-    full = Rollouts(starts, 0, earlier, spec_writes, provisional)
+    aliases = {name: {t: t + timedelta(seconds=30) for t in provisional[name]} for name in names}
+    full = Rollouts(starts, 0, earlier, spec_writes, provisional, aliases)
 
     ledger.record_rollouts({LOCATION: (Rollouts(), full)})
 
     assert stored(ledger).same_record(full)
     item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
-    # Under 16 KB: a consistent read of it costs 4 read units at most (a workload of 2 contents: 1)
-    assert item_size(item) < 16 * 1024
+    # About 52 KB: under 64 KB (a consistent read of 13 read units; DynamoDB allows 400 KB)
+    assert item_size(item) < 64 * 1024
+    # A steady pod of 30 images (one start each): about 5 KB
+    steady = Rollouts({name: minutes(600) for name in names[:30]})
+    stack.dynamodb.put_item(TableName=stack.table_name, Item=to_item(rollouts_values(LOCATION, steady, 1, T0)))
+    item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]
+    assert item_size(item) < 6 * 1024
     _, two = rollout_starts(Rollouts(), [Sighting(A, T0, True), Sighting(B, minutes(5), True)])
     stack.dynamodb.put_item(TableName=stack.table_name, Item=to_item(rollouts_values(LOCATION, two, 1, T0)))
     item = stack.dynamodb.get_item(TableName=stack.table_name, Key=rollouts_key(LOCATION))["Item"]

@@ -158,7 +158,8 @@ def scanned_after_lines(observations: Iterable[Observation], contents: Iterable[
 def sighting(observation: Observation, content: Content) -> Sighting:
     """The content an observation shows at its workload, for grouping its findings by rollout."""
     material = f"{content.shown.name}@{content.digest or content.shown.tag or ''}"
-    return Sighting(material, observation.seen_at, introduces=isinstance(observation, ImageReferenced))
+    written = isinstance(observation, ImageReferenced) and not observation.workload.by_controller
+    return Sighting(material, observation.seen_at, introduces=written)
 
 
 def rollouts_of(

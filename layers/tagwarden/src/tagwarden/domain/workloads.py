@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from tagwarden.domain.alerts import KubernetesContext, UsageSite
 
@@ -28,6 +29,11 @@ _GENERATED_POD = re.compile(r"(?P<owner>.+)-[a-z0-9]{5}")
 _STATEFUL_POD = re.compile(r"(?P<owner>.+)-[0-9]{1,7}")
 _CRONJOB_JOB = re.compile(r"(?P<owner>.+)-[0-9]{8,}")
 _REPLICASET = re.compile(r"(?P<owner>.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}")
+
+
+# Who Kubernetes' own controllers act as in audit lines (`user.username`).
+_CONTROLLER_MANAGER = "system:kube-controller-manager"
+_SYSTEM_CONTROLLER = "system:serviceaccount:kube-system:"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,6 +96,20 @@ class Workload:
     name: str
     user: str | None = None
     audit_id: str | None = None
+
+    @property
+    def by_controller(self) -> bool:
+        """Whether Kubernetes' own controllers made the write (a ReplicaSet's or Job's pod creation), not a
+        person or their tools (kubectl, CI, GitOps).
+
+        The controller manager acts as one service account per controller in `kube-system`
+        (`system:serviceaccount:kube-system:replicaset-controller`, `job-controller`, `cronjob-controller`,
+        `daemon-set-controller`, `statefulset-controller`, ...), or as `system:kube-controller-manager`
+        without per-controller credentials. Creating service accounts in `kube-system` is a cluster
+        administrator's right, so the name cannot be borrowed to hide a rollback.
+        """
+        user = self.user or ""
+        return user == _CONTROLLER_MANAGER or (user.startswith(_SYSTEM_CONTROLLER) and user.endswith("-controller"))
 
     @property
     def owner_name(self) -> str:
@@ -156,11 +176,14 @@ def needs_refresh(in_use: Mapping[str, datetime], location: str, seen: datetime)
 
 # A finding seen again this long after its rollout began is a new finding (alerted again).
 ROLLOUT_WINDOW = timedelta(hours=24)
-# At most this many contents are remembered per workload (the most recently rolled out).
-MAX_ROLLOUTS_KEPT = 20
-# Per content: at most this many rollout starts and spec-write times (the most recent). With content names of
-# ~130 characters a workload's item is about 13 KB with every bound reached (a consistent read of 4 read
-# units; tests/integration/test_rollouts_ledger.py measures it), under 1 KB for a workload of 2 contents.
+# At most this many contents are remembered per workload (the most recently rolled out). A pod's images
+# that do not all fit would take turns being forgotten, each delivery writing and alerting again: this is
+# far above any real pod's containers (init, sidecars, ephemeral). With content names of ~130 characters a
+# workload's item is about 52 KB with every bound reached (a consistent read of 13 read units; 400 KB is
+# DynamoDB's limit), about 5 KB for a steady pod of 30 images, under 1 KB for a workload of 2 contents
+# (tests/integration/test_rollouts_ledger.py measures them).
+MAX_ROLLOUTS_KEPT = 64
+# Per content: at most this many rollout starts and spec-write times (the most recent).
 MAX_STARTS_KEPT = 4
 MAX_INTRODUCTIONS_KEPT = 6
 # Spec writes of one content closer than this to its previous kept one (the pod creations of one rollout) are
@@ -185,7 +208,9 @@ class Rollouts:
     were processed, but would if another content's rollout turned out to lie between them and the rollout
     they joined (A, B, A again, with B delivered last). `provisional` are the kept starts a kubelet line made
     (content first seen running, its spec write not seen yet): a spec write learned later that precedes one
-    takes its place. Items written before these existed read with none of them.
+    takes its place. `aliases` maps such a spec write's start to the kubelet-made start it replaced: the
+    rollout's findings keep the id they were raised with (one rollout, one alert, whichever stream's line
+    came first). Items written before these existed read with none of them.
 
     `version` is the ledger's version of the record (0: none yet), so a write can be conditioned on it.
     """
@@ -195,6 +220,7 @@ class Rollouts:
     earlier: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
     introductions: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
     provisional: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
+    aliases: Mapping[str, Mapping[datetime, datetime]] = field(default_factory=dict)
 
     def all_starts(self, content: str) -> tuple[datetime, ...]:
         """Every kept rollout start of `content`, oldest first."""
@@ -205,19 +231,26 @@ class Rollouts:
         """Whether both hold the same rollouts (versions aside): nothing to write."""
         mine = (dict(self.starts), _nonempty(self.earlier), _nonempty(self.introductions), _nonempty(self.provisional))
         theirs = (dict(other.starts), _nonempty(other.earlier), _nonempty(other.introductions))
-        return mine == (*theirs, _nonempty(other.provisional))
+        return mine == (*theirs, _nonempty(other.provisional)) and _nonempty(self.aliases) == _nonempty(other.aliases)
+
+    def finding_start(self, content: str, start: datetime) -> datetime:
+        """The start that names `start`'s rollout in findings: the kubelet-made start it replaced, if any."""
+        return self.aliases.get(content, {}).get(start, start)
 
 
-def _nonempty(times: Mapping[str, tuple[datetime, ...]]) -> dict[str, tuple[datetime, ...]]:
-    return {content: tuple(kept) for content, kept in times.items() if kept}
+def _nonempty(times: Mapping[str, Any]) -> dict[str, Any]:
+    return {content: kept for content, kept in times.items() if kept}
 
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
     """Content (image name and digest, or tag when no digest is known) seen at a workload, and how.
 
-    `introduces` is true for spec writes (workload and pod creations, updates, patches): only they can
-    roll content out again. A kubelet reporting an old pod during a newer rollout does not.
+    `introduces` is true for spec writes made by people or their tools (workload and pod creations,
+    updates, patches): only they can roll content out again. A kubelet reporting an old pod during a newer
+    rollout does not, nor a controller creating pods of content already written (a CronJob's runs, a
+    ReplicaSet scaled, an old ReplicaSet's pod re-created during a rollout): a rollback always comes with a
+    workload write by a user.
     """
 
     content: str
@@ -245,19 +278,22 @@ def rollout_starts(
     record = known if isinstance(known, Rollouts) else Rollouts(known)
     unchanged = _within_latest_rollouts(record, sightings) if sightings else None
     if unchanged is not None:
-        return unchanged, record
-    replay = _Replay(record, sightings, {})
+        return [record.finding_start(s.content, t) for s, t in zip(sightings, unchanged, strict=True)], record
+    replay = _Replay(record, sightings, {}, {})
     for _ in range(REPLAYS):
         if not replay.joined_early:
             break
         # A line joined a later rollout of its content before the batch's later lines were replayed: judge it
-        # again knowing every rollout the batch starts (another content's may lie between, or its own before).
-        again = _Replay(record, sightings, replay.starts_of)
-        settled = again.starts_of == replay.starts_of
+        # again knowing every rollout the batch starts and every spec write it keeps (another content's may
+        # lie between, or its own rollout before).
+        again = _Replay(record, sightings, replay.starts_of, replay.kept_writes())
+        settled = again.starts_of == replay.starts_of and again.kept_writes() == replay.kept_writes()
         replay = again
         if settled:
             break
-    return replay.found, _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version)
+    after = _bounded(replay.starts_of, replay.spec_writes, replay.provisional, record.version, replay.aliases)
+    found = [replay.alias(s.content, t) for s, t in zip(sightings, replay.found, strict=True)]
+    return found, after
 
 
 def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> list[datetime] | None:
@@ -278,7 +314,7 @@ def _within_latest_rollouts(record: Rollouts, sightings: Sequence[Sighting]) -> 
                 latest < t < sighting.seen_at
                 for c in record.starts
                 if c != sighting.content
-                for t in record.all_starts(c)
+                for t in (*record.all_starts(c), *record.introductions.get(c, ()))
             ):
                 return None
         found.append(latest)
@@ -291,12 +327,18 @@ class _Replay:
     Kept starts made by spec writes are fixed. Starts made by kubelet lines (the first report of content
     whose spec write was not seen) are provisional: replayed as lines, so a spec write learned later that
     precedes them takes their place. `lookahead` holds rollout starts a previous replay of the same batch
-    found, for the judgement of spec writes older than a kept rollout of their content.
+    found, and `written` the spec writes it kept, for the judgement of spec writes older than a kept rollout
+    of their content.
     """
 
     def __init__(
-        self, record: Rollouts, sightings: Sequence[Sighting], lookahead: Mapping[str, Sequence[datetime]]
+        self,
+        record: Rollouts,
+        sightings: Sequence[Sighting],
+        lookahead: Mapping[str, Sequence[datetime]],
+        written: Mapping[str, Sequence[datetime]],
     ) -> None:
+        self.written = written
         self.provisional: set[tuple[str, datetime]] = {
             (content, moment) for content, times in record.provisional.items() for moment in times
         }
@@ -311,6 +353,7 @@ class _Replay:
         entries.extend((s.seen_at, s.content, 1 if s.introduces else 2, n) for n, s in enumerate(sightings))
         self.spec_writes: dict[str, set[datetime]] = {c: set(t) for c, t in record.introductions.items()}
         self.provisional.clear()
+        self.aliases: dict[str, dict[datetime, datetime]] = {c: dict(a) for c, a in record.aliases.items()}
         self.found: list[datetime] = [sighting.seen_at for sighting in sightings]
         self.joined_early = False
         for moment, content, kind, index in sorted(entries):
@@ -319,18 +362,26 @@ class _Replay:
                 self.spec_writes.setdefault(content, set()).add(moment)
             if index >= 0:
                 self.found[index] = start
+            elif kind == 2 and start != moment and start not in record.all_starts(content):
+                # A kubelet-made start gave way to a spec write learned later: the new start inherits the
+                # id its rollout's findings were raised with.
+                self.aliases.setdefault(content, {}).setdefault(start, self.alias(content, moment))
+
+    def alias(self, content: str, start: datetime) -> datetime:
+        """The start that names `start`'s rollout in findings (see `Rollouts.aliases`)."""
+        return self.aliases.get(content, {}).get(start, start)
 
     def _start(
         self, moment: datetime, content: str, kind: int, index: int, lookahead: Mapping[str, Sequence[datetime]]
     ) -> datetime:
         kept = self.starts_of.get(content, [])
         start = _latest_at_or_before(kept, moment)
-        if (
-            start is not None
-            and moment - start < ROLLOUT_WINDOW
-            and (kind == 2 or not _another_rollout_between(self.starts_of, content, start, moment))
-        ):
-            return start
+        if start is not None and moment - start < ROLLOUT_WINDOW:
+            # Judged from the content's last write in its rollout: what lay before it was judged with it
+            # (and the newest writes are what the record keeps).
+            anchor = max((t for t in self.spec_writes.get(content, ()) if start <= t < moment), default=start)
+            if kind == 2 or not _another_rollout_between(self.starts_of, content, anchor, moment, self.spec_writes):
+                return start
         following = next((t for t in kept if t > moment), None)
         if following is not None and kind == 2 and index >= 0 and start is None:
             # A kubelet report older than its content's kept rollouts: it joins the first, which the batch's
@@ -343,13 +394,26 @@ class _Replay:
             # later lines may start one: judged again with them (`lookahead`).
             self.joined_early = True
             known = {c: [*lookahead.get(c, ()), *self.starts_of.get(c, ())] for c in {*lookahead, *self.starts_of}}
-            if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(known, content, moment, following):
+            writes = {
+                c: [*self.written.get(c, ()), *self.spec_writes.get(c, ())] for c in {*self.written, *self.spec_writes}
+            }
+            if following - moment < ROLLOUT_WINDOW and not _another_rollout_between(
+                known, content, moment, following, writes
+            ):
                 return following
         self.starts_of.setdefault(content, []).append(moment)
         self.starts_of[content].sort()
         if kind == 2:
             self.provisional.add((content, moment))
         return moment
+
+    def kept_writes(self) -> dict[str, list[datetime]]:
+        """The spec writes this replay keeps (no start, INTRODUCTION_SPACING apart), per content."""
+        kept = {
+            c: _spaced(sorted(times), self.starts_of.get(c, []), _others(self.starts_of, self.spec_writes, c))
+            for c, times in self.spec_writes.items()
+        }
+        return {c: times for c, times in kept.items() if times}
 
 
 def merged_rollouts(ours: Rollouts, theirs: Rollouts) -> Rollouts:
@@ -367,12 +431,14 @@ def merged_rollouts(ours: Rollouts, theirs: Rollouts) -> Rollouts:
         c: (*theirs.provisional.get(c, ()), *ours.provisional.get(c, ()))
         for c in {*ours.provisional, *theirs.provisional}
     }
+    aliases = {c: {**ours.aliases.get(c, {}), **theirs.aliases.get(c, {})} for c in {*ours.aliases, *theirs.aliases}}
     record = Rollouts(
         {c: max(times) for c, times in united.items()},
         theirs.version,
         {c: tuple(sorted(set(times) - {max(times)})) for c, times in united.items()},
         introductions,
         provisional,
+        aliases,
     )
     return rollout_starts(record, ())[1]
 
@@ -382,14 +448,34 @@ def _latest_at_or_before(starts: Sequence[datetime], moment: datetime) -> dateti
 
 
 def _another_rollout_between(
-    starts_of: Mapping[str, Sequence[datetime]], content: str, start: datetime, moment: datetime
+    starts_of: Mapping[str, Sequence[datetime]],
+    content: str,
+    start: datetime,
+    moment: datetime,
+    spec_writes: Mapping[str, Iterable[datetime]],
 ) -> bool:
-    """Whether another content's rollout began strictly between `start` and `moment`.
+    """Whether another content's rollout began, or another content was written, strictly between `start`
+    and `moment`.
 
-    Strictly: rollouts of two contents at the same instant have no order, and whichever is replayed first
-    must not decide (a record replayed alone must come out unchanged, or every delivery would write it).
+    Another content's kept spec write counts as a rollout between: it is kept as a plain write only because
+    it would join a later rollout of its content, which it does only if nothing lies between them. Two such
+    writes (A, B, A, B split across two streams: B at 10:10, A at 10:20) would otherwise each wait for the
+    other and both stay plain writes for good. Strictly: rollouts of two contents at the same instant have
+    no order, and whichever is replayed first must not decide (a record replayed alone must come out
+    unchanged, or every delivery would write it).
+
+    Nor does another content's rollout begun by the same spec write as one of `content`'s (same instant):
+    `content` was written again beside it, not replaced by it (an unchanged sidecar deployed with each new
+    main image: A1+S, A2+S, A1+S is no rollback to S).
     """
-    return any(start < other < moment for name, times in starts_of.items() if name != content for other in times)
+    own = set(spec_writes.get(content, ()))
+    return any(
+        start < other < moment and other not in own
+        for times_of in (starts_of, spec_writes)
+        for name, times in times_of.items()
+        if name != content
+        for other in times
+    )
 
 
 def _bounded(
@@ -397,6 +483,7 @@ def _bounded(
     spec_writes: Mapping[str, set[datetime]],
     provisional: set[tuple[str, datetime]],
     version: int,
+    aliases: Mapping[str, Mapping[datetime, datetime]],
 ) -> Rollouts:
     """The rollouts to keep: contents rolled out within ROLLOUT_WINDOW of the newest rollout (at most
     MAX_ROLLOUTS_KEPT), per content its newest MAX_STARTS_KEPT starts in that window and its newest
@@ -412,6 +499,7 @@ def _bounded(
     earlier: dict[str, tuple[datetime, ...]] = {}
     introductions: dict[str, tuple[datetime, ...]] = {}
     by_kubelet: dict[str, tuple[datetime, ...]] = {}
+    renamed: dict[str, dict[datetime, datetime]] = {}
     for _, content in recent:
         kept = [start for start in starts_of[content] if newest - start < ROLLOUT_WINDOW][-MAX_STARTS_KEPT:]
         starts[content] = kept[-1]
@@ -420,17 +508,23 @@ def _bounded(
         # Spec writes before the first kept start are kept only while no older start was dropped: one that
         # joined a dropped rollout would start a rollout of its own when replayed.
         floor = kept[0] if kept[0] != starts_of[content][0] else newest - ROLLOUT_WINDOW
-        spaced = _spaced(sorted(t for t in spec_writes.get(content, ()) if t > floor), kept)
+        writes = sorted(t for t in spec_writes.get(content, ()) if t > floor)
+        spaced = _spaced(writes, kept, _others(starts_of, spec_writes, content))
         if spaced:
             introductions[content] = tuple(spaced[-MAX_INTRODUCTIONS_KEPT:])
         unconfirmed = tuple(start for start in kept if (content, start) in provisional)
         if unconfirmed:
             by_kubelet[content] = unconfirmed
-    return Rollouts(starts, version, earlier, introductions, by_kubelet)
+        named = {start: alias for start, alias in aliases.get(content, {}).items() if start in kept}
+        if named:
+            renamed[content] = named
+    return Rollouts(starts, version, earlier, introductions, by_kubelet, renamed)
 
 
-def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[datetime]:
-    """Spec writes that are no start, each INTRODUCTION_SPACING after the last start or kept write before it.
+def _spaced(writes: Sequence[datetime], starts: Sequence[datetime], others: Collection[datetime]) -> list[datetime]:
+    """Spec writes that are no start, each INTRODUCTION_SPACING after the last start or kept write before it,
+    and every write made with another content's rollout start or spec write (`others`), however close: it
+    tells that the other content did not replace this one (and a rollout start writes the record anyway).
 
     Writes before the first start are kept too: a late rollout of other content between one and the first
     start makes it a rollout of its own.
@@ -443,6 +537,15 @@ def _spaced(writes: Sequence[datetime], starts: Sequence[datetime]) -> list[date
         )
         if moment in starts:
             continue
-        if anchor is None or moment - anchor >= INTRODUCTION_SPACING:
+        if anchor is None or moment - anchor >= INTRODUCTION_SPACING or moment in others:
             kept.append(moment)
     return kept
+
+
+def _others(
+    starts_of: Mapping[str, Sequence[datetime]], spec_writes: Mapping[str, Iterable[datetime]], content: str
+) -> set[datetime]:
+    """Every rollout start and spec write of contents other than `content`."""
+    return {
+        t for times_of in (starts_of, spec_writes) for name, times in times_of.items() if name != content for t in times
+    }

@@ -38,6 +38,7 @@ from tagwarden.domain.deployments import DeploymentView, DigestKey, TagPosition,
 from tagwarden.domain.scans import ScanState
 from tagwarden.domain.tags import TagAction, TagPointer, TagRef
 from tagwarden.domain.workloads import Rollouts, merged_rollouts
+from tagwarden.observability import logger, metrics
 from tagwarden.ports import ConcurrentUpdateError, RecordedAlerts, UsageUpdate
 
 # History entries per Query page: one page covers the lines of a delivery unless the tag moved that often.
@@ -76,7 +77,7 @@ class DynamoDbDeploymentLedger:
             if scan is not None:
                 scans[digest] = scan
         rollouts = {
-            location: stored_rollouts(item) if (item := items.get(key_text(item_key))) else Rollouts()
+            location: _readable_rollouts(location, items.get(key_text(item_key)))
             for location, item_key in location_keys.items()
         }
         return DeploymentView(pointers, scans, usage, rollouts=rollouts)
@@ -135,8 +136,7 @@ class DynamoDbDeploymentLedger:
             for attempt in range(1, ROLLOUT_WRITE_ATTEMPTS + 1):
                 if self._put_rollouts(location, read, rollouts, now) or attempt == ROLLOUT_WRITE_ATTEMPTS:
                     break
-                item = self._table.get(rollouts_key(location), "GetItem rollouts")
-                read = stored_rollouts(item) if item else Rollouts()
+                read = _readable_rollouts(location, self._table.get(rollouts_key(location), "GetItem rollouts"))
                 rollouts = merged_rollouts(rollouts, read)
                 if rollouts.same_record(read):
                     break
@@ -208,3 +208,20 @@ class DynamoDbDeploymentLedger:
             existing = self._table.get(key(finding_pk(alert.alert_id), FINDING_SK), "GetItem finding")
             return recorded_alerts(existing) if existing else RecordedAlerts()
         return None
+
+
+def _readable_rollouts(location: str, item: Mapping[str, Any] | None) -> Rollouts:
+    """A workload's stored rollouts; an item that does not read (a hand edit, a format this version does not
+    know) reads as no rollouts at its version, so it costs only its workload: its lines are judged as new
+    rollouts (alerted once more at most) and the conditional write on that version replaces it."""
+    if not item:
+        return Rollouts()
+    try:
+        return stored_rollouts(item)
+    except (ValueError, TypeError, AttributeError) as error:
+        metrics.add_metric(name="UnreadableRollouts", unit="Count", value=1)
+        logger.warning("workload rollouts unreadable; replaced", extra={"location": location, "reason": str(error)})
+        try:
+            return Rollouts(version=int(item.get("version", 0)))
+        except (ValueError, TypeError):
+            return Rollouts()

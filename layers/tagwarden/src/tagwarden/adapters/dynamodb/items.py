@@ -311,11 +311,12 @@ def finding_entry_values(report: FindingReported, state: ScanState, now: datetim
 def rollouts_values(location: str, rollouts: Rollouts, version: int, now: datetime) -> Values:
     """A workload's rollouts: each content recently rolled out there and when its latest rollout began
     (`contents`, the first format's attribute, unchanged), and per content that has them (`history`) its
-    earlier kept starts, kept spec writes and the starts kubelet lines made. One map entry per content, so
-    its name (~130 characters) is stored twice at most."""
-    history: dict[str, dict[str, list[str]]] = {}
+    earlier kept starts, kept spec writes, the starts kubelet lines made and the kubelet-made starts spec
+    writes replaced (`aliases`, start -> replaced start). One map entry per content, so its name (~130
+    characters) is stored twice at most."""
+    history: dict[str, dict[str, Any]] = {}
     for content in rollouts.starts:
-        entry = {
+        entry: dict[str, Any] = {
             name: [iso(moment) for moment in times]
             for name, times in (
                 ("earlier", rollouts.earlier.get(content, ())),
@@ -324,6 +325,9 @@ def rollouts_values(location: str, rollouts: Rollouts, version: int, now: dateti
             )
             if times
         }
+        aliases = rollouts.aliases.get(content, {})
+        if aliases:
+            entry["aliases"] = {iso(start): iso(alias) for start, alias in aliases.items()}
         if entry:
             history[content] = entry
     return {
@@ -343,13 +347,17 @@ def stored_rollouts(item: Mapping[str, Any]) -> Rollouts:
     starts, spec writes or kubelet-made starts."""
     starts = {content: parse_iso(start) for content, start in item.get("contents", {}).items()}
     kept: dict[str, dict[str, tuple[datetime, ...]]] = {"earlier": {}, "introduced": {}, "provisional": {}}
+    aliases: dict[str, dict[datetime, datetime]] = {}
     for content, entry in item.get("history", {}).items():
         if content not in starts:
             continue
         for name, times in entry.items():
             if name in kept and times:
                 kept[name][content] = tuple(parse_iso(moment) for moment in times)
-    return Rollouts(starts, int(item.get("version", 0)), kept["earlier"], kept["introduced"], kept["provisional"])
+        if entry.get("aliases"):
+            aliases[content] = {parse_iso(start): parse_iso(alias) for start, alias in entry["aliases"].items()}
+    version = int(item.get("version", 0))
+    return Rollouts(starts, version, kept["earlier"], kept["introduced"], kept["provisional"], aliases)
 
 
 def derived_entry_values(image: ImageName, index: str, state: ScanState, source: SourceEvent, now: datetime) -> Values:
