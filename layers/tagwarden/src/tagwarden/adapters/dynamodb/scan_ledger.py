@@ -163,7 +163,10 @@ class DynamoDbScanLedger:
 
         A transaction holds at most 100 items: the pointers of a digest with very many tags are written
         first, in transactions of their own (each pointer conditioned on its version, so a retry after a
-        partial write skips the pointers already updated), and the last transaction records the scan.
+        partial write skips the pointers already updated), and the last transaction records the scan. So do
+        the derived states of indexes beyond what the last transaction holds (a platform of ~95 indexes or
+        more), each after its own tags' pointers; the decision's in-use findings are bounded
+        (`scan_rules.MAX_IN_USE_ALERTS`) so that the last transaction always has room for the scan itself.
         """
         now = self._table.clock()
         entry = {**scan_entry_values(scan, decision.state, now), **outbox_values(decision.alerts, lease_until)}
