@@ -15,11 +15,12 @@ import boto3
 import pytest
 from tagwarden.domain.alerts import AlertType
 from tagwarden.domain.scan_rules import MAX_IN_USE_ALERTS
+from tagwarden.ports import ConcurrentUpdateError
 
 from tests.scenario.test_real_traffic_index_findings import DAY, IMAGE, finding, pointer_verdict, verdict
 from tests.scenario.test_real_traffic_index_findings import release as release  # the fixture
 from tests.support.audit import at, envelope, kubelet_status
-from tests.support.handlers import Handler
+from tests.support.handlers import FakeLambdaContext, Handler, load_function_module
 from tests.support.inspector import inspector_scan
 from tests.support.multiarch import OCI_INDEX, Build, build, manifest_push, put_build
 from tests.support.stack import REGION, Stack
@@ -117,8 +118,24 @@ def test_a_critical_on_a_platform_held_by_100_indexes_fails_every_index(
         )
     assert verdicts(stack, indexes) == {"pass"}
 
-    # When Inspector reports a CRITICAL on the shared arm64 manifest
-    scan_recorder(finding(release, "linux/arm64", "2026-11-25T06:00:00Z"))
+    # When Inspector reports a CRITICAL on the shared arm64 manifest, and the first attempt's last transaction
+    # (the platform's own state, with most indexes') loses to a concurrent writer after the indexes written
+    # ahead of it were written: the recorder reads again and decides again
+    module = load_function_module("scan_recorder", stack.environment())
+    table = module.SCAN_RECORDER._ledger._table
+    real_transact = table.transact
+    operations: list[str] = []
+
+    def losing_once(operation: str, writes: Any) -> None:
+        operations.append(operation)
+        if operation == "TransactWriteItems scan" and operations.count(operation) == 1:
+            raise ConcurrentUpdateError("the last transaction lost to a concurrent writer")
+        real_transact(operation, writes)
+
+    table.transact = losing_once
+    module.lambda_handler(finding(release, "linux/arm64", "2026-11-25T06:00:00Z"), FakeLambdaContext())
+    assert operations.count("TransactWriteItems scan") == 2
+    assert "TransactWriteItems scan pointers" in operations
 
     # Then the platform's own state is recorded, and every index and the tag naming it fail
     assert verdict(stack, release.digest("linux/arm64")) == "fail"
