@@ -10,6 +10,7 @@ from tagwarden.domain.deployments import RECORDING_SKEW, episode_learned_at, vul
 from tagwarden.domain.images import ImageName
 from tagwarden.domain.scans import ScanState, ScanStatus, Verdict
 from tagwarden.domain.sources import SourceEvent, key_time
+from tagwarden.domain.workloads import ROLLOUT_WINDOW
 
 IMAGE = ImageName("111122223333.dkr.ecr.eu-west-1.amazonaws.com", "shop/api")
 D = "sha256:73f18cb3123e143a4e0d3bb2247c9b99d86afde38cc67f8a6da11ac78b60e93c"
@@ -54,6 +55,19 @@ def test_a_rollout_begun_after_the_ledger_learned_of_the_episode_is_a_finding_of
     rollback = ident(FAILING, rollout + timedelta(minutes=20))
     assert first == again  # replicas, retries, duplicate deliveries of one rollout
     assert len({ident(FAILING, None), first, rollback}) == 3
+
+
+def test_a_rollout_a_kubelet_line_started_is_a_reminder_at_most_once_per_rollout_window() -> None:
+    # The ROLLOUT_WINDOW rule restarts a day-old rollout when the kubelet reports the content again: within
+    # ROLLOUT_WINDOW of the recording that is the episode's finding (the workload was alerted then) ...
+    hour_later = RECORDED + timedelta(hours=1)
+    assert vulnerable_alert_id(WORKLOAD, IMAGE, D, FAILING, hour_later, kubelet_started=True) == ident(FAILING, None)
+    # ... from ROLLOUT_WINDOW after it, a reminder of its own
+    day_later = RECORDED + ROLLOUT_WINDOW
+    reminder = vulnerable_alert_id(WORKLOAD, IMAGE, D, FAILING, day_later, kubelet_started=True)
+    assert reminder == ident(FAILING, day_later) != ident(FAILING, None)
+    # a rollout a spec write started (a deployment, a rollback) is a finding of its own at once
+    assert ident(FAILING, hour_later) != ident(FAILING, None)
 
 
 def test_a_new_episode_is_a_new_finding_even_for_the_same_rollout() -> None:

@@ -21,7 +21,7 @@ from tagwarden.domain.scans import FindingSeverity, ScanState, Verdict, severity
 from tagwarden.domain.severity import Severity
 from tagwarden.domain.sources import SourceEvent, key_time, ordering_key
 from tagwarden.domain.tags import TagPointer, TagRef
-from tagwarden.domain.workloads import Rollouts, Sighting, Workload, rollout_starts
+from tagwarden.domain.workloads import ROLLOUT_WINDOW, Rollouts, Sighting, Workload, rollout_starts
 
 DigestKey = tuple[ImageName, str]
 
@@ -300,7 +300,8 @@ def check(
     another alert. `scope` knows which accounts' events reach Tagwarden: an unscanned image of another
     account's registry says so, since no push or scan of it can ever be in the ledger.
     """
-    moment = _Moment(detected_at, observation.seen_at, since, scope or RegistryScope())
+    kubelet_started = _kubelet_started(observation, content, view, since)
+    moment = _Moment(detected_at, observation.seen_at, since, scope or RegistryScope(), kubelet_started)
     if isinstance(observation, ImageReferenced):
         return _check_reference(observation, content, view, moment)
     return _check_running(observation, content, view, moment)
@@ -314,6 +315,8 @@ class _Moment:
     seen_at: datetime
     since: datetime
     scope: RegistryScope
+    # The rollout begun `since` was started by a kubelet line, not a spec write (see `_kubelet_started`).
+    kubelet_started: bool = False
 
 
 def _check_reference(
@@ -425,7 +428,9 @@ def _vulnerable(
         summary=f"{_where(workload)} deploys {reference} ({short_digest(digest)}), {verdict}.",
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
-        alert_id=vulnerable_alert_id(workload.location, reference.name, digest, scan, moment.since),
+        alert_id=vulnerable_alert_id(
+            workload.location, reference.name, digest, scan, moment.since, kubelet_started=moment.kubelet_started
+        ),
     )
 
 
@@ -440,7 +445,13 @@ RECORDING_SKEW = timedelta(minutes=1)
 
 
 def vulnerable_alert_id(
-    location: str, image: ImageName, digest: str, scan: ScanState, rollout: datetime | None = None
+    location: str,
+    image: ImageName,
+    digest: str,
+    scan: ScanState,
+    rollout: datetime | None = None,
+    *,
+    kubelet_started: bool = False,
 ) -> str:
     """The id of "this workload uses this failing content": one per workload, content and failing episode,
     or per rollout for a rollout of the content begun after the ledger learned of the episode.
@@ -450,12 +461,29 @@ def vulnerable_alert_id(
     finding reaches subscribers once. A rollout begun later (a deployment of known-vulnerable content, or a
     rollback to it: D, then B, then D again) is a finding of its own: `rollout` is its start, compared with
     the episode's recording time (RECORDING_SKEW allowed for the two clocks).
+
+    A rollout a kubelet line started (`kubelet_started`: no spec write at its start; the ROLLOUT_WINDOW rule
+    restarting the rollout of content still running a day on) is a reminder, not a deployment: it counts as
+    later only ROLLOUT_WINDOW after the recording, so a workload alerted when the episode was learned is
+    reminded at most once per ROLLOUT_WINDOW, not whenever its day-old rollout restarts after the recording.
     """
     episode = (scan.failing_since,) if scan.failing_since else ()
     learned = episode_learned_at(scan)
     later = rollout is not None and learned is not None and rollout > learned + RECORDING_SKEW
+    if later and kubelet_started and rollout is not None and learned is not None:
+        later = rollout >= learned + ROLLOUT_WINDOW
     per_rollout = (rollout.isoformat(),) if later and rollout is not None else ()
     return derive_alert_id(AlertType.VULNERABLE_IMAGE_DEPLOYED, location, str(image), digest, *episode, *per_rollout)
+
+
+def _kubelet_started(observation: Observation, content: Content, view: DeploymentView, since: datetime) -> bool:
+    """Whether the rollout begun `since` was started by a kubelet line (the record's provisional starts): no
+    spec write shows a deployment then. It is how the ROLLOUT_WINDOW rule restarts the rollout of content
+    still running a day on. `view.rollouts` must hold the workload's rollouts with the batch's own lines
+    (`rollouts_of`'s new records), so that every line of one rollout is judged alike.
+    """
+    record = view.rollouts.get(observation.workload.location)
+    return record is not None and since in record.provisional.get(sighting(observation, content).content, ())
 
 
 def episode_learned_at(scan: ScanState) -> datetime | None:

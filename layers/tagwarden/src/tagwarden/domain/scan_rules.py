@@ -331,7 +331,33 @@ def decide_parents(
         )
         alerts.extend(carried.alerts + found)
         findings.extend(found)
-    return replace(decision, parents=tuple(parents), alerts=tuple(alerts), findings=tuple(findings))
+    kept = _bounded_findings(findings)
+    if len(kept) < len(findings):
+        dropped = {alert.alert_id for alert in findings} - {alert.alert_id for alert in kept}
+        alerts = [alert for alert in alerts if alert.alert_id not in dropped]
+        parents = [replace(p, alerts=tuple(a for a in p.alerts if a.alert_id not in dropped)) for p in parents]
+    return replace(decision, parents=tuple(parents), alerts=tuple(alerts), findings=kept)
+
+
+# In-use findings one scan or finding event raises, across the scanned digest and every index holding it: each
+# is one item of the decision's transaction (at most 100 items, with the scan entry, the digest's record and the
+# indexes' changed states) and one alert on the scan entry's outbox. The most recently seen workloads are
+# alerted; the audit watcher raises the same finding (same id) for the others when it next sees them.
+MAX_IN_USE_ALERTS = MAX_SITES_KEPT
+
+
+def _bounded_findings(findings: list[Alert]) -> tuple[Alert, ...]:
+    """At most MAX_IN_USE_ALERTS of the decision's in-use findings, the most recently seen workloads first
+    (in their original order); ids are distinct per digest and workload, so they name what is dropped."""
+    if len(findings) <= MAX_IN_USE_ALERTS:
+        return tuple(findings)
+    ranked = sorted(range(len(findings)), key=lambda n: _last_seen(findings[n]), reverse=True)
+    chosen = set(ranked[:MAX_IN_USE_ALERTS])
+    return tuple(alert for n, alert in enumerate(findings) if n in chosen)
+
+
+def _last_seen(alert: Alert) -> datetime:
+    return max(site.last_seen for site in alert.in_use) if alert.in_use else alert.detected_at
 
 
 def _carrying(pointers: Mapping[str, TagPointer | None], digest: str, state: ScanState) -> dict[str, TagPointer]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from tagwarden.clock import utcnow
@@ -67,9 +68,11 @@ class AuditWatcher:
             view, contents = self._read_view(observations)
             now = self._clock()
             starts, rollouts = rollouts_of(observations, contents, view)
+            # Findings are judged with the workloads' rollouts including this batch's (how each rollout began).
+            judged = replace(view, rollouts={**view.rollouts, **{loc: new for loc, (_, new) in rollouts.items()}})
             findings: dict[str, Alert] = {}
             for observation, content, since in zip(observations, contents, starts, strict=True):
-                alert = check(observation, content, view, now, since, self._scope)
+                alert = check(observation, content, judged, now, since, self._scope)
                 if alert is not None:
                     findings.setdefault(alert.alert_id, alert)
             if rollouts:

@@ -50,6 +50,7 @@ from tagwarden.domain.scan_rules import FindingDecision, ParentDecision, ParentS
 from tagwarden.domain.scans import ScanCompleted
 from tagwarden.domain.sources import SourceEvent
 from tagwarden.domain.tags import TagPointer, TagRef
+from tagwarden.observability import logger, metrics
 from tagwarden.ports import FindingReading, ScanEntry, ScanReading
 
 
@@ -162,7 +163,10 @@ class DynamoDbScanLedger:
 
         A transaction holds at most 100 items: the pointers of a digest with very many tags are written
         first, in transactions of their own (each pointer conditioned on its version, so a retry after a
-        partial write skips the pointers already updated), and the last transaction records the scan.
+        partial write skips the pointers already updated), and the last transaction records the scan. So do
+        the derived states of indexes beyond what the last transaction holds (a platform of ~95 indexes or
+        more), each after its own tags' pointers; the decision's in-use findings are bounded
+        (`scan_rules.MAX_IN_USE_ALERTS`) so that the last transaction always has room for the scan itself.
         """
         now = self._table.clock()
         entry = {**scan_entry_values(scan, decision.state, now), **outbox_values(decision.alerts, lease_until)}
@@ -222,21 +226,42 @@ class DynamoDbScanLedger:
             {"Update": _pointer_update(image, tag_name, pointer, carried=False)}
             for tag_name, pointer in decision.moved_tags.items()
         ]
+        # A changed derived state is recorded with the scan itself, as the digest's own state is: a retry
+        # after a partial write decides again from the index's state as it was. A bare counter bump and
+        # the derived history entry (an idempotent overwrite) may go ahead in an earlier transaction.
+        changed = sum(1 for parent in decision.parents if parent.state is not None)
+        with_scan = min(changed, MAX_TRANSACTION_ITEMS - len(record))
+        ahead: list[dict[str, Any]] = []
         for parent in decision.parents:
             update, derived = _parent_writes(image, source, parent, now)
-            # A changed derived state is recorded with the scan itself, as the digest's own state is: a retry
-            # after a partial write decides again from the index's state as it was. A bare counter bump and
-            # the derived history entry (an idempotent overwrite) may go ahead in an earlier transaction.
-            (record if parent.state is not None else pointers).append(update)
-            pointers += derived
-            pointers += [
+            writes = derived + [
                 {"Update": _pointer_update(image, tag_name, pointer, carried=True)}
                 for tag_name, pointer in parent.pointer_updates.items()
             ]
-            pointers += [
+            writes += [
                 {"Update": _pointer_update(image, tag_name, pointer, carried=False)}
                 for tag_name, pointer in parent.moved_tags.items()
             ]
+            if parent.state is None:
+                pointers += [update, *writes]
+            elif with_scan > 0:
+                with_scan -= 1
+                record.append(update)
+                pointers += writes
+            else:
+                # More indexes than the scan's transaction holds (about 95 indexes share the platform): this
+                # index's state goes ahead, conditioned on its derivation counter, after its pointers and in
+                # the same or a later transaction, so a retry that finds the state written finds its pointers
+                # written too; one that does not decides again. A retry after such a partial write raises no
+                # in-use finding for this index (its verdict already reads `fail`): the audit watcher does.
+                ahead += [*writes, update]
+        if ahead:
+            logger.warning(
+                "indexes written ahead of the scan",
+                extra={"image": str(image), "event_id": source.event_id, "indexes": changed},
+            )
+            metrics.add_metric(name="IndexStatesWrittenAhead", unit="Count", value=1)
+        pointers = ahead + pointers
         room = MAX_TRANSACTION_ITEMS - len(record)
         split = max(0, len(pointers) - room)
         early, last = pointers[:split], pointers[split:]
