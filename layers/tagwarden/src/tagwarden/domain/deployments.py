@@ -480,10 +480,15 @@ def _kubelet_started(observation: Observation, content: Content, view: Deploymen
     """Whether the rollout begun `since` was started by a kubelet line (the record's provisional starts): no
     spec write shows a deployment then. It is how the ROLLOUT_WINDOW rule restarts the rollout of content
     still running a day on. `view.rollouts` must hold the workload's rollouts with the batch's own lines
-    (`rollouts_of`'s new records), so that every line of one rollout is judged alike.
+    (`rollouts_of`'s new records), so that every line of one rollout is judged alike. A rollout whose
+    kubelet-made start a spec write learned later replaced keeps that start as its name (`Rollouts.aliases`),
+    and its findings keep the id they were first raised with: it is judged as kubelet-started too.
     """
     record = view.rollouts.get(observation.workload.location)
-    return record is not None and since in record.provisional.get(sighting(observation, content).content, ())
+    if record is None:
+        return False
+    shown = sighting(observation, content).content
+    return since in record.provisional.get(shown, ()) or since in record.aliases.get(shown, {}).values()
 
 
 def episode_learned_at(scan: ScanState) -> datetime | None:
