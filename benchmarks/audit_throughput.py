@@ -203,6 +203,6 @@ def render(run: AuditRun) -> str:
         "reads: two rounds of BatchGetItem (one request per 100 keys): the delivery's tag pointers and workloads'\n"
         "rollouts (a running digest is read through its tag's pointer), then the findings. writes: usage, refreshed\n"
         "once per workload and image (then at most hourly), each workload's rollouts when new content is rolled\n"
-        "out (or a spec write of known content comes a minute after the last one kept), and each finding,\n"
-        "recorded once (a finding seen again is not written again)."
+        "out (or a person's spec write of known content comes a minute after the last one kept), and each\n"
+        "finding, recorded once (a finding seen again is not written again)."
     )
