@@ -6,6 +6,7 @@ in events/README.md); only times, images and ids are changed per story.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from typing import Any
@@ -393,3 +394,45 @@ def test_a_rollouts_item_of_the_first_format_is_still_read(stack: Stack, audit_w
     (item,) = [i for i in stack.items() if i["sk"]["S"] == "ROLLOUTS"]
     assert set(item["history"]["M"]) == {f"{ECR}/shop/api@{A}"}
     assert set(item["history"]["M"][f"{ECR}/shop/api@{A}"]["M"]) == {"earlier"}
+
+
+# --- Image volumes ----------------------------------------------------------------------------------------
+
+
+def with_image_volume(line: dict[str, Any], reference: str) -> dict[str, Any]:
+    """The pod creation with an image volume (KEP-4639) mounting `reference`, as the API server stores it."""
+    changed: dict[str, Any] = copy.deepcopy(line)
+    volume = {"name": "models", "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}
+    changed["responseObject"]["spec"]["volumes"].append(volume)
+    return changed
+
+
+def test_an_image_volume_is_judged_like_a_container_image(
+    stack: Stack, push_guard: Handler, scan_recorder: Handler, audit_watcher: Handler
+) -> None:
+    # Given the pod's container image scanned, and a model image pushed but never scanned
+    push(push_guard, "latest", A, "09:00:00")
+    scan(scan_recorder, A, ["latest"], "09:01:00")
+    push_guard(ecr_image_action(tag="v7", digest=B, time="2026-11-20T09:02:00Z", repository="shop/models"))
+    stack.received_alerts()
+    pod = with_images(audit_line("pod_create_request_response.json"), LATEST)
+
+    # When a pod mounting the model image as an image volume is created
+    audit_watcher(envelope([at(with_image_volume(pod, f"{ECR}/shop/models:v7"), "09:31:04")]))
+
+    # Then the volume's unscanned image is reported, as a container's would be
+    (alert,) = deployment_alerts(stack)
+    assert (alert.type, alert.repository, alert.tag, alert.current_digest) == (
+        AlertType.UNSCANNED_IMAGE_DEPLOYED,
+        "shop/models",
+        "v7",
+        B,
+    )
+
+    # And once the model image is scanned, the next pod mounting it is quiet
+    scan_recorder(
+        ecr_scan(digest=B, tags=["v7"], time="2026-11-20T09:40:00Z", counts=PASSING, repository="shop/models")
+    )
+    stack.received_alerts()
+    audit_watcher(envelope([at(with_image_volume(pod, f"{ECR}/shop/models:v7"), "09:45:00")]))
+    assert deployment_alerts(stack) == []

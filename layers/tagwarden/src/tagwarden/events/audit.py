@@ -392,7 +392,25 @@ def _observations(event: AuditEvent, batch: AuditBatch) -> bool:
             found = True
             if resource == "pods" and isinstance(name := container.get("name"), str):
                 batch.spec_images[(workload.namespace, workload.name, name)] = reference
+    # Through the ephemeralcontainers subresource only the ephemeral containers can change.
+    for text in _image_volumes(spec) if ref.subresource is None else ():
+        reference = _reference(text, batch)
+        if reference is not None:
+            batch.observations.append(ImageReferenced(reference, workload, seen_at))
+            found = True
     return found
+
+
+def _image_volumes(spec: dict[str, Any]) -> list[Any]:
+    """The references of the spec's image volumes (`volumes[].image.reference`, KEP-4639): OCI images the
+    kubelet pulls and mounts read-only, deployed content like a container's image (the webhook judges them
+    too). The kubelet reports no digest for them, so only the spec's reference is seen."""
+    volumes = spec.get("volumes")
+    return [
+        volume["image"].get("reference")
+        for volume in (volumes if isinstance(volumes, list) else ())
+        if isinstance(volume, dict) and isinstance(volume.get("image"), dict)
+    ]
 
 
 def _stored_object(event: AuditEvent) -> dict[str, Any] | None:
