@@ -9,7 +9,8 @@ reported as failing). One finding per workload, content and rollout (see `worklo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -300,7 +301,8 @@ def check(
     another alert. `scope` knows which accounts' events reach Tagwarden: an unscanned image of another
     account's registry says so, since no push or scan of it can ever be in the ledger.
     """
-    kubelet_started = _kubelet_started(observation, content, view, since)
+    # How the rollout began matters only to a failing digest's finding: asked then, not for every line.
+    kubelet_started = functools.partial(_kubelet_started, observation, content, view, since)
     moment = _Moment(detected_at, observation.seen_at, since, scope or RegistryScope(), kubelet_started)
     if isinstance(observation, ImageReferenced):
         return _check_reference(observation, content, view, moment)
@@ -315,8 +317,8 @@ class _Moment:
     seen_at: datetime
     since: datetime
     scope: RegistryScope
-    # The rollout begun `since` was started by a kubelet line, not a spec write (see `_kubelet_started`).
-    kubelet_started: bool = False
+    # Whether the rollout begun `since` was started by a kubelet line, not a spec write (`_kubelet_started`).
+    kubelet_started: Callable[[], bool]
 
 
 def _check_reference(
@@ -429,7 +431,7 @@ def _vulnerable(
         scanned_digest=digest,
         scanned_at=scan.scanned_at,
         alert_id=vulnerable_alert_id(
-            workload.location, reference.name, digest, scan, moment.since, kubelet_started=moment.kubelet_started
+            workload.location, reference.name, digest, scan, moment.since, kubelet_started=moment.kubelet_started()
         ),
     )
 
@@ -469,10 +471,10 @@ def vulnerable_alert_id(
     """
     episode = (scan.failing_since,) if scan.failing_since else ()
     learned = episode_learned_at(scan)
-    later = rollout is not None and learned is not None and rollout > learned + RECORDING_SKEW
-    if later and kubelet_started and rollout is not None and learned is not None:
-        later = rollout >= learned + ROLLOUT_WINDOW
-    per_rollout = (rollout.isoformat(),) if later and rollout is not None else ()
+    per_rollout: tuple[str, ...] = ()
+    if rollout is not None and learned is not None:
+        later = rollout >= learned + ROLLOUT_WINDOW if kubelet_started else rollout > learned + RECORDING_SKEW
+        per_rollout = (rollout.isoformat(),) if later else ()
     return derive_alert_id(AlertType.VULNERABLE_IMAGE_DEPLOYED, location, str(image), digest, *episode, *per_rollout)
 
 

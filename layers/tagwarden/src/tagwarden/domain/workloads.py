@@ -229,9 +229,11 @@ class Rollouts:
 
     def same_record(self, other: Rollouts) -> bool:
         """Whether both hold the same rollouts (versions aside): nothing to write."""
-        mine = (dict(self.starts), _nonempty(self.earlier), _nonempty(self.introductions), _nonempty(self.provisional))
-        theirs = (dict(other.starts), _nonempty(other.earlier), _nonempty(other.introductions))
-        return mine == (*theirs, _nonempty(other.provisional)) and _nonempty(self.aliases) == _nonempty(other.aliases)
+        return self._kept() == other._kept()
+
+    def _kept(self) -> tuple[object, ...]:
+        kept = (self.earlier, self.introductions, self.provisional, self.aliases)
+        return (dict(self.starts), *(_nonempty(times) for times in kept))
 
     def finding_start(self, content: str, start: datetime) -> datetime:
         """The start that names `start`'s rollout in findings: the kubelet-made start it replaced, if any."""
